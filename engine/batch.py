@@ -1,0 +1,293 @@
+"""The batch engine: every rule of the catalogue over every taxpayer of a period, in one lazy query.
+
+`build_query` joins the period's indicators with taxpayers, claims and risk-event counts, adds one
+column per condition, eligibility, benefit and outcome for each rule (dependencies first), and returns
+lazy frames for the findings (with evidence) and the summary. Nothing loops over rows; rules are
+unrolled into expressions once, then Polars runs the whole catalogue as one plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+
+from engine import ir
+from engine.backends.polars import (
+    Context,
+    claim_amount_col,
+    claimed_col,
+    condition_col,
+    eligible_col,
+    event_counts,
+    exact,
+    translate,
+)
+from engine.catalogue import Catalogue, Condition, Rule
+from engine.evidence import Explanation, Subject, explain_condition, format_value_expr, round_half_up
+from engine.findings import EVIDENCE_DTYPE, FINDINGS_SCHEMA, KIND_LABELS, KINDS, OUTCOMES
+from engine.outcomes import decide_expr, risk_tier_expr
+from profiles.periods import Period
+from profiles.schema import INDICATORS, MONEY_DTYPE, PROFILE_FIELDS, TAXPAYERS
+
+TAXPAYER_CONTEXT = {
+    "name": "taxpayer_name", "entity_type": "entity_type", "district": "district", "tax_authority": "tax_authority",
+    "preferred_channel": "preferred_channel", "opt_out": "opt_out", "phone": "phone", "email": "email",
+}
+#: For each finding kind, the condition status that explains it.
+DECIDING_STATUS = {"unclaimed": "pass", "improper": "fail", "undetermined": "unknown"}
+
+
+def outcome_col(rule_id: str) -> str:
+    return f"{rule_id}__outcome"
+
+
+def benefit_col(rule_id: str) -> str:
+    return f"{rule_id}__benefit"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The lazy query for one period: the per-taxpayer outcome table and what is derived from it."""
+
+    period: Period
+    rules: tuple[Rule, ...]  # judged for this period (granularity matches)
+    in_window: frozenset[str]  # of those, whose effective window covers the period
+    wide: pl.LazyFrame  # one row per taxpayer: conditions, eligibility, benefit, outcome per rule
+    findings: pl.LazyFrame  # FINDINGS_SCHEMA rows
+    summary: pl.LazyFrame  # rule_id, outcome, count, amount
+
+
+def _lazy(frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    return frame.lazy() if isinstance(frame, pl.DataFrame) else frame
+
+
+def build_query(
+    catalogue: Catalogue,
+    period: Period,
+    *,
+    taxpayers: pl.DataFrame | pl.LazyFrame,
+    indicators: pl.DataFrame | pl.LazyFrame,
+    claims: pl.DataFrame | pl.LazyFrame,
+    risk_events: pl.DataFrame | pl.LazyFrame,
+) -> Plan:
+    """The whole catalogue for `period` as lazy frames; nothing is computed until they are collected."""
+    rules = tuple(catalogue.active(period))
+    in_window = frozenset(r.id for r in rules if r.covers(period))
+    ctx = Context(period=period, active=in_window)
+    p = period.text
+
+    ind = _lazy(indicators).filter(pl.col("period") == p).drop("period")
+    cl = _lazy(claims).filter(pl.col("period") == p)
+    ids = pl.concat([ind.select("taxpayer_id"), cl.select("taxpayer_id")]).unique()
+    base = ids.join(_lazy(taxpayers), on="taxpayer_id", how="left").join(ind, on="taxpayer_id", how="left")
+    base = base.with_columns(pl.lit(p).alias("period"))
+
+    # Claims, one boolean and one amount per rule (any of its codes counts as claiming it).
+    claim_aggs = []
+    for rule in catalogue.rules.values():
+        hit = pl.col("incentive").is_in(list(rule.claim_codes))
+        claim_aggs.append(hit.any().alias(claimed_col(rule.id)))
+        claim_aggs.append(pl.col("amount").filter(hit).sum().cast(MONEY_DTYPE).alias(claim_amount_col(rule.id)))
+    base = base.join(cl.group_by("taxpayer_id").agg(claim_aggs), on="taxpayer_id", how="left")
+    base = base.with_columns(
+        [pl.col(claimed_col(r)).fill_null(False) for r in catalogue.rules]
+        + [pl.when(pl.col(claimed_col(r)).fill_null(False)).then(pl.col(claim_amount_col(r))).alias(claim_amount_col(r))
+           for r in catalogue.rules]
+    )
+
+    # Rules in dependency order; a rule's columns are added after those of every rule it reads.
+    stages: list[list[pl.Expr]] = []
+    level: dict[str, int] = {}
+    for rule in rules:
+        lv = 1 + max((level.get(d, -1) for d in rule.depends_on), default=-1)
+        level[rule.id] = lv
+        while len(stages) <= lv:
+            stages.append([])
+        stages[lv].extend(_rule_columns(rule, ctx, rule.id in in_window))
+    counts = event_counts(_lazy(risk_events), ctx)
+    if counts is not None:
+        base = base.join(counts, on="taxpayer_id", how="left").with_columns(
+            [pl.col(c).fill_null(0) for c in ctx.events.values()]
+        )
+    wide = base
+    for stage in stages:
+        wide = wide.with_columns(stage)
+    outcome_exprs = []
+    for rule in rules:
+        claimed = pl.col(claimed_col(rule.id))
+        if rule.id in in_window:
+            outcome_exprs.append(decide_expr(claimed, pl.col(eligible_col(rule.id)), pl.col(benefit_col(rule.id)))
+                                 .alias(outcome_col(rule.id)))
+        else:
+            outcome_exprs.append(pl.when(claimed).then(pl.lit("improper")).otherwise(pl.lit("not_applicable"))
+                                 .alias(outcome_col(rule.id)))
+    wide = wide.with_columns(outcome_exprs)
+
+    findings = [_rule_findings(wide, rule, catalogue, ctx, rule.id in in_window) for rule in rules]
+    empty = pl.LazyFrame(schema=FINDINGS_SCHEMA)
+    findings_lf = pl.concat([empty, *findings], how="vertical") if findings else empty
+    summary = _summary(wide, rules, in_window)
+    return Plan(period, rules, in_window, wide, findings_lf, summary)
+
+
+def _rule_columns(rule: Rule, ctx: Context, in_window: bool) -> list[pl.Expr]:
+    if not in_window:
+        return []
+    rctx = Context(period=ctx.period, rule=rule, active=ctx.active, events=ctx.events)
+    cols = [translate(c.expr, rctx).alias(condition_col(rule.id, c.id)) for c in rule.all_conditions()]
+    eligible = pl.all_horizontal([translate(c.expr, rctx) for c in rule.all_conditions()])
+    benefit = round_half_up(exact(translate(rule.benefit, rctx)), 2).cast(MONEY_DTYPE)
+    return [*cols, eligible.alias(eligible_col(rule.id)), benefit.alias(benefit_col(rule.id))]
+
+
+def _status(col: pl.Expr) -> pl.Expr:
+    return pl.when(col).then(pl.lit("pass")).when(~col).then(pl.lit("fail")).otherwise(pl.lit("unknown"))
+
+
+def _subject_dtype(subject: Subject) -> pl.DataType | None:
+    node = subject.node
+    if isinstance(node, ir.Field):
+        return PROFILE_FIELDS[node.name].dtype
+    if subject.fmt in ("int",):
+        return pl.Int64()
+    return pl.Decimal(38, 6)
+
+
+def _render(subject: Subject, rctx: Context) -> pl.Expr:
+    column = subject.node.name if isinstance(subject.node, ir.Field) else ""
+    expr = translate(subject.node, rctx)
+    return format_value_expr(expr, subject.fmt, column=column, dtype=_subject_dtype(subject))
+
+
+def _with_unit(value: pl.Expr, subject: Subject) -> pl.Expr:
+    text = pl.when(value.is_null()).then(pl.lit(subject.empty_text)).otherwise(value)
+    return pl.concat_str([pl.lit(f"{subject.label} "), text, pl.lit(f" {subject.unit}" if subject.unit else "")])
+
+
+def _evidence(cond: Condition, rule: Rule, rctx: Context) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    """(status, value, threshold, reason, missing) expressions of one condition."""
+    ex: Explanation = explain_condition(cond, rule, rctx.period)
+    status = _status(pl.col(condition_col(rule.id, cond.id)))
+    missing_parts = [pl.when(translate(f.node, rctx).is_null()).then(pl.lit(f.label))
+                     for f in ex.fields if f.empty_text == "缺失"]
+    missing = (pl.concat_list(missing_parts).list.drop_nulls().list.join("、") if missing_parts else pl.lit(""))
+    missing = pl.when(missing == "").then(pl.lit("所需数据")).otherwise(missing)
+    unknown_reason = pl.concat_str([pl.lit(f"{ex.label}：缺少"), missing, pl.lit("，无法判断")])
+    field_values = [_with_unit(_render(f, rctx), f) for f in ex.fields]
+    joined_fields = pl.concat_str(field_values, separator="；") if field_values else pl.lit("")
+    if ex.shape == "compare" and ex.subject is not None and ex.threshold is not None:
+        value = _render(ex.subject, rctx)
+        threshold = pl.lit(ex.threshold_text) if ex.threshold_text else _render(
+            Subject(ex.threshold.label, ex.threshold.unit, ex.subject.fmt if ex.threshold.fmt == "number"
+                    else ex.threshold.fmt, ex.threshold.node), rctx)
+        unit = f" {ex.subject.unit}" if ex.subject.unit else ""
+        label = f"{ex.subject.label} " if ex.subject.label else ""
+        known = pl.concat_str([
+            pl.lit(label), value, pl.lit(unit + "，"),
+            pl.when(status == "pass").then(pl.lit(ex.pass_verb)).otherwise(pl.lit(ex.fail_verb)),
+            pl.lit(" "), threshold, pl.lit(unit + ex.bound),
+        ])
+    elif ex.shape == "in" and ex.subject is not None:
+        value = _render(ex.subject, rctx)
+        threshold = pl.lit(ex.threshold_text)
+        known = pl.concat_str([
+            pl.lit(f"{ex.subject.label}为"), value, pl.lit("，"),
+            pl.when(status == "pass").then(pl.lit(ex.pass_verb)).otherwise(pl.lit(ex.fail_verb)), threshold,
+        ])
+    else:
+        value = joined_fields
+        threshold = pl.lit("")
+        detail = pl.when(joined_fields == "").then(pl.lit("")).otherwise(
+            pl.concat_str([pl.lit("（"), joined_fields, pl.lit("）")]))
+        known = pl.concat_str([
+            pl.lit(f"{ex.label}："),
+            pl.when(status == "pass").then(pl.lit("满足")).otherwise(pl.lit("不满足")), detail,
+        ])
+    reason = pl.when(status == "unknown").then(unknown_reason).otherwise(known)
+    return status, value.fill_null(""), threshold.fill_null(""), reason, missing
+
+
+def _rule_findings(wide: pl.LazyFrame, rule: Rule, catalogue: Catalogue, ctx: Context, in_window: bool) -> pl.LazyFrame:
+    rctx = Context(period=ctx.period, rule=rule, active=ctx.active, events=ctx.events)
+    kind = pl.col(outcome_col(rule.id))
+    claimed_amount = pl.col(claim_amount_col(rule.id))
+    if in_window:
+        items, reasons = [], []
+        for cond in rule.all_conditions():
+            status, value, threshold, reason, _ = _evidence(cond, rule, rctx)
+            items.append(pl.struct(
+                condition=pl.lit(cond.id), label=pl.lit(cond.label), status=status, value=value,
+                threshold=threshold, reason=reason,
+            ))
+            want = pl.col("kind").replace_strict(DECIDING_STATUS, default=None)
+            reasons.append(pl.when(status == want).then(reason))
+        evidence = pl.concat_list(items)
+        reason_text = pl.concat_list(reasons).list.drop_nulls().list.join("；")
+        benefit = pl.col(benefit_col(rule.id))
+    else:
+        text = f"政策执行期限为 {rule.window_label}，所属期 {ctx.period.label} 不在执行期内"
+        evidence = pl.concat_list([pl.struct(
+            condition=pl.lit("effective"), label=pl.lit("政策执行期限"), status=pl.lit("fail"),
+            value=pl.lit(ctx.period.text), threshold=pl.lit(rule.window_label), reason=pl.lit(text),
+        )])
+        reason_text = pl.lit(text)
+        benefit = pl.lit(None, MONEY_DTYPE)
+    tiers = catalogue.settings.risk_tiers
+    amount = pl.when(pl.col("kind") == "improper").then(pl.coalesce(claimed_amount, benefit)).otherwise(benefit)
+    context = [pl.col(src).alias(dst) for src, dst in TAXPAYER_CONTEXT.items()]
+    return (
+        wide.filter(kind.is_in(list(KINDS)))
+        .with_columns(kind.alias("kind"))
+        .select(
+            pl.col("taxpayer_id"),
+            pl.col("period"),
+            pl.lit(rule.id).alias("rule_id"),
+            pl.lit(rule.name).alias("rule_name"),
+            pl.col("kind"),
+            pl.col("kind").replace_strict(KIND_LABELS, return_dtype=pl.String).alias("kind_label"),
+            amount.cast(MONEY_DTYPE).alias("estimated_amount"),
+            claimed_amount.cast(MONEY_DTYPE).alias("claimed_amount"),
+            pl.when(pl.col("kind") == "improper").then(
+                risk_tier_expr(rule.severity, pl.coalesce(claimed_amount, benefit),
+                               raise_at=Decimal(str(tiers.raise_at)), lower_below=Decimal(str(tiers.lower_below)))
+            ).alias("risk_tier"),
+            reason_text.alias("reasons"),
+            evidence.cast(pl.List(EVIDENCE_DTYPE)).alias("evidence"),
+            pl.lit(rule.basis_text).alias("basis"),
+            pl.lit(rule.version).alias("rule_version"),
+            pl.lit(catalogue.version).alias("ruleset_version"),
+            *context,
+        )
+    )
+
+
+def _summary(wide: pl.LazyFrame, rules: tuple[Rule, ...], in_window: frozenset[str]) -> pl.LazyFrame:
+    """Counts and amounts per rule and outcome — compliant and not-applicable included."""
+    parts = []
+    for rule in rules:
+        outcome = pl.col(outcome_col(rule.id))
+        benefit = pl.col(benefit_col(rule.id)) if rule.id in in_window else pl.lit(None, MONEY_DTYPE)
+        amount = pl.when(outcome == "improper").then(pl.coalesce(pl.col(claim_amount_col(rule.id)), benefit))
+        amount = amount.when(outcome != "not_applicable").then(benefit)
+        parts.append(
+            wide.group_by(outcome.alias("outcome"))
+            .agg(pl.len().cast(pl.Int64).alias("count"), amount.sum().cast(MONEY_DTYPE).alias("amount"))
+            .select(pl.lit(rule.id).alias("rule_id"), "outcome", "count", "amount")
+        )
+    if not parts:
+        return pl.LazyFrame(schema={"rule_id": pl.String, "outcome": pl.String, "count": pl.Int64,
+                                    "amount": MONEY_DTYPE})
+    return pl.concat(parts)
+
+
+def profile_columns() -> dict[str, Any]:
+    """Columns of the joined per-taxpayer profile (for tests and the single-taxpayer path)."""
+    cols = dict(TAXPAYERS.polars_schema)
+    cols.update({k: v for k, v in INDICATORS.polars_schema.items() if k != "taxpayer_id"})
+    return cols
+
+
+__all__ = ["OUTCOMES", "Plan", "build_query"]

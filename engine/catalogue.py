@@ -1,0 +1,470 @@
+"""The rule catalogue: load `rules/*.yaml` into checked, backend-neutral rules.
+
+Loading validates every file's shape (engine/rulefile.py), parses every expression (engine/expressions.py),
+type-checks it against the profile schema (engine/typecheck.py), resolves dependencies between rules
+(ordered, cycles rejected) and declared exclusions — and reports every problem at once with
+`file:line:col`. A catalogue that loads is safe to compile for any backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from engine import ir
+from engine.errors import RuleError, RuleProblem, did_you_mean
+from engine.expressions import ExpressionError, parse_expression
+from engine.rulefile import CatalogueSettings, RuleFile
+from engine.typecheck import TypeChecker
+from profiles.periods import Period
+
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+SETTINGS_FILE = "_catalogue.yaml"
+CASES_SUFFIX = ".cases.yaml"
+
+
+@dataclass(frozen=True)
+class DatedValue:
+    start: date
+    value: Any
+    basis: str
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A threshold or rate that may change on a date; each value keeps the law that set it."""
+
+    name: str
+    label: str
+    unit: str
+    values: tuple[DatedValue, ...]  # sorted by start
+
+    def at(self, day: date) -> Any:
+        """The value in force on `day` (None before the first value)."""
+        current = None
+        for v in self.values:
+            if v.start <= day:
+                current = v.value
+        return current
+
+    def entry_at(self, day: date) -> DatedValue | None:
+        current = None
+        for v in self.values:
+            if v.start <= day:
+                current = v
+        return current
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named eligibility condition with its Chinese label and its expression."""
+
+    id: str
+    label: str
+    expr: ir.Node
+    source: str
+    unit: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One incentive, checked and ready to compile."""
+
+    id: str
+    name: str
+    tax: str
+    verification: str
+    verification_note: str
+    basis: tuple[dict[str, Any], ...]
+    effective_from: date
+    effective_to: date | None
+    granularity: tuple[str, ...]
+    scope: Condition
+    conditions: tuple[Condition, ...]  # including generated "not stacked with" conditions
+    parameters: Mapping[str, Parameter]
+    excludes: tuple[str, ...]
+    claim_codes: tuple[str, ...]  # the rule id first, then the declared codes
+    benefit_label: str
+    benefit: ir.Node
+    benefit_source: str
+    severity: str
+    risk_patterns: tuple[str, ...]
+    claim_guide: Mapping[str, Any]
+    records: tuple[str, ...]
+    notes: str
+    file: str
+    version: str  # sha256 of the rule file's bytes (first 12 hex digits)
+    depends_on: tuple[str, ...] = ()
+
+    def applies_to_kind(self, kind: str) -> bool:
+        return kind in self.granularity
+
+    def covers(self, period: Period) -> bool:
+        """Whether the effective window overlaps the period."""
+        return self.effective_from <= period.end and (self.effective_to is None or self.effective_to >= period.start)
+
+    @property
+    def window_label(self) -> str:
+        end = self.effective_to.isoformat() if self.effective_to else "长期"
+        return f"{self.effective_from.isoformat()} 至 {end}"
+
+    @property
+    def basis_text(self) -> str:
+        return "；".join(f"{b['document']}{b.get('article', '')}" for b in self.basis)
+
+    def all_conditions(self) -> tuple[Condition, ...]:
+        """Scope first, then the eligibility conditions: the evidence list of a finding."""
+        return (self.scope, *self.conditions)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """Every rule, in dependency order, with the settings that apply to all."""
+
+    rules: Mapping[str, Rule]
+    settings: CatalogueSettings
+    version: str
+    directory: str
+    code_to_rule: Mapping[str, str] = field(default_factory=dict)
+
+    def active(self, period: Period) -> list[Rule]:
+        """Rules judged for this period: granularity matches the period's kind (window checked later)."""
+        return [r for r in self.rules.values() if r.applies_to_kind(period.kind)]
+
+    @property
+    def known_incentives(self) -> frozenset[str]:
+        """Every code a claim may carry: rule ids and their claim codes."""
+        return frozenset(self.code_to_rule)
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
+    """Load and check every rule file in `directory`; raise RuleError listing every problem."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise RuleError([RuleProblem(str(root), 1, 1, "规则目录不存在", expected="包含 <政策编号>.yaml 的目录")])
+    problems: list[RuleProblem] = []
+    yaml = YAML(typ="rt")
+    files = sorted(p for p in root.glob("*.yaml") if not p.name.startswith("_") and not p.name.endswith(CASES_SUFFIX))
+    settings = _load_settings(root, yaml, problems)
+    raw: dict[str, tuple[Path, RuleFile, Any, bytes]] = {}
+    for path in files:
+        data = path.read_bytes()
+        doc = _read_yaml(path, data, yaml, problems)
+        if doc is None:
+            continue
+        try:
+            spec = RuleFile.model_validate(_plain(doc))
+        except ValidationError as exc:
+            problems.extend(_validation_problems(path, doc, exc))
+            continue
+        if spec.id != path.stem:
+            problems.append(_at(path, doc, ("id",), f"规则编号 {spec.id!r} 与文件名 {path.stem!r} 不一致",
+                                expected=f"id: {path.stem}"))
+            continue
+        raw[spec.id] = (path, spec, doc, data)
+    rule_ids = set(raw)
+    rules: dict[str, Rule] = {}
+    for rid, (path, spec, doc, data) in raw.items():
+        rule = _build_rule(path, spec, doc, data, rule_ids, raw, problems)
+        if rule is not None:
+            rules[rid] = rule
+    ordered = _order(rules, raw, problems)
+    code_to_rule = _claim_codes(rules, raw, problems)
+    if problems:
+        raise RuleError(problems)
+    if not ordered:
+        raise RuleError([RuleProblem(str(root), 1, 1, "规则目录中没有规则文件", expected="<政策编号>.yaml")])
+    digest = hashlib.sha256()
+    for rid in sorted(raw):
+        digest.update(raw[rid][3])
+    digest.update((root / SETTINGS_FILE).read_bytes() if (root / SETTINGS_FILE).exists() else b"")
+    return Catalogue(
+        rules={rid: rules[rid] for rid in ordered},
+        settings=settings,
+        version=digest.hexdigest()[:12],
+        directory=str(root),
+        code_to_rule=code_to_rule,
+    )
+
+
+def _load_settings(root: Path, yaml: YAML, problems: list[RuleProblem]) -> CatalogueSettings:
+    path = root / SETTINGS_FILE
+    if not path.exists():
+        return CatalogueSettings()
+    doc = _read_yaml(path, path.read_bytes(), yaml, problems)
+    if doc is None:
+        return CatalogueSettings()
+    try:
+        return CatalogueSettings.model_validate(_plain(doc))
+    except ValidationError as exc:
+        problems.extend(_validation_problems(path, doc, exc))
+        return CatalogueSettings()
+
+
+def _read_yaml(path: Path, data: bytes, yaml: YAML, problems: list[RuleProblem]) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(RuleProblem(str(path), 1, 1, f"文件不是 UTF-8 编码（{exc.reason}）", expected="以 UTF-8 保存"))
+        return None
+    try:
+        doc = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        problems.append(RuleProblem(str(path), (mark.line + 1) if mark else 1, (mark.column + 1) if mark else 1,
+                                    f"YAML 格式错误：{exc.problem}",
+                                    suggestion="检查缩进是否对齐、冒号后是否有空格、引号是否成对"))
+        return None
+    if not isinstance(doc, dict):
+        problems.append(RuleProblem(str(path), 1, 1, "规则文件应为键值映射", example="id: small_low_profit_cit"))
+        return None
+    return doc
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's commented containers as plain dicts/lists (pydantic wants plain values)."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _position(doc: Any, loc: Iterable[Any]) -> tuple[int, int]:
+    """1-based (line, col) of the value at `loc` in a ruamel document, as close as the path allows."""
+    line, col = 0, 0
+    node = doc
+    for key in loc:
+        lc = getattr(node, "lc", None)
+        if isinstance(node, dict) and key in node:
+            if lc is not None:
+                try:
+                    line, col = lc.value(key) if not isinstance(node[key], dict | list) else lc.key(key)
+                except (KeyError, TypeError):
+                    line, col = lc.key(key)
+            node = node[key]
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            if lc is not None:
+                line, col = lc.item(key)
+            node = node[key]
+        else:
+            break
+    return line + 1, col + 1
+
+
+def _at(path: Path, doc: Any, loc: Iterable[Any], message: str, **kw: str) -> RuleProblem:
+    line, col = _position(doc, loc)
+    return RuleProblem(str(path), line, col, message, **kw)
+
+
+_PYDANTIC_MESSAGES = {
+    "missing": "缺少必填项 {key}",
+    "extra_forbidden": "不认识的键 {key}",
+    "literal_error": "取值不正确",
+    "string_pattern_mismatch": "格式不正确（只能用英文小写字母、数字和下划线，以字母开头）",
+    "date_from_datetime_parsing": "日期格式不正确",
+    "date_parsing": "日期格式不正确",
+    "date_type": "应为日期",
+    "too_short": "不能为空",
+    "list_type": "应为列表",
+    "dict_type": "应为键值映射",
+    "string_type": "应为文本",
+}
+
+
+def _validation_problems(path: Path, doc: Any, exc: ValidationError) -> list[RuleProblem]:
+    from engine.rulefile import RuleFile as _RF
+
+    out = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = str(loc[-1]) if loc else ""
+        key = "from" if key == "from_" else key
+        template = _PYDANTIC_MESSAGES.get(err["type"])
+        message = template.format(key=key) if template else err["msg"]
+        where = ".".join(str(p) for p in loc)
+        suggestion = ""
+        if err["type"] == "extra_forbidden":
+            suggestion = did_you_mean(key, [*_RF.model_fields, "from", "to", "label", "when", "values", "value",
+                                            "basis", "document", "article", "unit", "formula", "severity", "where",
+                                            "form", "deadline", "steps", "id"])
+            loc = loc  # point at the key itself
+        expected = ""
+        if err["type"] == "literal_error":
+            expected = err.get("ctx", {}).get("expected", "")
+        if err["type"] in ("date_from_datetime_parsing", "date_parsing", "date_type"):
+            expected = "YYYY-MM-DD，如 2023-01-01"
+        pos_loc = tuple("from" if p == "from_" else p for p in loc)
+        out.append(_at(path, doc, pos_loc, f"{where}: {message}", expected=expected, suggestion=suggestion))
+    return out
+
+
+def _value(raw: Any) -> Any:
+    """A parameter value from YAML as the engine's exact types (Decimal for non-integers)."""
+    if isinstance(raw, bool) or raw is None or isinstance(raw, date | str):
+        return raw
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float):
+        return Decimal(repr(raw))
+    if isinstance(raw, list):
+        return tuple(_value(v) for v in raw)
+    if isinstance(raw, dict):
+        return {str(k): _value(v) for k, v in raw.items()}
+    return Decimal(str(raw))
+
+
+def _build_rule(
+    path: Path,
+    spec: RuleFile,
+    doc: Any,
+    data: bytes,
+    rule_ids: set[str],
+    raw: Mapping[str, tuple[Path, RuleFile, Any, bytes]],
+    problems: list[RuleProblem],
+) -> Rule | None:
+    before = len(problems)
+    params: dict[str, Parameter] = {}
+    for name, p in spec.parameters.items():
+        values = tuple(sorted((DatedValue(v.from_, _value(v.value), v.basis) for v in p.values), key=lambda d: d.start))
+        params[name] = Parameter(name, p.label, p.unit, values)
+        if not name.isidentifier():
+            problems.append(_at(path, doc, ("parameters", name), f"参数名 {name!r} 只能用英文字母、数字和下划线"))
+    representative = {name: p.values[-1].value for name, p in params.items()}
+    checker = TypeChecker(parameters=representative, rule_ids=rule_ids, problems=problems)
+
+    def expr(loc: tuple[Any, ...], text: str, expected: str) -> ir.Node | None:
+        line, col = _position(doc, loc)
+        col += _quote_offset(doc, loc)
+        try:
+            node = parse_expression(text, file=str(path), line=line, col=col)
+        except ExpressionError as exc:
+            problems.extend(exc.problems)
+            return None
+        return checker.check(node, expected)
+
+    scope = expr(("scope", "when"), spec.scope.when, "bool")
+    conditions: list[Condition] = []
+    seen_ids: set[str] = set()
+    for i, c in enumerate(spec.conditions):
+        if c.id in seen_ids or c.id == "scope":
+            problems.append(_at(path, doc, ("conditions", i, "id"), f"条件编号 {c.id!r} 重复或保留"))
+        seen_ids.add(c.id)
+        node = expr(("conditions", i, "when"), c.when, "bool")
+        if node is not None:
+            conditions.append(Condition(c.id, c.label, node, c.when, c.unit))
+    benefit = expr(("benefit", "formula"), spec.benefit.formula, "number")
+    for i, other in enumerate(spec.excludes):
+        if other not in rule_ids:
+            problems.append(_at(path, doc, ("excludes", i), f"没有编号为 {other!r} 的规则",
+                                suggestion=did_you_mean(other, rule_ids)))
+    # A declared exclusion holds both ways: neither rule may be enjoyed while the other is claimed.
+    exclusive = set(spec.excludes) | {rid for rid, (_, s, _, _) in raw.items() if spec.id in s.excludes}
+    exclusive.discard(spec.id)
+    for other in sorted(exclusive & rule_ids):
+        node = ir.Not(ir.Call("claimed", (ir.Literal_(other),)))
+        conditions.append(Condition(f"not_stacked_{other}", f"未同时享受「{raw[other][1].name}」（不得叠加）", node,
+                                    f'not claimed("{other}")'))
+    if spec.effective.to is not None and spec.effective.to < spec.effective.from_:
+        problems.append(_at(path, doc, ("effective", "to"), "截止日期早于起始日期"))
+    if len(problems) > before or scope is None or benefit is None:
+        return None
+    deps = sorted({d for c in (scope, *(c.expr for c in conditions), benefit) for d in ir.rules_referenced(c, "eligible")})
+    return Rule(
+        id=spec.id,
+        name=spec.name,
+        tax=spec.tax,
+        verification=spec.verification,
+        verification_note=spec.verification_note,
+        basis=tuple(b.model_dump() for b in spec.basis),
+        effective_from=spec.effective.from_,
+        effective_to=spec.effective.to,
+        granularity=tuple(spec.granularity),
+        scope=Condition("scope", spec.scope.label, scope, spec.scope.when),
+        conditions=tuple(conditions),
+        parameters=params,
+        excludes=tuple(sorted(exclusive & rule_ids)),
+        claim_codes=(spec.id, *spec.claim_codes),
+        benefit_label=spec.benefit.label,
+        benefit=benefit,
+        benefit_source=spec.benefit.formula,
+        severity=spec.risk.severity,
+        risk_patterns=tuple(spec.risk.patterns),
+        claim_guide=spec.claim.model_dump(),
+        records=tuple(spec.records),
+        notes=spec.notes,
+        file=str(path),
+        version=hashlib.sha256(data).hexdigest()[:12],
+        depends_on=tuple(deps),
+    )
+
+
+def _quote_offset(doc: Any, loc: tuple[Any, ...]) -> int:
+    """Columns to skip when the expression is a quoted YAML scalar (the quote itself)."""
+    node = doc
+    for key in loc:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return 0
+    style = getattr(node, "style", None) if not isinstance(node, str) or hasattr(node, "style") else None
+    return 1 if style in ("'", '"') or type(node).__name__ in ("DoubleQuotedScalarString", "SingleQuotedScalarString") else 0
+
+
+def _order(rules: Mapping[str, Rule], raw: Mapping[str, tuple[Path, RuleFile, Any, bytes]],
+           problems: list[RuleProblem]) -> list[str]:
+    """Rule ids with every dependency before its dependents; a cycle is reported at each member."""
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(rid: str, stack: list[str]) -> None:
+        if state.get(rid) == 2:
+            return
+        if state.get(rid) == 1:
+            cycle = [*stack[stack.index(rid):], rid]
+            path, _, doc, _ = raw[rid]
+            problems.append(_at(path, doc, ("conditions",), "规则之间存在循环依赖：" + " → ".join(cycle),
+                                suggestion="eligible() 不能直接或间接引用自身"))
+            return
+        state[rid] = 1
+        rule = rules.get(rid)
+        for dep in rule.depends_on if rule else ():
+            if dep in rules:
+                other = rules[dep]
+                if set(rule.granularity) - set(other.granularity):  # type: ignore[union-attr]
+                    path, _, doc, _ = raw[rid]
+                    problems.append(_at(path, doc, ("granularity",),
+                                        f"依赖的规则 {dep} 不按 {'/'.join(rule.granularity)} 判定",  # type: ignore[union-attr]
+                                        expected="依赖的规则须覆盖本规则的全部判定期间"))
+                visit(dep, [*stack, rid])
+        state[rid] = 2
+        order.append(rid)
+
+    for rid in sorted(rules):
+        visit(rid, [])
+    return order
+
+
+def _claim_codes(rules: Mapping[str, Rule], raw: Mapping[str, tuple[Path, RuleFile, Any, bytes]],
+                 problems: list[RuleProblem]) -> dict[str, str]:
+    owner: dict[str, str] = {}
+    for rid, rule in rules.items():
+        for i, code in enumerate(rule.claim_codes):
+            if code in owner and owner[code] != rid:
+                path, _, doc, _ = raw[rid]
+                problems.append(_at(path, doc, ("claim_codes", i - 1), f"申报代码 {code!r} 已属于规则 {owner[code]}",
+                                    expected="每个申报代码只对应一条规则"))
+            owner.setdefault(code, rid)
+    return owner

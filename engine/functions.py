@@ -1,0 +1,90 @@
+"""The built-in functions of the condition language: their signatures and meaning, backend-neutral.
+
+Each backend implements every name listed here; the type-checker uses the signatures, and
+`zhixiang rules check` quotes the descriptions when a call is wrong.
+"""
+
+from __future__ import annotations
+
+import calendar as _calendar
+from dataclasses import dataclass
+from datetime import date as _date
+from decimal import Decimal as _Decimal
+
+#: Types of the condition language.
+BOOL, NUMBER, DATE, STRING, LIST, BRACKETS, FIELD, RULE = (
+    "bool", "number", "date", "string", "list", "brackets", "field", "rule",
+)
+TYPE_LABELS = {
+    BOOL: "真假值", NUMBER: "数值", DATE: "日期", STRING: "文本", LIST: "列表",
+    BRACKETS: "累进税率表参数", FIELD: "字段名", RULE: "规则编号（文本）",
+}
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    params: tuple[str, ...]  # types of the arguments; "*number" = one or more numbers
+    returns: str
+    signature: str  # as a tax officer would write it
+    doc: str  # Chinese, what it means
+
+
+FUNCTIONS: dict[str, Function] = {
+    f.name: f
+    for f in (
+        Function("has", (FIELD,), BOOL, "has(字段)", "字段有值（非空）时为真；空值时为假（不会是未知）"),
+        Function("startswith", (STRING, LIST), BOOL, 'startswith(字段, ["F", "H"])',
+                 "文本以列表中任一前缀开头"),
+        Function("events", (LIST, NUMBER), NUMBER, 'events(["refund_fraud"], 36)',
+                 "所属期末前 N 个月内（含期末当日）发生的所列风险事件次数"),
+        Function("events_since", (LIST, DATE), NUMBER, 'events_since(["instant_refund"], date("2019-04-01"))',
+                 "自某日起（含当日）至所属期末发生的所列风险事件次数"),
+        Function("period_start", (), DATE, "period_start()", "所属期第一天"),
+        Function("period_end", (), DATE, "period_end()", "所属期最后一天"),
+        Function("period_kind", (), STRING, "period_kind()", '所属期类型："year"、"quarter" 或 "month"'),
+        Function("months_between", (DATE, DATE), NUMBER, "months_between(registered_on, period_end())",
+                 "两个日期之间相差的自然月数（同一月为0）"),
+        Function("eligible", (RULE,), BOOL, 'eligible("small_low_profit_cit")',
+                 "同一所属期内另一条政策的资格判定结果"),
+        Function("claimed", (RULE,), BOOL, 'claimed("hnte_15pct")', "纳税人本所属期是否申报享受了该政策"),
+        Function("claimed_amount", (), NUMBER, "claimed_amount()", "纳税人本所属期申报的本政策减免税额"),
+        Function("min", ("*number",), NUMBER, "min(taxable_income, 2000000)", "最小值（任一为空则为空）"),
+        Function("max", ("*number",), NUMBER, "max(0, sales - 300000)", "最大值（任一为空则为空）"),
+        Function("round", (NUMBER, NUMBER), NUMBER, "round(sales * 0.02, 2)", "四舍五入到指定小数位"),
+        Function("progressive", (NUMBER, BRACKETS), NUMBER, "progressive(taxable_income, iit_brackets)",
+                 "按累进税率表计算税额（应纳税所得额 × 税率 − 速算扣除数）"),
+        Function("date", (STRING,), DATE, 'date("2019-04-01")', "日期常量"),
+    )
+}
+
+
+# ------------------------------------------------------------------ reference semantics, shared by backends
+
+
+def add_months(day: _date, months: int) -> _date:
+    """`day` moved by whole months, clamped to the month's last day (2024-02-29 − 12 months = 2023-02-28)."""
+    index = day.year * 12 + (day.month - 1) + months
+    year, month = divmod(index, 12)
+    month += 1
+    return _date(year, month, min(day.day, _calendar.monthrange(year, month)[1]))
+
+
+def events_window(period_end: _date, months: int) -> tuple[_date, _date]:
+    """`events(kinds, N)` counts events with start < occurred_on <= end: the N months before period end."""
+    return add_months(period_end, -int(months)), period_end
+
+
+def months_between(start: _date, end: _date) -> int:
+    """Calendar months from `start`'s month to `end`'s month (same month = 0)."""
+    return (end.year - start.year) * 12 + (end.month - start.month)
+
+
+def progressive_tax(amount: _Decimal, brackets: tuple[dict, ...]) -> _Decimal:  # type: ignore[type-arg]
+    """Tax by a bracket table of {upto, rate, quick_deduction}; the last bracket may omit `upto`."""
+    for b in brackets:
+        upto = b.get("upto")
+        if upto is None or amount <= _Decimal(str(upto)):
+            return amount * _Decimal(str(b["rate"])) - _Decimal(str(b.get("quick_deduction", 0)))
+    last = brackets[-1]
+    return amount * _Decimal(str(last["rate"])) - _Decimal(str(last.get("quick_deduction", 0)))
