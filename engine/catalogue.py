@@ -73,6 +73,9 @@ class Condition:
     expr: ir.Node
     source: str
     unit: str = ""
+    #: Generated from a declared exclusion ("not claimed the other rule"): part of this rule's verdict, but
+    #: not of its qualification as another rule reads it through eligible().
+    stacking: bool = False
 
 
 @dataclass(frozen=True)
@@ -376,12 +379,13 @@ def _build_rule(
     for other in sorted(exclusive & rule_ids):
         node = ir.Not(ir.Call("claimed", (ir.Literal_(other),)))
         conditions.append(Condition(f"not_stacked_{other}", f"未同时享受「{raw[other][1].name}」（不得叠加）", node,
-                                    f'not claimed("{other}")'))
+                                    f'not claimed("{other}")', stacking=True))
     if spec.effective.to is not None and spec.effective.to < spec.effective.from_:
         problems.append(_at(path, doc, ("effective", "to"), "截止日期早于起始日期"))
     if len(problems) > before or scope is None or benefit is None:
         return None
-    deps = sorted({d for c in (scope, *(c.expr for c in conditions), benefit) for d in ir.rules_referenced(c, "eligible")})
+    exprs = (scope, *(c.expr for c in conditions), benefit)
+    deps = sorted({d for e in exprs for d in ir.rules_referenced(e, "eligible")})
     return Rule(
         id=spec.id,
         name=spec.name,
@@ -419,8 +423,8 @@ def _quote_offset(doc: Any, loc: tuple[Any, ...]) -> int:
             node = node[key]
         except (KeyError, IndexError, TypeError):
             return 0
-    style = getattr(node, "style", None) if not isinstance(node, str) or hasattr(node, "style") else None
-    return 1 if style in ("'", '"') or type(node).__name__ in ("DoubleQuotedScalarString", "SingleQuotedScalarString") else 0
+    quoted = ("DoubleQuotedScalarString", "SingleQuotedScalarString")
+    return 1 if type(node).__name__ in quoted else 0
 
 
 def _order(rules: Mapping[str, Rule], raw: Mapping[str, tuple[Path, RuleFile, Any, bytes]],

@@ -15,6 +15,7 @@ import click
 #: Modules whose COMMANDS are attached to `zhixiang`; a module that is absent is skipped.
 COMMAND_MODULES = (
     "engine.commands",
+    "engine.rule_commands",
     "engine.check_commands",
     "notifier.commands",
     "notifier.case_commands",

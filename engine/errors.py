@@ -89,10 +89,12 @@ def exit_on_user_error(fn):  # type: ignore[no-untyped-def]
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        from profiles.errors import ProfileError
+
         try:
             return fn(*args, **kwargs)
-        except ZhixiangError as exc:
+        except (ZhixiangError, ProfileError) as exc:
             click.echo(f"错误: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            sys.exit(getattr(exc, "exit_code", EXIT_RUNTIME_ERROR))
 
     return wrapper

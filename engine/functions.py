@@ -46,7 +46,7 @@ FUNCTIONS: dict[str, Function] = {
         Function("months_between", (DATE, DATE), NUMBER, "months_between(registered_on, period_end())",
                  "两个日期之间相差的自然月数（同一月为0）"),
         Function("eligible", (RULE,), BOOL, 'eligible("small_low_profit_cit")',
-                 "同一所属期内另一条政策的资格判定结果"),
+                 "同一所属期内另一条政策的资格判定结果（适用对象和条件；是否同时申报了互斥政策不影响资格）"),
         Function("claimed", (RULE,), BOOL, 'claimed("hnte_15pct")', "纳税人本所属期是否申报享受了该政策"),
         Function("claimed_amount", (), NUMBER, "claimed_amount()", "纳税人本所属期申报的本政策减免税额"),
         Function("min", ("*number",), NUMBER, "min(taxable_income, 2000000)", "最小值（任一为空则为空）"),

@@ -42,7 +42,7 @@ class Param:
     span: Span = field(default=Span(), compare=False)
 
 
-LiteralValue = Union[bool, int, Decimal, str, date, None, tuple["LiteralValue", ...]]
+LiteralValue = Union[bool, int, Decimal, str, date, None, tuple["LiteralValue", ...]]  # noqa: UP007 (recursive alias)
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class Call:
     span: Span = field(default=Span(), compare=False)
 
 
-Node = Union[Field, Param, Literal_, Compare, In, And, Or, Not, Arith, Neg, IfElse, Call]
+Node = Field | Param | Literal_ | Compare | In | And | Or | Not | Arith | Neg | IfElse | Call
 
 
 def children(node: Node) -> tuple[Node, ...]:

@@ -205,7 +205,8 @@ class TypeChecker:
             if not (isinstance(arg, ir.Literal_) and isinstance(arg.value, str)):
                 self._problem(arg, f"{fn}() 的参数必须是用引号括起的规则编号", example=example)
             elif arg.value not in self.rule_ids:
-                self._problem(arg, f"没有编号为 {arg.value!r} 的规则", suggestion=did_you_mean(arg.value, self.rule_ids))
+                self._problem(arg, f"没有编号为 {arg.value!r} 的规则",
+                              suggestion=did_you_mean(arg.value, self.rule_ids))
             return arg
         if typ == LIST and isinstance(arg, ir.Literal_) and isinstance(arg.value, str):
             return dataclasses.replace(arg, value=(arg.value,))  # a single string is a one-item list

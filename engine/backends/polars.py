@@ -40,6 +40,11 @@ def eligible_col(rule_id: str) -> str:
     return f"{rule_id}__eligible"
 
 
+def qualifies_col(rule_id: str) -> str:
+    """Scope and conditions without the not-stacked ones: what eligible() reads from another rule."""
+    return f"{rule_id}__qualifies"
+
+
 def condition_col(rule_id: str, condition_id: str) -> str:
     return f"{rule_id}__c__{condition_id}"
 
@@ -234,7 +239,9 @@ def _months_between(node: ir.Call, ctx: Context) -> pl.Expr:
 def _eligible(node: ir.Call, ctx: Context) -> pl.Expr:
     rid = str(node.args[0].value)  # type: ignore[union-attr]
     if rid in ctx.active:
-        return pl.col(eligible_col(rid))
+        # Qualification, not the verdict: a 小型微利企业 that chose the 15% HNTE rate is still a 小型微利企业
+        # for 六税两费 (财政部 税务总局公告2023年第12号 第二条、第五条 define the status by its figures).
+        return pl.col(qualifies_col(rid))
     return pl.lit(False)  # the other rule is not in force for this period
 
 

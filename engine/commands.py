@@ -1,0 +1,168 @@
+"""`zhixiang run` and `zhixiang explain`: the batch evaluation from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import click
+import polars as pl
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
+from engine.errors import InputError, exit_on_user_error
+from engine.findings import KIND_LABELS, KINDS, OUTCOMES, STATUS_LABELS, TIER_LABELS
+from engine.run import RunResult, evaluate_period, write_outputs
+from profiles.periods import Period, PeriodError, parse_period
+
+err = Console(stderr=True)
+out = Console()
+
+_STATUS_MARK = {"pass": "✔", "fail": "✘", "unknown": "？"}
+
+
+def _period(value: str) -> Period:
+    try:
+        return parse_period(value)
+    except PeriodError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def load_inputs(data: str, rules: Path, progress: Progress | None = None) -> tuple[Catalogue, Any]:
+    """The catalogue and the validated profiles (claims checked against the catalogue's codes)."""
+    from profiles.readers import load_profiles
+
+    task = progress.add_task("加载规则目录", total=None) if progress else None
+    catalogue = load_catalogue(rules)
+    if progress and task is not None:
+        progress.update(task, description=f"规则目录 {len(catalogue.rules)} 条（版本 {catalogue.version}）", total=1,
+                        completed=1)
+        task = progress.add_task(f"读取并校验档案数据 {data}", total=None)
+    profiles = load_profiles(data, known_incentives=catalogue.known_incentives)
+    if progress and task is not None:
+        progress.update(task, total=1, completed=1)
+    return catalogue, profiles
+
+
+def _money(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{Decimal(value):,.2f}"
+
+
+def print_summary(result: RunResult, console: Console) -> None:
+    """Counts and amounts by rule and kind, then by district."""
+    table = Table(title=f"{result.period.label} 评估结果（规则版本 {result.ruleset_version}，"
+                        f"评估纳税人 {result.taxpayers_evaluated:,} 户）")
+    table.add_column("政策")
+    for kind in ("unclaimed", "improper", "undetermined", "compliant", "not_applicable"):
+        table.add_column(KIND_LABELS[kind], justify="right")
+    table.add_column("应享未享测算金额（元）", justify="right")
+    table.add_column("违规享受涉及金额（元）", justify="right")
+    counts: dict[str, dict[str, tuple[int, Any]]] = {}
+    names: dict[str, str] = {}
+    for rid, name, outcome, count, amount in result.summary.iter_rows():
+        counts.setdefault(rid, {})[outcome] = (count, amount)
+        names[rid] = name
+    for rid, row in counts.items():
+        table.add_row(
+            names[rid],
+            *[f"{row.get(k, (0, None))[0]:,}" for k in OUTCOMES],
+            _money(row.get("unclaimed", (0, None))[1]),
+            _money(row.get("improper", (0, None))[1]),
+        )
+    console.print(table)
+    if result.findings.height:
+        by_district = (result.findings.group_by("district").agg(
+            [(pl.col("kind") == k).sum().alias(k) for k in KINDS]
+            + [pl.col("estimated_amount").filter(pl.col("kind") == "unclaimed").sum().alias("amount")])
+            .sort("district", nulls_last=True))
+        dt = Table(title="按区县")
+        dt.add_column("区县")
+        for k in KINDS:
+            dt.add_column(KIND_LABELS[k], justify="right")
+        dt.add_column("应享未享测算金额（元）", justify="right")
+        for row in by_district.iter_rows(named=True):
+            dt.add_row(row["district"] or "（未知）", *[f"{row[k]:,}" for k in KINDS], _money(row["amount"]))
+        console.print(dt)
+    tiers = result.findings.filter(pl.col("kind") == "improper").group_by("risk_tier").len()
+    if tiers.height:
+        console.print("违规享受风险分级：" + "，".join(f"{TIER_LABELS.get(t, t)} {n:,} 条" for t, n in tiers.sort(
+            "risk_tier").iter_rows()))
+    if result.quarantine.height:
+        console.print(f"[yellow]隔离的问题数据 {result.quarantine.height:,} 处，详见 quarantine.csv[/yellow]")
+
+
+@click.command("run")
+@click.option("--data", "data", required=True,
+              help="档案数据目录（taxpayers/indicators/claims/risk_events 的 CSV 或 Parquet）")
+@click.option("--period", "period", required=True, help="所属期：年度 2025、季度 2026Q3 或月份 2026-09")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="输出目录")
+@click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path), show_default=True,
+              help="规则目录")
+@click.option("--quiet", is_flag=True, help="不显示进度和汇总表")
+@exit_on_user_error
+def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool) -> None:
+    """评估一个所属期：输出应享未享、违规享受、待核实清单及汇总。"""
+    p = _period(period)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  disable=quiet, transient=False) as progress:
+        catalogue, profiles = load_inputs(data, rules, progress)
+        task = progress.add_task(f"评估 {p.label}（{len(catalogue.active(p))} 条适用规则）", total=None)
+        result = evaluate_period(catalogue, profiles, p)
+        progress.update(task, total=1, completed=1)
+        task = progress.add_task(f"写出结果到 {out_dir}", total=None)
+        write_outputs(result, out_dir, data_source=str(data))
+        progress.update(task, total=1, completed=1)
+    if not quiet:
+        print_summary(result, out)
+    counts = result.counts()
+    click.echo(
+        f"完成：应享未享 {counts['unclaimed']:,} 条，违规享受 {counts['improper']:,} 条，"
+        f"待核实 {counts['undetermined']:,} 条；"
+        f"隔离数据 {result.quarantine.height:,} 处。输出目录 {out_dir}"
+    )
+
+
+@click.command("explain")
+@click.option("--data", "data", required=True, help="档案数据目录")
+@click.option("--period", "period", required=True, help="所属期")
+@click.option("--taxpayer", "taxpayer", required=True, help="纳税人识别号")
+@click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出")
+@exit_on_user_error
+def explain_command(data: str, period: str, taxpayer: str, rules: Path, as_json: bool) -> None:
+    """逐条政策说明一户纳税人的判定结果和每个条件。"""
+    from engine.batch import build_query
+
+    p = _period(period)
+    catalogue, profiles = load_inputs(data, rules)
+    if taxpayer not in set(profiles.taxpayers["taxpayer_id"].to_list()):
+        raise InputError(f"纳税人 {taxpayer} 不在 {data} 的 taxpayers 表中（或该行因数据问题被隔离，见 quarantine）")
+    only = pl.col("taxpayer_id") == taxpayer
+    plan = build_query(catalogue, p, taxpayers=profiles.taxpayers.filter(only),
+                       indicators=profiles.indicators.filter(only), claims=profiles.claims.filter(only),
+                       risk_events=profiles.risk_events.filter(only), outcomes=OUTCOMES)
+    rows = plan.findings.collect().to_dicts()
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    if not rows:
+        click.echo(f"纳税人 {taxpayer} 在 {p.label} 没有指标数据或申报记录，无可评估的政策。")
+        return
+    out.print(f"[bold]{rows[0]['taxpayer_name']}[/bold]（{taxpayer}）{p.label} 逐项判定：")
+    for row in rows:
+        tier = f"，{TIER_LABELS[row['risk_tier']]}" if row["risk_tier"] else ""
+        amount = f"，金额 {_money(row['estimated_amount'])} 元" if row["estimated_amount"] is not None else ""
+        out.print(f"\n[bold]{row['rule_name']}[/bold] — {row['kind_label']}{tier}{amount}")
+        for ev in row["evidence"]:
+            out.print(f"  {_STATUS_MARK[ev['status']]} {STATUS_LABELS[ev['status']]}  {ev['reason']}")
+    sys.stdout.flush()
+
+
+COMMANDS = [run_command, explain_command]

@@ -1,0 +1,191 @@
+"""One evaluation run: profiles and catalogue in, findings, summary and quarantine out.
+
+`evaluate_period` is the pure core (frames in, frames out); `write_outputs` puts the result in a
+folder atomically — every file is written beside its final name and renamed into place, so a crash
+never leaves a half-written findings file that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from engine.batch import build_query
+from engine.catalogue import Catalogue
+from engine.errors import ZhixiangError
+from engine.findings import FINDINGS_CSV_COLUMNS, KIND_LABELS, KINDS
+from profiles.periods import Period, period_kind_expr
+
+QUARANTINE_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "value": pl.String, "reason": pl.String}
+
+
+class OutputError(ZhixiangError):
+    """The output folder cannot be written."""
+
+
+@dataclass
+class RunResult:
+    """Everything one period's evaluation produced."""
+
+    period: Period
+    ruleset_version: str
+    findings: pl.DataFrame
+    summary: pl.DataFrame  # rule_id, rule_name, outcome, count, amount
+    quarantine: pl.DataFrame
+    taxpayers_evaluated: int
+    timings: dict[str, float] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)  # table -> sha256 of its file
+
+    def counts(self) -> dict[str, int]:
+        """Findings per kind."""
+        got = dict(self.findings.group_by("kind").len().iter_rows()) if self.findings.height else {}
+        return {k: int(got.get(k, 0)) for k in KINDS}
+
+
+@contextmanager
+def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(time.perf_counter() - start, 3)
+
+
+def claims_outside_granularity(catalogue: Catalogue, claims: pl.DataFrame, file: str) -> pl.DataFrame:
+    """Claims whose period kind the claimed rule never judges (e.g. a yearly relief claimed for 2026Q3)."""
+    if claims.height == 0:
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    code_kinds = {code: ",".join(catalogue.rules[rid].granularity) for code, rid in catalogue.code_to_rule.items()}
+    frame = claims.with_columns(
+        period_kind_expr(pl.col("period")).alias("__kind"),
+        pl.col("incentive").replace_strict(code_kinds, default=None).alias("__allowed"),
+    )
+    bad = frame.filter(pl.col("__allowed").is_not_null() & ~pl.col("__allowed").str.contains(pl.col("__kind")))
+    row = pl.col("__row").cast(pl.Int64) if "__row" in claims.columns else pl.lit(None, pl.Int64)
+    labels = {"year": "年度", "quarter": "季度", "month": "月度"}
+    allowed_text = pl.col("__allowed")
+    for k, v in labels.items():
+        allowed_text = allowed_text.str.replace_all(k, v)
+    return bad.select(
+        pl.lit(file).alias("file"),
+        row.alias("row"),
+        pl.lit("period").alias("column"),
+        pl.col("period").alias("value"),
+        pl.concat_str([pl.lit("优惠事项 "), pl.col("incentive"), pl.lit(" 按"), allowed_text.str.replace_all(",", "/"),
+                       pl.lit("判定，申报所属期 "), pl.col("period"),
+                       pl.lit(" 不是该类期间；请改为对应的年度/季度/月份所属期")])
+        .alias("reason"),
+    ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+
+
+def evaluate_period(catalogue: Catalogue, profiles: Any, period: Period) -> RunResult:
+    """Evaluate the whole catalogue for one period over validated profile tables."""
+    timings: dict[str, float] = {}
+    claims_file = str(getattr(profiles, "sources", {}).get("claims", "claims"))
+    extra = claims_outside_granularity(catalogue, profiles.claims, claims_file)
+    with timed(timings, "evaluate"):
+        plan = build_query(catalogue, period, taxpayers=profiles.taxpayers, indicators=profiles.indicators,
+                           claims=profiles.claims, risk_events=profiles.risk_events)
+        findings, summary, n = pl.collect_all([
+            plan.findings.sort(["rule_id", "kind", "taxpayer_id"]),
+            plan.summary,
+            plan.wide.select(pl.len().alias("n")),
+        ])
+    names = {r.id: r.name for r in plan.rules}
+    summary = summary.with_columns(pl.col("rule_id").replace_strict(names, default=None).alias("rule_name"))
+    quarantine = pl.concat([profiles.quarantine.cast(QUARANTINE_SCHEMA), extra]) \
+        if profiles.quarantine.height else extra
+    return RunResult(
+        period=period,
+        ruleset_version=catalogue.version,
+        findings=findings,
+        summary=summary.select("rule_id", "rule_name", "outcome", "count", "amount").sort(["rule_id", "outcome"]),
+        quarantine=quarantine,
+        taxpayers_evaluated=int(n.item()),
+        timings=timings,
+        inputs=dict(getattr(profiles, "input_hashes", {})),
+    )
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    os.replace(tmp, final)
+
+
+def write_outputs(result: RunResult, out: Path, *, data_source: str = "") -> dict[str, Path]:
+    """Write findings.parquet, findings.csv, quarantine.csv and summary.json into `out` atomically."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"无法创建输出目录 {out}：{exc.strerror}。请检查路径和权限。") from exc
+    paths = {
+        "findings.parquet": out / "findings.parquet",
+        "findings.csv": out / "findings.csv",
+        "quarantine.csv": out / "quarantine.csv",
+        "summary.json": out / "summary.json",
+    }
+    tmp = {name: path.with_name(f".{path.name}.tmp") for name, path in paths.items()}
+    try:
+        result.findings.write_parquet(tmp["findings.parquet"])
+        result.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp["findings.csv"], include_bom=True)
+        result.quarantine.write_csv(tmp["quarantine.csv"], include_bom=True)
+        tmp["summary.json"].write_text(
+            json.dumps(summary_document(result, data_source=data_source), ensure_ascii=False, indent=2),
+            encoding="utf-8",
+        )
+        for name, path in paths.items():
+            _replace(tmp[name], path)
+    except OSError as exc:
+        raise OutputError(f"写入输出目录 {out} 失败：{exc}") from exc
+    return paths
+
+
+def _money(value: Any) -> str | None:
+    return None if value is None else f"{Decimal(value):.2f}"
+
+
+def summary_document(result: RunResult, *, data_source: str = "") -> dict[str, Any]:
+    """summary.json: the run's identity, counts and amounts by rule, kind and district."""
+    f = result.findings
+    by_district: list[dict[str, Any]] = []
+    if f.height:
+        agg = (f.group_by(["district", "kind"]).agg(pl.len().alias("count"),
+                                                  pl.col("estimated_amount").sum().alias("amount"))
+               .sort(["district", "kind"], nulls_last=True))
+        by_district = [{"district": d or "（未知）", "kind": k, "kind_label": KIND_LABELS[k], "count": c,
+                        "amount": _money(a)} for d, k, c, a in agg.iter_rows()]
+    return {
+        "period": result.period.text,
+        "period_label": result.period.label,
+        "ruleset_version": result.ruleset_version,
+        "generated_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "data": data_source,
+        "inputs": result.inputs,
+        "taxpayers_evaluated": result.taxpayers_evaluated,
+        "findings": result.counts(),
+        "quarantined_rows": result.quarantine.height,
+        "quarantine_by_reason": _quarantine_reasons(result.quarantine),
+        "by_rule": [
+            {"rule_id": r, "rule_name": n, "outcome": o, "outcome_label": KIND_LABELS[o], "count": c,
+             "amount": _money(a)}
+            for r, n, o, c, a in result.summary.iter_rows()
+        ],
+        "by_district": by_district,
+        "timings_seconds": result.timings,
+    }
+
+
+def _quarantine_reasons(q: pl.DataFrame) -> list[dict[str, Any]]:
+    if q.height == 0:
+        return []
+    agg = q.group_by(["file", "column"]).len().sort("len", descending=True)
+    return [{"file": Path(str(f)).name, "column": c, "rows": n} for f, c, n in agg.iter_rows()]
