@@ -177,15 +177,20 @@ def constant_value(node: ir.Node, rule: Rule, period: Period) -> Any:
 _BOOL_TEXT = {True: "是", False: "否"}
 
 
+def _cents(value: Decimal) -> Decimal:
+    q = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return abs(q) if q == 0 else q  # no "-0.00"
+
+
 def format_value(value: Any, fmt: Fmt, *, column: str = "") -> str:
     """A figure as it appears in a reason: money with two decimals, dates ISO, booleans 是/否."""
     if value is None:
         return ""
     if fmt == "money":
-        return str(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+        return str(_cents(Decimal(value)))
     if fmt == "number":
         if isinstance(value, Decimal):
-            return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)).removesuffix(".00")
+            return str(_cents(value)).removesuffix(".00")
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         text = repr(round(float(value), 2))
@@ -227,10 +232,19 @@ def format_value_expr(expr: pl.Expr, fmt: Fmt, *, column: str = "", dtype: pl.Da
 
 
 def round_half_up(expr: pl.Expr, places: int) -> pl.Expr:
-    """四舍五入 of a Decimal(38, 6) column to `places` decimals (Polars' own round is half-even)."""
-    half = Decimal(5) / (Decimal(10) ** (places + 1))
-    shifted = pl.when(expr < 0).then(expr - pl.lit(half)).otherwise(expr + pl.lit(half))
-    return shifted.cast(pl.Decimal(38, places))
+    """四舍五入 of a decimal column to `places` decimals, as Decimal(38, places).
+
+    Polars' own round and its casts to a smaller scale round half-to-even (2.345 → 2.34); tax
+    amounts round half away from zero (2.345 → 2.35). Integer casts truncate, so the rounding is
+    done on the scaled integer part and its remainder.
+    """
+    factor = 10**places
+    scaled = expr.cast(pl.Decimal(38, 6)) * pl.lit(factor, dtype=pl.Int64)
+    whole = scaled.cast(pl.Int64)  # truncates toward zero
+    rest = scaled - whole.cast(pl.Decimal(38, 6))
+    half = Decimal("0.5")
+    step = pl.when(rest >= half).then(1).when(rest <= -half).then(-1).otherwise(0)
+    return (whole + step).cast(pl.Decimal(38, places)) / pl.lit(factor, dtype=pl.Int64)
 
 
 def sentence_python(ex: Explanation, status: str, subject_value: str, threshold_value: str,
