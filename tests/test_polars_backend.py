@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 import pytest
@@ -24,7 +24,7 @@ class _Rule:
     """Just enough of a Rule for translating parameters."""
 
     id = "r"
-    parameters = {
+    parameters: ClassVar[dict[str, Parameter]] = {
         "cap": Parameter("cap", "上限", "元", (DatedValue(date(2023, 1, 1), 300, "x"),
                                               DatedValue(date(2026, 1, 1), 400, "y"))),
         "grades": Parameter("grades", "等级", "", (DatedValue(date(2023, 1, 1), ("A", "B"), "x"),)),
