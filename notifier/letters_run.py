@@ -1,0 +1,428 @@
+"""A notifier run: findings → one package per taxpayer → outbox → delivery → suppression ledger.
+
+`notify` reads a findings folder (FINDINGS_SCHEMA), groups the rows by taxpayer and, for each:
+skips opted-out taxpayers and those with nothing a taxpayer may be told; leaves out findings told
+within the cool-down (the suppression ledger); builds and renders the letter for the taxpayer's
+channel; writes the outbox; delivers through the chosen back-ends; and records what was delivered.
+A letter or delivery that fails is reported and the run goes on; nothing undelivered is recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from itertools import islice
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
+from engine.errors import InputError
+from engine.findings import FINDINGS_SCHEMA
+from notifier.db import open_state
+from notifier.delivery import Backend, Package, RetryPolicy, deliver
+from notifier.letters import (
+    CHANNEL_LABELS,
+    Letter,
+    LetterError,
+    OfficeSettings,
+    Skip,
+    TaxAuthorities,
+    build_letter,
+    is_taxpayer_facing,
+)
+from notifier.letters_format import format_amount, format_date, round_cents
+from notifier.letters_render import LetterRenderer, render_pdf
+from notifier.outbox import STATUS_LABELS, ManifestRow, Outbox
+from notifier.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, records_for
+
+FINDINGS_FILE = "findings.parquet"
+CHUNK = 64  # taxpayers rendered together (PDFs of a chunk go to the worker processes at once)
+LEDGER_FLUSH = 100  # delivered packages recorded per transaction
+SKIP_LABELS = {"opt_out": "拒收政策推送", "nothing_to_tell": "无可告知事项", "suppressed": "冷却期内已告知"}
+
+
+@dataclass(frozen=True)
+class NotifyOptions:
+    """Everything a run needs; the CLI builds it from its flags."""
+
+    findings: Path
+    out: Path
+    state_url: str
+    as_of: date
+    dry_run: bool = False
+    rules_dir: Path = DEFAULT_RULES_DIR
+    templates: Path | None = None
+    authorities: Path | None = None
+    channel_override: str | None = None  # every taxpayer
+    taxpayer_channels: Mapping[str, str] = field(default_factory=dict)  # taxpayer_id → channel
+    backends: Sequence[Backend] = ()  # besides the file outbox
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    suppression: SuppressionPolicy = field(default_factory=SuppressionPolicy)
+    office: OfficeSettings = field(default_factory=OfficeSettings)
+    jobs: int = 1  # processes rendering PDFs
+
+
+@dataclass
+class NotifyReport:
+    """What a run did, for the summary table, notify-summary.json and the exit code."""
+
+    as_of: date
+    dry_run: bool
+    taxpayers: int = 0
+    packages: int = 0
+    by_channel: Counter[str] = field(default_factory=Counter)
+    opted_out: int = 0
+    nothing_to_tell: int = 0
+    suppressed_taxpayers: int = 0
+    suppressed_findings: int = 0
+    incentives: int = 0
+    reminders: int = 0
+    total_saving: Decimal = Decimal("0.00")
+    delivered: Counter[str] = field(default_factory=Counter)
+    letter_failures: list[tuple[str, str]] = field(default_factory=list)
+    delivery_failures: list[tuple[str, str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rows: list[ManifestRow] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.letter_failures) + len({t for t, _, _ in self.delivery_failures})
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "dry_run": self.dry_run,
+            "taxpayers": self.taxpayers,
+            "packages": self.packages,
+            "by_channel": dict(sorted(self.by_channel.items())),
+            "opted_out": self.opted_out,
+            "nothing_to_tell": self.nothing_to_tell,
+            "suppressed_taxpayers": self.suppressed_taxpayers,
+            "suppressed_findings": self.suppressed_findings,
+            "incentives": self.incentives,
+            "reminders": self.reminders,
+            "total_estimated_saving": str(self.total_saving),
+            "delivered": dict(sorted(self.delivered.items())),
+            "letter_failures": [{"taxpayer_id": t, "error": e} for t, e in self.letter_failures],
+            "delivery_failures": [{"taxpayer_id": t, "backend": b, "error": e} for t, b, e in self.delivery_failures],
+            "warnings": self.warnings,
+        }
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def read_findings(path: str | Path) -> pl.DataFrame:
+    """findings.parquet from a findings folder (or the file itself), checked against FINDINGS_SCHEMA."""
+    p = Path(path)
+    file = p / FINDINGS_FILE if p.is_dir() else p
+    if not file.exists():
+        raise InputError(f"找不到发现文件 {file}：请先运行 zhixiang run --out {p}，再用该目录作为 --findings")
+    try:
+        frame = pl.read_parquet(file)
+    except Exception as exc:  # polars raises several types for unreadable files
+        raise InputError(f"无法读取发现文件 {file}：{exc}") from exc
+    missing = [c for c in FINDINGS_SCHEMA if c not in frame.columns]
+    if missing:
+        raise InputError(f"发现文件 {file} 缺少列：{', '.join(missing)}（应为 zhixiang run 生成的 findings.parquet）")
+    return frame
+
+
+def taxpayer_groups(frame: pl.DataFrame, batch: int = 20_000) -> Iterator[list[dict[str, Any]]]:
+    """The rows of each taxpayer together, taxpayer by taxpayer, without holding every row as dicts."""
+    ordered = frame.sort(["taxpayer_id", "period", "rule_id"])
+    current: list[dict[str, Any]] = []
+    for part in ordered.iter_slices(batch):
+        for row in part.iter_rows(named=True):
+            if current and row["taxpayer_id"] != current[0]["taxpayer_id"]:
+                yield current
+                current = []
+            current.append(row)
+    if current:
+        yield current
+
+
+def _key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return (str(row["taxpayer_id"]), str(row["rule_id"]), str(row["period"]), str(row["kind"]))
+
+
+def _amount(row: Mapping[str, Any]) -> Decimal | None:
+    value = row.get("estimated_amount")
+    return round_cents(value) if value is not None else None
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+@dataclass
+class _Pending:
+    """A letter rendered except for its PDF (which may be rendering in a worker process)."""
+
+    letter: Letter
+    package: Package
+    pdf: Future[bytes] | bytes | None = None
+
+
+class _Run:
+    def __init__(self, options: NotifyOptions, catalogue: Catalogue, renderer: LetterRenderer,
+                 ledger: SuppressionLedger, outbox: Outbox, report: NotifyReport) -> None:
+        self.o = options
+        self.catalogue = catalogue
+        self.renderer = renderer
+        self.ledger = ledger
+        self.outbox = outbox
+        self.report = report
+        self.authorities = (TaxAuthorities.from_csv(options.authorities) if options.authorities
+                            else TaxAuthorities())
+        self.skipped: list[tuple[str, str, str, str]] = []
+        self.to_record: list[SentRecord] = []
+        self.pool: Executor | None = None
+
+    # -- one taxpayer -------------------------------------------------------------------------
+
+    def decide(self, rows: list[dict[str, Any]]) -> Letter | None:
+        """The letter of one taxpayer after opt-out and suppression, or None (counted as skipped)."""
+        first = rows[0]
+        taxpayer_id = str(first["taxpayer_id"])
+        if not first.get("opt_out"):
+            facing = [r for r in rows if is_taxpayer_facing(r)]
+            fresh = [r for r in facing if self.ledger.should_send(_key(r), _amount(r))]
+            self.report.suppressed_findings += len(facing) - len(fresh)
+            if facing and not fresh:
+                self._skip(Skip(taxpayer_id, str(first.get("taxpayer_name") or ""), "suppressed"))
+                return None
+            rows = fresh or rows
+        override = self.o.taxpayer_channels.get(taxpayer_id, self.o.channel_override)
+        try:
+            result = build_letter(rows, self.catalogue, as_of=self.o.as_of, authorities=self.authorities,
+                                  office=self.o.office, channel_override=override)
+        except LetterError as exc:
+            self._letter_failed(first, str(exc))
+            return None
+        if isinstance(result, Skip):
+            self._skip(result)
+            return None
+        return result
+
+    def _skip(self, skip: Skip) -> None:
+        if skip.reason == "opt_out":
+            self.report.opted_out += 1
+        elif skip.reason == "suppressed":
+            self.report.suppressed_taxpayers += 1
+        else:
+            self.report.nothing_to_tell += 1
+        self.skipped.append((skip.taxpayer_id, skip.name, skip.reason, SKIP_LABELS[skip.reason]))
+
+    def _letter_failed(self, row: Mapping[str, Any], error: str, letter: Letter | None = None) -> None:
+        taxpayer_id = str(row.get("taxpayer_id") if letter is None else letter.taxpayer_id)
+        self.report.letter_failures.append((taxpayer_id, error))
+        self.report.rows.append(ManifestRow(
+            taxpayer_id=taxpayer_id,
+            taxpayer_name=str(row.get("taxpayer_name") or "") if letter is None else letter.name,
+            authority=letter.authority.name if letter else "",
+            channel=letter.channel if letter else "", recipient=letter.recipient if letter else "", files=(),
+            incentives=tuple(i.rule_id for i in letter.incentives) if letter else (),
+            incentive_names=tuple(i.name for i in letter.incentives) if letter else (),
+            reminders=len(letter.reminders) if letter else 0,
+            total_estimated_saving=str(letter.total_saving) if letter else "",
+            package_id=letter.package_id if letter else "", status="failed", note=error,
+        ))
+
+    def render(self, letter: Letter) -> _Pending:
+        """The texts the letter's channel needs; the PDF is started, not awaited."""
+        r = self.renderer
+        channel = letter.channel
+        html = r.html(letter) if channel in ("etax", "email", "post") else None
+        text = r.text(letter) if channel == "email" else None
+        subject = r.subject(letter) if channel == "email" else None
+        sms = r.sms(letter) if channel == "sms" else None
+        pending = _Pending(letter, Package(letter, html=html, text=text, sms=sms, subject=subject))
+        if channel in ("etax", "post"):
+            assert html is not None
+            label = f"纳税人 {letter.taxpayer_id}"
+            if self.pool is not None:
+                pending.pdf = self.pool.submit(render_pdf, html, letter.key_texts(), label=label)
+            else:
+                try:
+                    pending.pdf = render_pdf(html, letter.key_texts(), label=label)
+                except LetterError:
+                    raise
+                except Exception as exc:  # as in finish(): one bad letter, not a stopped run
+                    raise LetterError(f"PDF 信函生成失败：{type(exc).__name__}: {exc}") from exc
+        return pending
+
+    def finish(self, pending: _Pending) -> None:
+        """Attach the PDF, write the outbox, deliver, and queue the ledger rows of what was delivered."""
+        letter = pending.letter
+        package = pending.package
+        if pending.pdf is not None:
+            try:
+                pdf = pending.pdf.result() if isinstance(pending.pdf, Future) else pending.pdf
+            except LetterError:
+                raise
+            except Exception as exc:  # one letter WeasyPrint cannot lay out must not stop the run
+                raise LetterError(f"PDF 信函生成失败：{type(exc).__name__}: {exc}") from exc
+            package = Package(letter, html=package.html, text=package.text, sms=package.sms,
+                              subject=package.subject, pdf=pdf)
+        files = self.outbox.write(package)
+        package = Package(letter, html=package.html, text=package.text, sms=package.sms,
+                          subject=package.subject, pdf=package.pdf, files=files)
+        status, notes, delivered_by = self.deliver(package)
+        if letter.channel_note:
+            notes.insert(0, letter.channel_note)
+        rep = self.report
+        rep.packages += 1
+        rep.by_channel[letter.channel] += 1
+        rep.incentives += len(letter.incentives)
+        rep.reminders += len(letter.reminders)
+        rep.total_saving += letter.total_saving
+        rep.rows.append(ManifestRow(
+            taxpayer_id=letter.taxpayer_id, taxpayer_name=letter.name, authority=letter.authority.name,
+            channel=letter.channel,
+            recipient=letter.recipient, files=files,
+            incentives=tuple(i.rule_id for i in letter.incentives),
+            incentive_names=tuple(i.name for i in letter.incentives),
+            reminders=len(letter.reminders), total_estimated_saving=str(letter.total_saving),
+            package_id=letter.package_id, status=status, note="；".join(notes),
+        ))
+        if delivered_by and not self.o.dry_run:
+            self.to_record.extend(records_for(letter.findings, taxpayer_id=letter.taxpayer_id,
+                                              channel=letter.channel, backend=delivered_by,
+                                              package_id=letter.package_id))
+            if len(self.to_record) >= LEDGER_FLUSH:
+                self.flush()
+
+    def deliver(self, package: Package) -> tuple[str, list[str], str]:
+        """(status, notes, back-ends that delivered it — empty when it was not delivered)."""
+        if self.o.dry_run:
+            return "dry_run", [], ""
+        channel = package.letter.channel
+        backends = [b for b in self.o.backends if channel in b.channels]
+        if not backends:
+            self.report.delivered["file"] += 1
+            return "queued", [], "file"
+        notes: list[str] = []
+        ok = True
+        for backend in backends:
+            result = deliver(backend, package, self.o.retry)
+            if result.ok:
+                self.report.delivered[backend.name] += 1
+                if result.attempts > 1:
+                    notes.append(f"{backend.name} 第 {result.attempts} 次尝试成功")
+            else:
+                ok = False
+                self.report.delivery_failures.append((package.letter.taxpayer_id, backend.name, result.error))
+                notes.append(f"{backend.name} 发送失败（尝试 {result.attempts} 次）：{result.error}")
+        if not ok:
+            return "failed", notes, ""
+        return "sent", notes, "+".join(b.name for b in backends)
+
+    def flush(self) -> None:
+        if self.to_record:
+            self.ledger.record(self.to_record)
+            self.to_record = []
+
+    # -- chunks -------------------------------------------------------------------------------
+
+    def chunk(self, groups: Sequence[list[dict[str, Any]]]) -> None:
+        pending: list[_Pending] = []
+        for rows in groups:
+            letter = self.decide(rows)
+            if letter is None:
+                continue
+            try:
+                pending.append(self.render(letter))
+            except LetterError as exc:
+                self._letter_failed(rows[0], str(exc), letter)
+        for item in pending:
+            try:
+                self.finish(item)
+            except LetterError as exc:
+                self._letter_failed({}, str(exc), item.letter)
+
+
+def _pool(jobs: int) -> Executor | None:
+    if jobs <= 1:
+        return None
+    # spawn, not fork: the parent holds Polars' thread pool, which a forked child must not inherit.
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+
+
+def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | None = None) -> NotifyReport:
+    """Run the notifier; `progress(done, total)` is called as taxpayers are processed."""
+    frame = read_findings(options.findings)
+    catalogue = load_catalogue(options.rules_dir)
+    renderer = LetterRenderer(options.templates, options.office)
+    report = NotifyReport(as_of=options.as_of, dry_run=options.dry_run)
+    versions = sorted(v for v in frame.get_column("ruleset_version").unique().to_list() if v)
+    if versions and versions != [catalogue.version]:
+        report.warnings.append(
+            f"发现文件由规则目录版本 {', '.join(versions)} 生成，信函使用当前规则目录 {catalogue.version} 的文字")
+    engine = open_state(options.state_url)
+    try:
+        ledger = SuppressionLedger(engine, options.as_of, options.suppression)
+        outbox = Outbox(options.out)
+        outbox.prepare()
+        run = _Run(options, catalogue, renderer, ledger, outbox, report)
+        total = frame.get_column("taxpayer_id").n_unique()
+        report.taxpayers = total
+        done = 0
+        groups = taxpayer_groups(frame)
+        run.pool = _pool(min(options.jobs, os.cpu_count() or 1))
+        try:
+            while batch := list(islice(groups, CHUNK)):
+                run.chunk(batch)
+                done += len(batch)
+                if progress is not None:
+                    progress(done, total)
+        finally:
+            run.flush()  # whatever was delivered is recorded, even when the run is interrupted
+            if run.pool is not None:
+                run.pool.shutdown(cancel_futures=True)
+            for backend in options.backends:
+                backend.close()
+        outbox.write_manifest(report.rows)
+        outbox.write_skipped(run.skipped)
+        outbox.write_index(renderer.index(_index_run(report), _index_rows(report.rows)))
+        outbox.write_summary(report.summary())
+    finally:
+        engine.dispose()
+    return report
+
+
+def _index_run(report: NotifyReport) -> dict[str, Any]:
+    return {
+        "date_text": format_date(report.as_of),
+        "dry_run": report.dry_run,
+        "packages": report.packages,
+        "by_channel": [(CHANNEL_LABELS[c], n) for c, n in sorted(report.by_channel.items())],
+        "opted_out": report.opted_out,
+        "suppressed": report.suppressed_taxpayers,
+        "failed": report.failed,
+    }
+
+
+def _index_rows(rows: Sequence[ManifestRow]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        out.append({
+            "taxpayer_id": row.taxpayer_id,
+            "name": row.taxpayer_name,
+            "authority": row.authority,
+            "channel_label": CHANNEL_LABELS.get(row.channel, row.channel),
+            "incentives": row.incentive_names,
+            "reminders": row.reminders,
+            "total": format_amount(row.total_estimated_saving) if row.total_estimated_saving else "",
+            "status": row.status,
+            "status_label": STATUS_LABELS.get(row.status, row.status),
+            "files": list(row.files),
+        })
+    return out
