@@ -18,6 +18,7 @@ from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.errors import InputError, exit_on_user_error
 from engine.findings import KIND_LABELS, KINDS, OUTCOMES, STATUS_LABELS, TIER_LABELS
 from engine.run import RunResult, evaluate_period, write_outputs
+from profiles.database import display_url
 from profiles.periods import Period, PeriodError, parse_period
 
 err = Console(stderr=True)
@@ -33,17 +34,21 @@ def _period(value: str) -> Period:
         raise InputError(str(exc)) from exc
 
 
-def load_inputs(data: str, rules: Path, progress: Progress | None = None) -> tuple[Catalogue, Any]:
-    """The catalogue and the validated profiles (claims checked against the catalogue's codes)."""
-    from profiles.readers import load_profiles
+def load_inputs(data: str, rules: Path, progress: Progress | None = None, *,
+                snapshot_dir: Path | None = None) -> tuple[Catalogue, Any]:
+    """The catalogue and the validated profiles (claims checked against the catalogue's codes).
+
+    `data` is a folder or a postgresql:// URL; a database is snapshotted to `snapshot_dir` first.
+    """
+    from profiles.sources import load_source
 
     task = progress.add_task("加载规则目录", total=None) if progress else None
     catalogue = load_catalogue(rules)
     if progress and task is not None:
         progress.update(task, description=f"规则目录 {len(catalogue.rules)} 条（版本 {catalogue.version}）", total=1,
                         completed=1)
-        task = progress.add_task(f"读取并校验档案数据 {data}", total=None)
-    profiles = load_profiles(data, known_incentives=catalogue.known_incentives)
+        task = progress.add_task(f"读取并校验档案数据 {display_url(data)}", total=None)
+    profiles = load_source(data, known_incentives=catalogue.known_incentives, snapshot_dir=snapshot_dir)
     if progress and task is not None:
         progress.update(task, total=1, completed=1)
     return catalogue, profiles
@@ -100,7 +105,8 @@ def print_summary(result: RunResult, console: Console) -> None:
 
 @click.command("run")
 @click.option("--data", "data", required=True,
-              help="档案数据目录（taxpayers/indicators/claims/risk_events 的 CSV 或 Parquet）")
+              help="档案数据目录（taxpayers/indicators/claims/risk_events 的 CSV 或 Parquet），"
+                   "或 PostgreSQL 地址 postgresql://…（读取后在输出目录 snapshot/ 下保存 Parquet 快照）")
 @click.option("--period", "period", required=True, help="所属期：年度 2025、季度 2026Q3 或月份 2026-09")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="输出目录")
 @click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path), show_default=True,
@@ -112,12 +118,12 @@ def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool)
     p = _period(period)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   disable=quiet, transient=False) as progress:
-        catalogue, profiles = load_inputs(data, rules, progress)
+        catalogue, profiles = load_inputs(data, rules, progress, snapshot_dir=out_dir / "snapshot")
         task = progress.add_task(f"评估 {p.label}（{len(catalogue.active(p))} 条适用规则）", total=None)
         result = evaluate_period(catalogue, profiles, p)
         progress.update(task, total=1, completed=1)
         task = progress.add_task(f"写出结果到 {out_dir}", total=None)
-        write_outputs(result, out_dir, data_source=str(data))
+        write_outputs(result, out_dir, data_source=display_url(data))
         progress.update(task, total=1, completed=1)
     if not quiet:
         print_summary(result, out)
