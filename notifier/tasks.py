@@ -1,0 +1,230 @@
+"""Task lists for risk officers: one Excel workbook (and the same as CSV) per tax authority.
+
+Each workbook has a sheet per risk tier (高风险, 中风险) and one for data-verification items (数据核实),
+always in that order and always present, so a team's macros and habits keep working. Headers are
+Chinese, the header row is frozen and filtered, amounts are numbers with a number format, due dates
+are dates, and a case's evidence is spelt out condition by condition. The CSV (UTF-8 with BOM, so
+Excel opens it) holds the same rows and columns, all tiers in one file.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.formatting.rule import CellIsRule
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from sqlalchemy.engine import Engine
+
+from engine.errors import ZhixiangError
+from engine.findings import STATUS_LABELS
+from notifier.case_queries import Case, CaseFilter, find_cases
+from notifier.case_status import OPEN_STATUSES
+from notifier.cases import TIER_LABELS
+
+CellKind = Literal["text", "wrap", "money", "date", "int"]
+
+MONEY_FORMAT = "#,##0.00"
+DATE_FORMAT = "yyyy-mm-dd"
+#: Excel refuses longer cell texts.
+_CELL_LIMIT = 32_767
+#: The tiers a workbook has sheets for, in sheet order.
+SHEET_TIERS: tuple[str, ...] = ("high", "medium", "verification")
+
+
+@dataclass(frozen=True)
+class TaskColumn:
+    """One column of a task list: header, width (in characters), kind and how to get the value."""
+
+    header: str
+    width: float
+    kind: CellKind
+    value: Callable[[Case, date], Any]
+
+
+def evidence_text(evidence: Iterable[Mapping[str, Any]]) -> str:
+    """A case's evidence, one condition a line: 【不满足】从业人数：301 人（标准 300 人）."""
+    lines = []
+    for item in evidence:
+        status = STATUS_LABELS.get(str(item.get("status")), str(item.get("status")))
+        value = item.get("value") or ("缺失" if item.get("status") == "unknown" else "—")
+        threshold = f"（标准 {item['threshold']}）" if item.get("threshold") else ""
+        lines.append(f"【{status}】{item.get('label') or item.get('condition')}：{value}{threshold}")
+    return "\n".join(lines)
+
+
+COLUMNS: tuple[TaskColumn, ...] = (
+    TaskColumn("案件编号", 36, "text", lambda c, _: c.case_no),
+    TaskColumn("状态", 9, "text", lambda c, _: c.status),
+    TaskColumn("风险等级", 10, "text", lambda c, _: TIER_LABELS.get(c.tier, c.tier)),
+    TaskColumn("纳税人识别号", 22, "text", lambda c, _: c.taxpayer_id),
+    TaskColumn("纳税人名称", 30, "text", lambda c, _: c.taxpayer_name),
+    TaskColumn("区县", 10, "text", lambda c, _: c.district),
+    TaskColumn("所属期", 9, "text", lambda c, _: c.period),
+    TaskColumn("优惠政策", 28, "text", lambda c, _: c.rule_name),
+    TaskColumn("规则编号", 24, "text", lambda c, _: c.rule_id),
+    TaskColumn("涉及金额（元）", 16, "money", lambda c, _: c.amount),
+    TaskColumn("申报享受金额（元）", 18, "money", lambda c, _: c.claimed_amount),
+    TaskColumn("判定理由", 48, "wrap", lambda c, _: c.reasons),
+    TaskColumn("证据", 60, "wrap", lambda c, _: evidence_text(c.evidence)),
+    TaskColumn("政策依据", 36, "wrap", lambda c, _: c.basis),
+    TaskColumn("立案日期", 12, "date", lambda c, _: c.opened_on),
+    TaskColumn("办理期限", 12, "date", lambda c, _: c.due_on),
+    TaskColumn("剩余天数", 10, "int", lambda c, as_of: c.days_left(as_of) if c.is_open else None),
+    TaskColumn("承办人", 10, "text", lambda c, _: c.assignee or ""),
+    TaskColumn("核实结论", 10, "text", lambda c, _: c.resolution or ""),
+    TaskColumn("主管税务机关", 16, "text", lambda c, _: c.tax_authority),
+    TaskColumn("最近发现运行", 22, "text", lambda c, _: c.last_run_id),
+)
+HEADERS: tuple[str, ...] = tuple(col.header for col in COLUMNS)
+
+
+@dataclass(frozen=True)
+class TaskList:
+    """The files written for one tax authority and how many rows each sheet got."""
+
+    authority: str
+    workbook: Path
+    csv: Path
+    counts: Mapping[str, int]  # sheet name → rows
+
+
+def export_task_lists(
+    engine: Engine,
+    out_dir: str | Path,
+    *,
+    as_of: date,
+    authorities: Sequence[str] = (),
+    statuses: Sequence[str] = tuple(sorted(OPEN_STATUSES)),
+) -> list[TaskList]:
+    """Write `<authority>.xlsx` and `<authority>.csv` into `out_dir` for each authority with cases.
+
+    `authorities` restricts the export; an authority asked for by name gets its (possibly empty) files
+    even when it has no cases, so "nothing to do" is an answer, not a missing file. `as_of` fixes the
+    remaining-days column and the workbooks' dates, so the same ledger always gives the same files.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZhixiangError(f"无法创建输出目录 {out}：{exc.strerror}") from exc
+    selected = find_cases(engine, CaseFilter(authorities=authorities, statuses=statuses, tiers=SHEET_TIERS))
+    by_authority: dict[str, list[Case]] = {a: [] for a in authorities}
+    for case in selected:
+        by_authority.setdefault(case.tax_authority, []).append(case)
+    written = []
+    for authority in sorted(by_authority):
+        rows = by_authority[authority]
+        stem = _file_stem(authority)
+        sheets = {TIER_LABELS[t]: [c for c in rows if c.tier == t] for t in SHEET_TIERS}
+        xlsx, csv_path = out / f"{stem}.xlsx", out / f"{stem}.csv"
+        try:
+            write_workbook(xlsx, sheets, as_of=as_of, title=f"{authority} 风险应对任务清单")
+            write_csv(csv_path, [c for t in SHEET_TIERS for c in rows if c.tier == t], as_of=as_of)
+        except OSError as exc:
+            raise ZhixiangError(f"无法写入任务清单 {xlsx.parent}：{exc.strerror}") from exc
+        written.append(TaskList(authority, xlsx, csv_path, {name: len(v) for name, v in sheets.items()}))
+    return written
+
+
+def write_workbook(path: Path, sheets: Mapping[str, Sequence[Case]], *, as_of: date, title: str = "") -> None:
+    """One sheet per entry of `sheets` (name → cases), in the given order (write-only: big lists are fine)."""
+    wb = Workbook(write_only=True)
+    stamp = datetime(as_of.year, as_of.month, as_of.day)
+    wb.properties.creator = "直享 Zhixiang"
+    wb.properties.title = title
+    wb.properties.created = stamp
+    wb.properties.modified = stamp
+    for name, rows in sheets.items():
+        ws = wb.create_sheet(name)
+        _write_sheet(ws, rows, as_of)
+    wb.save(path)
+
+
+_HEADER_FONT = Font(bold=True)
+_HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
+_HEADER_ALIGN = Alignment(horizontal="center", vertical="center", wrap_text=True)
+_TOP = Alignment(vertical="top")
+_WRAP = Alignment(vertical="top", wrap_text=True)
+_OVERDUE_FONT = Font(color="9C0006", bold=True)
+_OVERDUE_FILL = PatternFill("solid", fgColor="FFC7CE")
+
+
+def _write_sheet(ws: WriteOnlyWorksheet, rows: Sequence[Case], as_of: date) -> None:
+    # Layout first: a write-only sheet takes widths, panes and filters before any row.
+    for i, col in enumerate(COLUMNS, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = col.width
+    ws.freeze_panes = "A2"
+    last = get_column_letter(len(COLUMNS))
+    ws.auto_filter.ref = f"A1:{last}{max(len(rows), 1) + 1}"
+    days = get_column_letter(HEADERS.index("剩余天数") + 1)
+    if rows:
+        ws.conditional_formatting.add(
+            f"{days}2:{days}{len(rows) + 1}",
+            CellIsRule(operator="lessThan", formula=["0"], font=_OVERDUE_FONT, fill=_OVERDUE_FILL),
+        )
+    header = []
+    for col in COLUMNS:
+        cell = WriteOnlyCell(ws, value=col.header)
+        cell.font, cell.fill, cell.alignment = _HEADER_FONT, _HEADER_FILL, _HEADER_ALIGN
+        header.append(cell)
+    ws.append(header)
+    for case in rows:
+        ws.append([_cell(ws, col, col.value(case, as_of)) for col in COLUMNS])
+
+
+def _cell(ws: WriteOnlyWorksheet, col: TaskColumn, value: Any) -> WriteOnlyCell:
+    if col.kind in ("text", "wrap"):
+        text = ILLEGAL_CHARACTERS_RE.sub("", str(value or ""))[:_CELL_LIMIT]
+        cell = WriteOnlyCell(ws, value=text)
+        cell.data_type = "s"  # never a formula, whatever the text starts with
+        cell.alignment = _WRAP if col.kind == "wrap" else _TOP
+        return cell
+    cell = WriteOnlyCell(ws, value=value)
+    cell.alignment = _TOP
+    if col.kind == "money":
+        cell.number_format = MONEY_FORMAT
+    elif col.kind == "date":
+        cell.number_format = DATE_FORMAT
+    return cell
+
+
+#: Characters that make Excel read a CSV cell as a formula (CSV injection); such texts get a leading '.
+_FORMULA_START = re.compile(r"^[=+\-@\t\r]")
+
+
+def write_csv(path: Path, rows: Sequence[Case], *, as_of: date) -> None:
+    """The task list as CSV: UTF-8 with BOM, the workbook's headers and columns, plain numbers and ISO dates."""
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HEADERS)
+        for case in rows:
+            writer.writerow([_csv_value(col, col.value(case, as_of)) for col in COLUMNS])
+
+
+def _csv_value(col: TaskColumn, value: Any) -> str:
+    if value is None:
+        return ""
+    if col.kind in ("text", "wrap"):
+        text = str(value)
+        return "'" + text if _FORMULA_START.match(text) else text
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
+
+
+def _file_stem(authority: str) -> str:
+    return _UNSAFE.sub("_", authority).strip(" .") or "未注明税务机关"
