@@ -76,6 +76,9 @@ class Condition:
     #: Generated from a declared exclusion ("not claimed the other rule"): part of this rule's verdict, but
     #: not of its qualification as another rule reads it through eligible().
     stacking: bool = False
+    #: Fixed sentences for the evidence, when the generic "label：满足/不满足" would read badly.
+    pass_text: str = ""
+    fail_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -378,8 +381,12 @@ def _build_rule(
     exclusive.discard(spec.id)
     for other in sorted(exclusive & rule_ids):
         node = ir.Not(ir.Call("claimed", (ir.Literal_(other),)))
-        conditions.append(Condition(f"not_stacked_{other}", f"未同时享受「{raw[other][1].name}」（不得叠加）", node,
-                                    f'not claimed("{other}")', stacking=True))
+        other_name = raw[other][1].name
+        conditions.append(Condition(
+            f"not_stacked_{other}", f"未同时享受「{other_name}」（不得叠加）", node, f'not claimed("{other}")',
+            stacking=True, pass_text=f"未同时申报享受「{other_name}」",
+            fail_text=f"同时申报享受了「{other_name}」，两项优惠不得叠加享受",
+        ))
     if spec.effective.to is not None and spec.effective.to < spec.effective.from_:
         problems.append(_at(path, doc, ("effective", "to"), "截止日期早于起始日期"))
     if len(problems) > before or scope is None or benefit is None:

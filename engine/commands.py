@@ -16,13 +16,14 @@ from rich.table import Table
 
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.errors import InputError, exit_on_user_error
-from engine.findings import KIND_LABELS, KINDS, OUTCOMES, STATUS_LABELS, TIER_LABELS
+from engine.findings import KIND_LABELS, KINDS, OUTCOMES, STATUS_LABELS, TIER_LABELS, TIERS
 from engine.run import RunResult, evaluate_period, write_outputs
 from profiles.database import display_url
 from profiles.periods import Period, PeriodError, parse_period
 
 err = Console(stderr=True)
-out = Console()
+# A report piped to a file or a log keeps its full width instead of rich's 80-column default.
+out = Console() if Console().is_terminal else Console(width=200)
 
 _STATUS_MARK = {"pass": "✔", "fail": "✘", "unknown": "？"}
 
@@ -97,8 +98,8 @@ def print_summary(result: RunResult, console: Console) -> None:
         console.print(dt)
     tiers = result.findings.filter(pl.col("kind") == "improper").group_by("risk_tier").len()
     if tiers.height:
-        console.print("违规享受风险分级：" + "，".join(f"{TIER_LABELS.get(t, t)} {n:,} 条" for t, n in tiers.sort(
-            "risk_tier").iter_rows()))
+        by_tier = dict(tiers.iter_rows())
+        console.print("违规享受风险分级：" + "，".join(f"{TIER_LABELS[t]} {by_tier[t]:,} 条" for t in TIERS if t in by_tier))
     if result.quarantine.height:
         console.print(f"[yellow]隔离的问题数据 {result.quarantine.height:,} 处，详见 quarantine.csv[/yellow]")
 

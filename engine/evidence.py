@@ -56,7 +56,7 @@ class Explanation:
 
     condition: str
     label: str
-    shape: Literal["compare", "in", "generic"]
+    shape: Literal["compare", "in", "generic", "fixed"]
     subject: Subject | None  # the left side (compare/in)
     threshold: Subject | None  # the right side (compare), shown as a value
     threshold_text: str  # constant threshold text, when known at compile time
@@ -147,6 +147,8 @@ def explain_condition(cond: Condition, rule: Rule, period: Period) -> Explanatio
         negated = (isinstance(node, ir.Compare) and node.op == "!=") or (isinstance(node, ir.In) and node.negated)
         pass_verb, fail_verb = ("不属于", "属于") if negated else ("属于", "不属于")
         return Explanation(cond.id, cond.label, "in", subject, None, text, pass_verb, fail_verb, "", fields)
+    if cond.pass_text and cond.fail_text:
+        return Explanation(cond.id, cond.label, "fixed", None, None, "", cond.pass_text, cond.fail_text, "", fields)
     return Explanation(cond.id, cond.label, "generic", None, None, "", "满足", "不满足", "", fields)
 
 
@@ -258,6 +260,8 @@ def sentence_python(ex: Explanation, status: str, subject_value: str, threshold_
         unit = f" {ex.subject.unit}" if ex.subject.unit else ""
         label = f"{ex.subject.label} " if ex.subject.label else ""
         return f"{label}{subject_value}{unit}，{verb} {threshold_value}{unit}{ex.bound}"
+    if ex.shape == "fixed":
+        return ex.pass_verb if status == "pass" else ex.fail_verb
     if ex.shape == "in" and ex.subject is not None:
         verb = ex.pass_verb if status == "pass" else ex.fail_verb
         return f"{ex.subject.label}为{subject_value}，{verb}{ex.threshold_text}"
