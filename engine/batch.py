@@ -98,8 +98,10 @@ def build_query(
                               for r in all_rules])
     claim_table = hits.group_by("taxpayer_id").agg(
         [pl.col(claimed_col(r.id)).any() for r in all_rules]
-        + [pl.when(pl.col(claimed_col(r.id)).any()).then(pl.col(claim_amount_col(r.id)).sum()).cast(MONEY_DTYPE)
-           .alias(claim_amount_col(r.id)) for r in all_rules]
+        # A claim whose amount is empty has an unknown amount, not 0 (sum() of nulls is 0): the amount at
+        # stake then falls back to the estimated benefit.
+        + [pl.when(pl.col(claim_amount_col(r.id)).count() > 0).then(pl.col(claim_amount_col(r.id)).sum())
+           .cast(MONEY_DTYPE).alias(claim_amount_col(r.id)) for r in all_rules]
     )
     # Taxpayers judged: those with figures for the period or a claim for it (a claim without figures
     # is judged too — its conditions come out unknown, so it is 待核实, never 违规).
@@ -204,6 +206,10 @@ def _evidence(cond: Condition, rule: Rule, rctx: Context) -> tuple[pl.Expr, pl.E
             pl.when(status == "pass").then(pl.lit(ex.pass_verb)).otherwise(pl.lit(ex.fail_verb)),
             pl.lit(" "), threshold, pl.lit(unit + ex.bound),
         ])
+    elif ex.shape == "fixed":
+        value = joined_fields
+        threshold = pl.lit("")
+        known = pl.when(status == "pass").then(pl.lit(ex.pass_verb)).otherwise(pl.lit(ex.fail_verb))
     elif ex.shape == "in" and ex.subject is not None:
         value = _render(ex.subject, rctx)
         threshold = pl.lit(ex.threshold_text)

@@ -99,7 +99,8 @@ def print_summary(result: RunResult, console: Console) -> None:
     tiers = result.findings.filter(pl.col("kind") == "improper").group_by("risk_tier").len()
     if tiers.height:
         by_tier = dict(tiers.iter_rows())
-        console.print("违规享受风险分级：" + "，".join(f"{TIER_LABELS[t]} {by_tier[t]:,} 条" for t in TIERS if t in by_tier))
+        parts = [f"{TIER_LABELS[t]} {by_tier[t]:,} 条" for t in TIERS if t in by_tier]
+        console.print("违规享受风险分级：" + "，".join(parts))
     if result.quarantine.height:
         console.print(f"[yellow]隔离的问题数据 {result.quarantine.height:,} 处，详见 quarantine.csv[/yellow]")
 
