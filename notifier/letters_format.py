@@ -152,6 +152,6 @@ def letter_line(evidence: dict[str, Any], period: str) -> str:
         text = head  # "研发费用 90.00 万元，超过 0 元" says no more than "研发费用 90.00 万元"
     if any(head.endswith(f" {unit}") for unit in _PERIOD_UNITS):
         return f"您 {period_label(period)}{text}"
-    if "，" in text:
+    if "，" in text and evidence.get("condition") != "effective":  # the window is the policy's, not yours
         return f"您的{text}"
     return text

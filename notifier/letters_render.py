@@ -111,14 +111,18 @@ def _template_line(exc: BaseException, template: Template) -> int | None:
     return line
 
 
-def _undefined_message(exc: UndefinedError) -> str:
+def _undefined_message(exc: UndefinedError, source_line: str) -> str:
+    """`变量 letter.signed_on 未定义`: the expression as written in the template where it can be found."""
     message = exc.message or str(exc)
     for pattern in _UNDEFINED_PATTERNS:
         m = pattern.match(message)
         if m:
-            obj = m.groupdict().get("obj")
             var = m.group("var")
-            return f"变量 {obj + '.' if obj and obj != 'Undefined' else ''}{var} 未定义"
+            written = re.search(rf"[A-Za-z_][\w.]*\.{re.escape(var)}\b|\b{re.escape(var)}\b", source_line)
+            if written:
+                return f"变量 {written.group(0)} 未定义"
+            obj = (m.groupdict().get("obj") or "").split(".")[-1].removesuffix(" object")
+            return f"变量 {obj + '.' if obj else ''}{var} 未定义"
     return f"变量未定义（{message}）"
 
 
@@ -147,12 +151,20 @@ class LetterRenderer:
         except UndefinedError as exc:
             line = _template_line(exc, template)
             where = f"{name}:{line}" if line else name
-            raise LetterTemplateError(f"模板 {where}：{_undefined_message(exc)}，信函未生成") from exc
+            source = self._source_line(name, line)
+            raise LetterTemplateError(f"模板 {where}：{_undefined_message(exc, source)}，信函未生成") from exc
         except SecurityError as exc:
             raise LetterTemplateError(f"模板 {name} 试图执行不允许的操作：{exc}") from exc
         except TemplateError as exc:
             line = _template_line(exc, template)
             raise LetterTemplateError(f"模板 {name}{':' + str(line) if line else ''} 渲染失败：{exc}") from exc
+
+    def _source_line(self, name: str, line: int | None) -> str:
+        if not line or self.env.loader is None:
+            return ""
+        source, _, _ = self.env.loader.get_source(self.env, name)
+        lines = source.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else ""
 
     def _context(self, letter: Letter, **extra: Any) -> dict[str, Any]:
         return {"letter": letter, "office": self.office, **extra}

@@ -68,6 +68,9 @@ class NotifyOptions:
     suppression: SuppressionPolicy = field(default_factory=SuppressionPolicy)
     office: OfficeSettings = field(default_factory=OfficeSettings)
     jobs: int = 1  # processes rendering PDFs
+    # False: delivered packages' ledger rows are left in NotifyReport.unrecorded for the caller to record
+    # (the nightly run records them in the transaction that marks the run succeeded).
+    record: bool = True
 
 
 @dataclass
@@ -91,6 +94,7 @@ class NotifyReport:
     delivery_failures: list[tuple[str, str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rows: list[ManifestRow] = field(default_factory=list)
+    unrecorded: list[SentRecord] = field(default_factory=list)  # see NotifyOptions.record
 
     @property
     def failed(self) -> int:
@@ -327,7 +331,10 @@ class _Run:
 
     def flush(self) -> None:
         if self.to_record:
-            self.ledger.record(self.to_record)
+            if self.o.record:
+                self.ledger.record(self.to_record)
+            else:
+                self.report.unrecorded.extend(self.to_record)
             self.to_record = []
 
     # -- chunks -------------------------------------------------------------------------------

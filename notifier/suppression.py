@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import Column, Date, DateTime, Index, Integer, Numeric, String, Table, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import BigInteger, Column, Date, DateTime, Index, Integer, String, Table, select
+from sqlalchemy.engine import Connection, Engine
 
 from notifier.db import METADATA
 
@@ -28,7 +28,8 @@ NOTIFICATIONS = Table(
     Column("rule_id", String(64), nullable=False),
     Column("period", String(16), nullable=False),
     Column("kind", String(16), nullable=False),  # unclaimed / improper (low-risk reminder)
-    Column("estimated_amount", Numeric(20, 2), nullable=True),
+    # Exact on every backend: whole fen in an integer (SQLite has no exact decimal type).
+    Column("estimated_fen", BigInteger, nullable=True),
     Column("channel", String(8), nullable=False),
     Column("backend", String(16), nullable=False),  # file / smtp / webhook
     Column("package_id", String(32), nullable=False),
@@ -39,6 +40,15 @@ NOTIFICATIONS = Table(
 )
 
 Key = tuple[str, str, str, str]  # taxpayer_id, rule_id, period, kind
+
+
+def to_fen(amount: Decimal | None) -> int | None:
+    """Yuan → whole fen (四舍五入)."""
+    return None if amount is None else int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def from_fen(fen: int | None) -> Decimal | None:
+    return None if fen is None else (Decimal(fen) / 100).quantize(Decimal("0.01"))
 
 
 @dataclass(frozen=True)
@@ -106,13 +116,13 @@ class SuppressionLedger:
         since = self.as_of - timedelta(days=self.policy.cooldown_days)
         t = NOTIFICATIONS.c
         query = (
-            select(t.taxpayer_id, t.rule_id, t.period, t.kind, t.estimated_amount, t.channel, t.sent_on, t.id)
+            select(t.taxpayer_id, t.rule_id, t.period, t.kind, t.estimated_fen, t.channel, t.sent_on, t.id)
             .where(t.sent_on > since)
             .order_by(t.sent_on, t.id)
         )
         with self.engine.connect() as conn:
             for row in conn.execute(query):
-                amount = Decimal(row.estimated_amount) if row.estimated_amount is not None else None
+                amount = from_fen(row.estimated_fen)
                 # later rows overwrite earlier ones: the last send is what the taxpayer last heard
                 self._recent[(row.taxpayer_id, row.rule_id, row.period, row.kind)] = LastSent(
                     row.sent_on, amount, row.channel)
@@ -127,21 +137,28 @@ class SuppressionLedger:
             return True
         return self.policy.material(last.amount, amount)
 
-    def record(self, records: Sequence[SentRecord]) -> None:
-        """Record delivered findings (one transaction); later decisions in this run see them too."""
+    def record(self, records: Sequence[SentRecord], *, conn: Connection | None = None) -> None:
+        """Record delivered findings (one transaction); later decisions in this run see them too.
+
+        `conn`: write inside the caller's transaction instead (the nightly run records its letters in
+        the same transaction that marks the run succeeded, so a crash never records unpublished letters).
+        """
         if not records:
             return
         now = datetime.now(UTC)
         rows = [
             {
                 "taxpayer_id": r.taxpayer_id, "rule_id": r.rule_id, "period": r.period, "kind": r.kind,
-                "estimated_amount": r.amount, "channel": r.channel, "backend": r.backend,
+                "estimated_fen": to_fen(r.amount), "channel": r.channel, "backend": r.backend,
                 "package_id": r.package_id, "sent_on": self.as_of, "recorded_at": now,
             }
             for r in records
         ]
-        with self.engine.begin() as conn:
+        if conn is not None:
             conn.execute(NOTIFICATIONS.insert(), rows)
+        else:
+            with self.engine.begin() as own:
+                own.execute(NOTIFICATIONS.insert(), rows)
         for r in records:
             self._recent[(r.taxpayer_id, r.rule_id, r.period, r.kind)] = LastSent(self.as_of, r.amount, r.channel)
 
@@ -153,7 +170,10 @@ def history(engine: Engine, taxpayer_id: str | None = None) -> list[dict[str, ob
     if taxpayer_id is not None:
         query = query.where(t.taxpayer_id == taxpayer_id)
     with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+    for row in rows:
+        row["estimated_amount"] = from_fen(row.pop("estimated_fen"))
+    return rows
 
 
 def records_for(findings: Iterable[tuple[str, str, str, Decimal | None]], *, taxpayer_id: str, channel: str,
