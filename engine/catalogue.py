@@ -9,6 +9,7 @@ type-checks it against the profile schema (engine/typecheck.py), resolves depend
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -165,6 +166,7 @@ def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
     files = sorted(p for p in root.glob("*.yaml") if not p.name.startswith("_") and not p.name.endswith(CASES_SUFFIX))
     settings = _load_settings(root, yaml, problems)
     raw: dict[str, tuple[Path, RuleFile, Any, bytes]] = {}
+    unusable: set[str] = set()  # ids of rule files whose shape is wrong: other rules may still name them
     for path in files:
         data = path.read_bytes()
         doc = _read_yaml(path, data, yaml, problems)
@@ -174,13 +176,20 @@ def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
             spec = RuleFile.model_validate(_plain(doc))
         except ValidationError as exc:
             problems.extend(_validation_problems(path, doc, exc))
-            continue
+            # Misspelt keys alone do not stop the check: the rest of the file is still checked, so one
+            # run lists every problem.
+            retry = _without_unknown_keys(doc, exc)
+            if retry is None:
+                if doc.get("id") == path.stem:
+                    unusable.add(path.stem)
+                continue
+            spec = retry
         if spec.id != path.stem:
             problems.append(_at(path, doc, ("id",), f"规则编号 {spec.id!r} 与文件名 {path.stem!r} 不一致",
                                 expected=f"id: {path.stem}"))
             continue
         raw[spec.id] = (path, spec, doc, data)
-    rule_ids = set(raw)
+    rule_ids = set(raw) | unusable
     rules: dict[str, Rule] = {}
     for rid, (path, spec, doc, data) in raw.items():
         rule = _build_rule(path, spec, doc, data, rule_ids, raw, problems)
@@ -228,15 +237,41 @@ def _read_yaml(path: Path, data: bytes, yaml: YAML, problems: list[RuleProblem])
     try:
         doc = yaml.load(text)
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        problems.append(RuleProblem(str(path), (mark.line + 1) if mark else 1, (mark.column + 1) if mark else 1,
-                                    f"YAML 格式错误：{exc.problem}",
-                                    suggestion="检查缩进是否对齐、冒号后是否有空格、引号是否成对"))
+        problems.append(yaml_problem(path, exc))
+        return None
+    except ValueError as exc:  # ruamel builds dates as it reads: 2023-02-30 raises without a position
+        problems.append(yaml_value_problem(path, text, exc))
         return None
     if not isinstance(doc, dict):
         problems.append(RuleProblem(str(path), 1, 1, "规则文件应为键值映射", example="id: small_low_profit_cit"))
         return None
     return doc
+
+
+def yaml_problem(path: Path, exc: MarkedYAMLError) -> RuleProblem:
+    """A YAML syntax error where the parser noticed it, naming where the unfinished construct began."""
+    mark = exc.problem_mark or exc.context_mark
+    message = f"YAML 格式错误：{exc.problem}"
+    if exc.context and exc.context_mark and exc.context_mark is not mark:
+        message += f"（{exc.context}，始于第{exc.context_mark.line + 1}行第{exc.context_mark.column + 1}列）"
+    return RuleProblem(str(path), (mark.line + 1) if mark else 1, (mark.column + 1) if mark else 1, message,
+                       suggestion="检查缩进是否对齐、冒号后是否有空格、括号和引号是否成对")
+
+
+_DATE_TEXT = re.compile(r"(?<![\w-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\w-])")
+
+
+def yaml_value_problem(path: Path, text: str, exc: ValueError) -> RuleProblem:
+    """A value YAML could not build (in practice an impossible date such as 2023-02-30), located in the text."""
+    for number, line in enumerate(text.splitlines(), 1):
+        content = line.split(" #", 1)[0]
+        for m in _DATE_TEXT.finditer(content):
+            try:
+                date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            except ValueError:
+                return RuleProblem(str(path), number, m.start() + 1, f"日期 {m.group(0)} 不存在",
+                                   expected="YYYY-MM-DD 格式的真实日期，如 2023-02-28")
+    return RuleProblem(str(path), 1, 1, f"YAML 取值无法读取（{exc}）")
 
 
 def _plain(node: Any) -> Any:
@@ -379,7 +414,7 @@ def _build_rule(
     # A declared exclusion holds both ways: neither rule may be enjoyed while the other is claimed.
     exclusive = set(spec.excludes) | {rid for rid, (_, s, _, _) in raw.items() if spec.id in s.excludes}
     exclusive.discard(spec.id)
-    for other in sorted(exclusive & rule_ids):
+    for other in sorted(exclusive & raw.keys()):
         node = ir.Not(ir.Call("claimed", (ir.Literal_(other),)))
         other_name = raw[other][1].name
         conditions.append(Condition(
@@ -406,7 +441,7 @@ def _build_rule(
         scope=Condition("scope", spec.scope.label, scope, spec.scope.when),
         conditions=tuple(conditions),
         parameters=params,
-        excludes=tuple(sorted(exclusive & rule_ids)),
+        excludes=tuple(sorted(exclusive & raw.keys())),
         claim_codes=(spec.id, *spec.claim_codes),
         benefit_label=spec.benefit.label,
         benefit=benefit,
@@ -434,6 +469,34 @@ def _quote_offset(doc: Any, loc: tuple[Any, ...]) -> int:
     return 1 if type(node).__name__ in quoted else 0
 
 
+def _eligible_call(rule: Rule, other: str) -> ir.Span:
+    """Where `rule` calls eligible("other") (the scope, a condition or the benefit formula)."""
+    for node in (*(c.expr for c in rule.all_conditions()), rule.benefit):
+        for n in ir.walk(node):
+            if isinstance(n, ir.Call) and n.name == "eligible" and n.args and isinstance(n.args[0], ir.Literal_) \
+                    and n.args[0].value == other:
+                return n.span
+    return ir.Span(rule.file, 1, 1)  # pragma: no cover - depends_on comes from these calls
+
+
+def _without_unknown_keys(doc: Any, exc: ValidationError) -> RuleFile | None:
+    """The rule file without its unknown keys, when those are its only shape problems (else None)."""
+    errors = exc.errors()
+    if not errors or any(e["type"] != "extra_forbidden" for e in errors):
+        return None
+    plain = _plain(doc)
+    for err in errors:
+        *parents, key = err["loc"]
+        node = plain
+        for part in parents:
+            node = node[part]
+        node.pop(key, None)
+    try:
+        return RuleFile.model_validate(plain)
+    except ValidationError:
+        return None
+
+
 def _order(rules: Mapping[str, Rule], raw: Mapping[str, tuple[Path, RuleFile, Any, bytes]],
            problems: list[RuleProblem]) -> list[str]:
     """Rule ids with every dependency before its dependents; a cycle is reported at each member."""
@@ -444,10 +507,13 @@ def _order(rules: Mapping[str, Rule], raw: Mapping[str, tuple[Path, RuleFile, An
         if state.get(rid) == 2:
             return
         if state.get(rid) == 1:
-            cycle = [*stack[stack.index(rid):], rid]
-            path, _, doc, _ = raw[rid]
-            problems.append(_at(path, doc, ("conditions",), "规则之间存在循环依赖：" + " → ".join(cycle),
-                                suggestion="eligible() 不能直接或间接引用自身"))
+            members = stack[stack.index(rid):]
+            for i, member in enumerate(members):  # each member, at its eligible() call of the next one
+                cycle = [*members[i:], *members[:i], member]
+                span = _eligible_call(rules[member], cycle[1])
+                problems.append(RuleProblem(span.file, span.line, span.col,
+                                            "规则之间存在循环依赖：" + " → ".join(cycle),
+                                            suggestion="eligible() 不能直接或间接引用自身"))
             return
         state[rid] = 1
         rule = rules.get(rid)

@@ -192,6 +192,14 @@ class TypeChecker:
             args.append(self._arg(fn.name, arg, typ))
         if fn.name == "startswith" and isinstance(args[1], ir.Literal_) and isinstance(args[1].value, str):
             args[1] = dataclasses.replace(args[1], value=(args[1].value,))
+        if fn.name in ("events", "events_since"):
+            # The counts are aggregated once per taxpayer before the rules run, keyed by these constants;
+            # a parameter or field here would be counted as no events at all (or fail at run time).
+            second = "月数" if fn.name == "events" else "起始日期"
+            for arg in args:
+                if not isinstance(arg, ir.Literal_):
+                    self._problem(arg, f"{fn.name}() 的事件列表和{second}须直接写出，不能用参数或字段",
+                                  example=fn.signature)
         return dataclasses.replace(node, args=tuple(args)), fn.returns
 
     def _arg(self, fn: str, arg: ir.Node, typ: str) -> ir.Node:

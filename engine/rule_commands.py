@@ -1,0 +1,119 @@
+"""`zhixiang rules check | test | schema`: the rule catalogue from the command line.
+
+Thin edges: each command parses its arguments, calls one core function (load_catalogue, run_cases,
+rule_json_schema) and prints; rule problems become their `file:line:col` messages and exit code 3.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from engine.casebook import CaseResult, load_cases, run_cases
+from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
+from engine.errors import EXIT_RULE_ERROR, exit_on_user_error
+from engine.rulefile import rule_json_schema
+from profiles.periods import KIND_LABELS as PERIOD_KIND_LABELS
+
+SCHEMA_FILE = "rule.schema.json"
+VERIFICATION_LABELS = {"verified": "已核实", "partial": "部分核实", "unverified": "未核实"}
+
+
+_DIR = click.argument("directory", required=False, type=click.Path(path_type=Path), default=DEFAULT_RULES_DIR)
+
+
+@click.group("rules")
+def rules_group() -> None:
+    """规则目录：检查规则文件、运行规则测试案例、生成规则文件的 JSON Schema。"""
+
+
+@rules_group.command("check")
+@_DIR
+@exit_on_user_error
+def check(directory: Path) -> None:
+    """加载并检查规则目录（默认 rules/），列出每条规则。"""
+    catalogue = load_catalogue(directory)
+    out = Console()
+    out.print(catalogue_table(catalogue))
+    out.print(f"规则目录检查通过：{len(catalogue.rules)} 条规则，版本 {catalogue.version}。")
+
+
+def catalogue_table(catalogue: Catalogue) -> Table:
+    """One row per rule: id, 名称, 税种, 判定期间, 执行期限, 核实状态."""
+    table = Table(title=f"{catalogue.settings.name}（版本 {catalogue.version}）")
+    for column in ("编号", "名称", "税种", "判定期间", "执行期限", "核实状态"):
+        table.add_column(column, no_wrap=column in ("编号", "执行期限"))
+    for rule in sorted(catalogue.rules.values(), key=lambda r: r.id):
+        table.add_row(
+            rule.id,
+            escape(rule.name),
+            escape(rule.tax),
+            "、".join(PERIOD_KIND_LABELS[k] for k in rule.granularity),
+            rule.window_label,
+            VERIFICATION_LABELS.get(rule.verification, rule.verification),
+        )
+    return table
+
+
+@rules_group.command("test")
+@_DIR
+@exit_on_user_error
+def test(directory: Path) -> None:
+    """运行规则目录中每条规则旁的测试案例（<政策编号>.cases.yaml），任何案例未通过则以退出码 3 结束。"""
+    catalogue = load_catalogue(directory)
+    cases = load_cases(directory)
+    results = run_cases(catalogue, cases)
+    out = Console()
+    out.print(results_table(catalogue, results))
+    failed = [r for r in results if not r.passed]
+    for result in failed:
+        click.echo(result.message() + "\n", err=True)  # unwrapped: `file:line` must stay whole for editors
+    if failed:
+        Console(stderr=True).print(f"[red]{len(failed)} 个案例未通过[/red]（共 {len(results)} 个）。")
+        sys.exit(EXIT_RULE_ERROR)
+    out.print(f"[green]全部 {len(results)} 个案例通过。[/green]")
+
+
+def results_table(catalogue: Catalogue, results: list[CaseResult]) -> Table:
+    """Per rule: cases, passed, failed."""
+    by_rule: dict[str, list[CaseResult]] = defaultdict(list)
+    for r in results:
+        by_rule[r.case.rule_id].append(r)
+    table = Table(title="规则测试案例")
+    for column, justify in (("编号", "left"), ("名称", "left"), ("案例", "right"), ("通过", "right"),
+                            ("未通过", "right"), ("结果", "left")):
+        table.add_column(column, justify=justify, no_wrap=column == "编号")  # type: ignore[arg-type]
+    for rule_id in sorted(set(catalogue.rules) | set(by_rule)):
+        mine = by_rule.get(rule_id, [])
+        passed = sum(r.passed for r in mine)
+        rule = catalogue.rules.get(rule_id)
+        verdict = "[yellow]无案例[/yellow]" if not mine else "[green]通过[/green]" if passed == len(mine) \
+            else "[red]未通过[/red]"
+        table.add_row(rule_id, escape(rule.name) if rule else "（无此规则）", str(len(mine)), str(passed),
+                      str(len(mine) - passed), verdict)
+    return table
+
+
+@rules_group.command("schema")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=DEFAULT_RULES_DIR / SCHEMA_FILE,
+              show_default=True, help="JSON Schema 输出文件")
+@exit_on_user_error
+def schema(out_path: Path) -> None:
+    """生成规则文件的 JSON Schema（供编辑器补全和检查 rules/*.yaml）。"""
+    out_path.write_text(schema_text(), encoding="utf-8")
+    click.echo(f"已写入 {out_path}")
+
+
+def schema_text() -> str:
+    """The committed form of rules/rule.schema.json."""
+    return json.dumps(rule_json_schema(), ensure_ascii=False, indent=2) + "\n"
+
+
+COMMANDS = [rules_group]
