@@ -586,7 +586,7 @@ class FindingsFolder:
     findings: pl.DataFrame
     periods: tuple[str, ...]  # from summary.json, else the periods present in the findings
     rules: frozenset[str] | None  # rules the run judged (summary.json by_rule); None when unknown
-    run_id: str  # summary.json run_id, else period + generation time, else a hash of the findings file
+    run_id: str  # summary.json run_id, else period + generation time + summary hash, else findings hash
 
 
 def read_findings_folder(path: str | Path) -> FindingsFolder:
@@ -605,10 +605,12 @@ def read_findings_folder(path: str | Path) -> FindingsFolder:
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"无法读取 {parquet}：{exc}（文件可能不完整，请重新运行 zhixiang run）") from exc
     summary: dict[str, Any] = {}
+    summary_bytes = b""
     summary_path = parquet.parent / "summary.json"
     if summary_path.is_file():
         try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+            summary_bytes = summary_path.read_bytes()
+            summary = json.loads(summary_bytes.decode("utf-8"))
         except (OSError, ValueError) as exc:
             raise InputError(f"无法读取 {summary_path}：{exc}") from exc
     periods = summary.get("periods") or ([summary["period"]] if summary.get("period") else [])
@@ -618,8 +620,9 @@ def read_findings_folder(path: str | Path) -> FindingsFolder:
     rules = frozenset(str(r["rule_id"]) for r in by_rule if "rule_id" in r) if isinstance(by_rule, list) else None
     run_id = summary.get("run_id")
     if not run_id and summary.get("generated_at"):
+        # Period and time for people; a hash of the summary (inputs, counts) so two runs never share an id.
         stamp = re.sub(r"[^0-9T]", "", str(summary["generated_at"]))[:15]
-        run_id = f"run-{'+'.join(map(str, periods))}-{stamp}"
+        run_id = f"run-{'+'.join(map(str, periods))}-{stamp}-{hashlib.sha256(summary_bytes).hexdigest()[:6]}"
     if not run_id:
         run_id = "findings-" + hashlib.sha256(parquet.read_bytes()).hexdigest()[:12]
     return FindingsFolder(findings=findings, periods=tuple(str(p) for p in periods), rules=rules, run_id=str(run_id))

@@ -166,7 +166,7 @@ def _write_sheet(ws: WriteOnlyWorksheet, rows: Sequence[Case], as_of: date) -> N
         ws.column_dimensions[get_column_letter(i)].width = col.width
     ws.freeze_panes = "A2"
     last = get_column_letter(len(COLUMNS))
-    ws.auto_filter.ref = f"A1:{last}{max(len(rows), 1) + 1}"
+    ws.auto_filter.ref = f"A1:{last}{len(rows) + 1}"
     days = get_column_letter(HEADERS.index("剩余天数") + 1)
     if rows:
         ws.conditional_formatting.add(
