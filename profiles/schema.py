@@ -163,7 +163,8 @@ INDICATORS = Table(
         Column("equipment_cost", "money", "新购进设备器具购置额", unit="元", required=False),
         Column("equipment_max_unit_cost", "money", "新购进设备器具最高单位价值", unit="元", required=False),
         Column("key_group_hires", "int", "招用重点群体人数", unit="人", required=False),
-        Column("startup_taxes_due", "money", "可扣减税费合计（增值税、城建税及附加、个人所得税或企业所得税）", unit="元", required=False),
+        Column("startup_taxes_due", "money", "可扣减税费合计（增值税、城建税及附加、个人所得税或企业所得税）",
+               unit="元", required=False),
     ),
 )
 
