@@ -241,12 +241,19 @@ def _ordinal(i: int) -> str:
     return ("" if tens == 1 else _ORDINALS[tens - 1]) + "十" + (_ORDINALS[ones - 1] if ones else "")
 
 
+_BASIS_CACHE: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
 def basis_lines(rule: Rule) -> tuple[str, ...]:
-    """The legal basis as the letter cites it.
+    """The legal basis as the letter cites it (computed once per rule file version).
 
     An article whose number is marked unverified in the rule file is left out: a letter to a
     taxpayer cites only what the bureau can stand behind, and the document alone is still right.
     """
+    key = (rule.id, rule.version)
+    cached = _BASIS_CACHE.get(key)
+    if cached is not None:
+        return cached
     cited = [(str(b["document"]), "" if b.get("verification") == "unverified" else str(b.get("article") or ""))
              for b in rule.basis]
     with_article = {doc for doc, article in cited if article}
@@ -257,7 +264,8 @@ def basis_lines(rule: Rule) -> tuple[str, ...]:
         line = f"{doc}{article}"
         if line not in lines:
             lines.append(line)
-    return tuple(lines)
+    _BASIS_CACHE[key] = tuple(lines)
+    return _BASIS_CACHE[key]
 
 
 def _rule(catalogue: Catalogue, rule_id: str, taxpayer_id: str) -> Rule:

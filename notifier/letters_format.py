@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from profiles.periods import PeriodError, parse_period
@@ -62,6 +63,7 @@ def format_date(day: date) -> str:
     return f"{day.year}年{day.month}月{day.day}日"
 
 
+@lru_cache(maxsize=4096)
 def period_label(period: str) -> str:
     """`2025 年度`, `2026 年第 3 季度`, `2026 年 9 月`; an unparsable period is shown as it is."""
     try:

@@ -46,6 +46,7 @@ from notifier.suppression import SentRecord, SuppressionLedger, SuppressionPolic
 FINDINGS_FILE = "findings.parquet"
 CHUNK = 64  # taxpayers rendered together (PDFs of a chunk go to the worker processes at once)
 LEDGER_FLUSH = 100  # delivered packages recorded per transaction
+PDF_CHANNELS = ("etax", "post")
 SKIP_LABELS = {"opt_out": "拒收政策推送", "nothing_to_tell": "无可告知事项", "suppressed": "冷却期内已告知"}
 
 
@@ -189,6 +190,7 @@ class _Run:
         self.skipped: list[tuple[str, str, str, str]] = []
         self.to_record: list[SentRecord] = []
         self.pool: Executor | None = None
+        self.jobs = min(options.jobs, os.cpu_count() or 1)
 
     # -- one taxpayer -------------------------------------------------------------------------
 
@@ -249,7 +251,7 @@ class _Run:
         subject = r.subject(letter) if channel == "email" else None
         sms = r.sms(letter) if channel == "sms" else None
         pending = _Pending(letter, Package(letter, html=html, text=text, sms=sms, subject=subject))
-        if channel in ("etax", "post"):
+        if channel in PDF_CHANNELS:
             assert html is not None
             label = f"纳税人 {letter.taxpayer_id}"
             if self.pool is not None:
@@ -340,11 +342,13 @@ class _Run:
     # -- chunks -------------------------------------------------------------------------------
 
     def chunk(self, groups: Sequence[list[dict[str, Any]]]) -> None:
+        decided = [(rows, letter) for rows in groups if (letter := self.decide(rows)) is not None]
+        pdfs = sum(1 for _, letter in decided if letter.channel in PDF_CHANNELS)
+        if self.pool is None and self.jobs > 1 and pdfs > 1:
+            # started on the first chunk with PDFs to share: a run of e-mails and SMS never pays for it
+            self.pool = _pool(self.jobs)
         pending: list[_Pending] = []
-        for rows in groups:
-            letter = self.decide(rows)
-            if letter is None:
-                continue
+        for rows, letter in decided:
             try:
                 pending.append(self.render(letter))
             except LetterError as exc:
@@ -383,7 +387,6 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
         report.taxpayers = total
         done = 0
         groups = taxpayer_groups(frame)
-        run.pool = _pool(min(options.jobs, os.cpu_count() or 1))
         try:
             while batch := list(islice(groups, CHUNK)):
                 run.chunk(batch)

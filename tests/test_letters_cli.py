@@ -227,3 +227,17 @@ def test_letters_for_the_committed_sample_data(tmp_path: Path) -> None:
     hidden = findings.filter((pl.col("kind") == "undetermined")
                              | ((pl.col("kind") == "improper") & (pl.col("risk_tier") != "low")))
     assert not told & set(zip(hidden.get_column("taxpayer_id"), hidden.get_column("rule_id"), strict=True))
+
+
+def test_pdfs_rendered_by_worker_processes(tmp_path: Path, findings: Path) -> None:
+    """--jobs 2: PDFs come from a process pool and are checked there just the same."""
+    out = tmp_path / "out"
+    args = notify_args(findings, out, tmp_path / "s.sqlite", "--channel-override", "post")
+    args[args.index("--jobs") + 1] = "2"
+    result = zx(*args)
+    assert result.exit_code == 0, result.output
+    from notifier.letters_render import pdf_text
+
+    pdfs = sorted((out / "post").iterdir())
+    assert len(pdfs) == 4
+    assert "杭州星河智能科技有限公司" in "".join(pdf_text(pdfs[1].read_bytes()).split())

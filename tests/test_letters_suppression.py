@@ -144,3 +144,15 @@ def test_notify_does_not_send_the_same_news_twice(tmp_path: Path, state_url: str
     assert fourth.packages == 4 and fourth.suppressed_findings == 0
     assert {r["taxpayer_id"] for r in history(engine)} == {ID_ONE, ID_FIVE, ID_REMINDER, "91330109MA2J0TQ10E"}
     engine.dispose()
+
+
+def test_record_false_leaves_the_ledger_rows_to_the_caller(tmp_path: Path, state_url: str) -> None:
+    findings = write_findings(all_rows(), tmp_path / "findings")
+    report = notify(NotifyOptions(findings=findings, out=tmp_path / "out", state_url=state_url, as_of=AS_OF,
+                                  rules_dir=RULES, record=False))
+    engine = open_state(state_url)
+    assert history(engine) == []
+    assert len(report.unrecorded) == 9 and {r.backend for r in report.unrecorded} == {"file"}
+    SuppressionLedger(engine, AS_OF).record(report.unrecorded)  # e.g. when the nightly run is published
+    assert len(history(engine)) == 9
+    engine.dispose()
