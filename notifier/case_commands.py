@@ -231,7 +231,7 @@ def print_case(case: Case, as_of: date, console: Console) -> None:
         ("涉及金额（元）", _money(case.amount)), ("申报享受金额（元）", _money(case.claimed_amount)),
         ("判定理由", case.reasons), ("立案日期 / 办理期限", f"{case.opened_on} / {case.due_on}{overdue}"),
         ("承办人", case.assignee or "（未分派）"), ("核实结论", resolution or "—"),
-        ("首次 / 最近发现运行", f"{case.first_run_id} / {case.last_run_id}"),
+        ("首次发现 / 证据所属运行", f"{case.first_run_id} / {case.evidence_run_id}"),
         ("不再发现的运行", case.cleared_run_id or "—"),
         ("规则版本", f"{case.rule_version or '—'}（目录 {case.ruleset_version or '—'}）"),
     ):

@@ -49,7 +49,7 @@ class Case:
     opened_on: date
     due_on: date
     first_run_id: str
-    last_run_id: str
+    evidence_run_id: str
     cleared_run_id: str | None
     created_at: datetime
     updated_at: datetime

@@ -120,7 +120,9 @@ cases = Table(
     Column("opened_on", Date, nullable=False),  # as-of date of the run that opened (or reopened) it
     Column("due_on", Date, nullable=False),  # opened_on + the service level of its tier
     Column("first_run_id", String(128), nullable=False),
-    Column("last_run_id", String(128), nullable=False),  # the last run that found the problem
+    # The run whose findings the evidence, amount and tier come from. A later run that finds the same
+    # evidence writes nothing: an open case is, by construction, still found by every sync since.
+    Column("evidence_run_id", String(128), nullable=False),
     Column("cleared_run_id", String(128)),  # the run that no longer found it (null while found)
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),

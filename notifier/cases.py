@@ -349,7 +349,7 @@ class _Plan:
     reopens: list[dict[str, Any]] = field(default_factory=list)
     clears: list[str] = field(default_factory=list)  # open → 已消除
     gone: list[str] = field(default_factory=list)  # a decided case no longer found: note the run
-    touched: list[str] = field(default_factory=list)  # found again unchanged: note the run
+    returned: list[str] = field(default_factory=list)  # decided, no longer found before, found again unchanged
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def take(self, frame: pl.DataFrame, conn: Connection, report: SyncReport) -> None:
@@ -381,9 +381,11 @@ class _Plan:
             })
             self._log(row["case_no"], status, PENDING,
                       f"{why}，重新打开：{TIER_LABELS[row['tier']]}，{_amount_text(row['amount'])}")
-        self.touched = [*get("touch")["case_no"].to_list(), *get("keep")["case_no"].to_list()]
+        keep = get("keep")
+        # Unchanged cases need no write; a decided case that a run had stopped finding is found again.
+        self.returned = keep.filter(pl.col("old_cleared_run_id").is_not_null())["case_no"].to_list()
         report.opened, report.updated, report.reopened = len(self.inserts), len(self.refreshes), len(self.reopens)
-        report.unchanged, report.kept_decided = len(self.touched), get("keep").height
+        report.unchanged, report.kept_decided = get("touch").height + keep.height, keep.height
 
     def lose(self, lost: pl.DataFrame, report: SyncReport) -> None:
         """Plan what it means that the run no longer finds these cases' problems."""
@@ -410,7 +412,7 @@ class _Plan:
         update_keys(conn, cases, "case_no", self.clears,
                     {"status": CLEARED, "cleared_run_id": self.run_id, "updated_at": self.at})
         update_keys(conn, cases, "case_no", self.gone, {"cleared_run_id": self.run_id, "updated_at": self.at})
-        update_keys(conn, cases, "case_no", self.touched, {"last_run_id": self.run_id, "cleared_run_id": None})
+        update_keys(conn, cases, "case_no", self.returned, {"cleared_run_id": None, "updated_at": self.at})
         insert_rows(conn, case_history, self.history)
 
     def _values(self, frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -424,7 +426,7 @@ class _Plan:
         ).to_dicts()
         for row in rows:
             row["evidence"] = EncodedJSON(row["evidence"])
-            row["last_run_id"] = self.run_id
+            row["evidence_run_id"] = self.run_id
             row["updated_at"] = self.at
         return rows
 

@@ -84,7 +84,7 @@ COLUMNS: tuple[TaskColumn, ...] = (
     TaskColumn("承办人", 10, "text", lambda c, _: c.assignee or ""),
     TaskColumn("核实结论", 10, "text", lambda c, _: c.resolution or ""),
     TaskColumn("主管税务机关", 16, "text", lambda c, _: c.tax_authority),
-    TaskColumn("最近发现运行", 22, "text", lambda c, _: c.last_run_id),
+    TaskColumn("证据所属运行", 22, "text", lambda c, _: c.evidence_run_id),
 )
 HEADERS: tuple[str, ...] = tuple(col.header for col in COLUMNS)
 

@@ -42,11 +42,9 @@ def sync(engine: Engine, rows: list[dict[str, Any]], run_id: str, *, days: int =
 
 
 def ledger_rows(engine: Engine) -> list[dict[str, Any]]:
-    """Every case, minus the bookkeeping a repeated run may touch (last run id, timestamps)."""
-    skip = {"last_run_id", "updated_at"}
+    """Every case, every column."""
     with engine.connect() as conn:
-        rows = conn.execute(select(cases).order_by(cases.c.case_no)).mappings().all()
-    return [{k: v for k, v in r.items() if k not in skip} for r in rows]
+        return [dict(r) for r in conn.execute(select(cases).order_by(cases.c.case_no)).mappings()]
 
 
 def history_count(engine: Engine) -> int:
@@ -129,7 +127,7 @@ def test_first_sync_opens_risk_cases_and_verification_items(engine: Engine) -> N
     assert a.evidence == rows[0]["evidence"]
     assert a.reasons == "从业人数 301 人，超过 300 人上限"
     assert (a.tax_authority, a.district, a.taxpayer_name) == ("13301060000", "西湖区", "杭州示例科技有限公司")
-    assert (a.first_run_id, a.last_run_id, a.cleared_run_id) == ("run-1", "run-1", None)
+    assert (a.first_run_id, a.evidence_run_id, a.cleared_run_id) == ("run-1", "run-1", None)
     assert got[B].tax_authority == "13301050000"
     assert got[D].amount is None
     [entry] = history_of(engine, a.case_no)
@@ -159,7 +157,6 @@ def test_two_syncs_of_the_same_findings_leave_the_same_cases(engine: Engine) -> 
     assert (report.opened, report.updated, report.reopened, report.cleared, report.unchanged) == (0, 0, 0, 0, 3)
     assert ledger_rows(engine) == before
     assert history_count(engine) == entries
-    assert {c.last_run_id for c in find_cases(engine)} == {"run-2"}
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(case_syncs)).scalar_one() == 2
 
@@ -206,7 +203,7 @@ def test_open_case_takes_new_evidence_amount_and_tier(engine: Engine) -> None:
     assert report.updated == 1 and report.opened == 0
     case = get_case(engine, number)
     assert (case.status, case.assignee, case.tier, case.amount) == (VERIFYING, "张三", "high", Decimal("600000.00"))
-    assert case.evidence[1]["value"] == "320 人"
+    assert case.evidence[1]["value"] == "320 人" and case.evidence_run_id == "run-2"
     assert case.opened_on == AS_OF and case.due_on == date(2026, 1, 20)  # high tier, counted from the opening
     last = history_of(engine, number)[-1]
     assert (last.from_status, last.to_status) == (VERIFYING, VERIFYING)
@@ -226,6 +223,12 @@ def test_false_alarm_is_not_reopened_by_the_same_evidence(engine: Engine) -> Non
     close(engine, [number], actor="李科长", at=AT)
     sync(engine, rows, "run-3", days=2)
     assert status(engine, A) == CLOSED
+    # Gone for a run, then back with the very evidence judged a false alarm: still not reopened.
+    sync(engine, [], "run-4", days=3)
+    assert get_case(engine, number).cleared_run_id == "run-4"
+    assert sync(engine, rows, "run-5", days=4).reopened == 0
+    case = get_case(engine, number)
+    assert (case.status, case.cleared_run_id, case.evidence_run_id) == (CLOSED, None, "run-1")
 
 
 @pytest.mark.parametrize("closed", [False, True])
