@@ -10,6 +10,7 @@ Example: `employees_qavg <= employees_cap` failing on 301 reads `从业人数 30
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -184,6 +185,14 @@ def _cents(value: Decimal) -> Decimal:
     return abs(q) if q == 0 else q  # no "-0.00"
 
 
+def _round_like_polars(value: float, places: int) -> float:
+    """Polars' Float64 round: half-even on value × 10^places in floating point (2.675 → 2.68, not 2.67)."""
+    if not math.isfinite(value):
+        return value
+    scaled = value * 10**places
+    return math.copysign(float(round(scaled)), scaled) / 10**places
+
+
 def format_value(value: Any, fmt: Fmt, *, column: str = "") -> str:
     """A figure as it appears in a reason: money with two decimals, dates ISO, booleans 是/否."""
     if value is None:
@@ -195,7 +204,7 @@ def format_value(value: Any, fmt: Fmt, *, column: str = "") -> str:
             return str(_cents(value)).removesuffix(".00")
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
-        text = repr(round(float(value), 2))
+        text = repr(_round_like_polars(float(value), 2))
         return text.removesuffix(".0")
     if fmt == "int":
         return str(int(value))
