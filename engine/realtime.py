@@ -93,6 +93,18 @@ def _rows(frame: pl.DataFrame, table: Any) -> Iterator[dict[str, Any]]:
         yield row
 
 
+def _judged(profiles: Any, period: Period) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
+    ind = profiles.indicators.filter(pl.col("period") == period.text)
+    claims = profiles.claims.filter(pl.col("period") == period.text)
+    ids = pl.concat([ind.get_column("taxpayer_id"), claims.get_column("taxpayer_id")]).unique(maintain_order=True)
+    return ind, claims, ids
+
+
+def judged_count(profiles: Any, period: Period) -> int:
+    """How many taxpayers the period judges (for progress bars)."""
+    return _judged(profiles, period)[2].len()
+
+
 def iter_profiles(profiles: Any, period: Period, *, taxpayer_ids: Collection[str] | None = None
                   ) -> Iterator[TaxpayerProfile]:
     """The taxpayers the batch judges for `period` (indicators of the period ∪ claims of it), one by one.
@@ -100,12 +112,9 @@ def iter_profiles(profiles: Any, period: Period, *, taxpayer_ids: Collection[str
     Only what the period needs is kept: its indicators row, its claims, every risk event.
     """
     p = period.text
-    ind = profiles.indicators.filter(pl.col("period") == p)
-    claims = profiles.claims.filter(pl.col("period") == p)
+    ind, claims, ids = _judged(profiles, period)
     if taxpayer_ids is not None:
-        wanted = pl.col("taxpayer_id").is_in(list(taxpayer_ids))
-        ind, claims = ind.filter(wanted), claims.filter(wanted)
-    ids = pl.concat([ind.get_column("taxpayer_id"), claims.get_column("taxpayer_id")]).unique(maintain_order=True)
+        ids = ids.filter(ids.is_in(list(taxpayer_ids)))
     id_set = ids.to_list()
     known = pl.col("taxpayer_id").is_in(id_set)
     tp = {r["taxpayer_id"]: r for r in _rows(profiles.taxpayers.filter(known), TAXPAYERS)}
@@ -210,8 +219,6 @@ def profile_from_json(document: str | Mapping[str, Any], *, known_incentives: Co
                              schema={c: pl.String for c in table.names})
         raw[name] = RawTable(name, frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(ROW)),
                              file=key)
-    if problems:
-        raise ProfileDataError(problems)
     tables, quarantine = validate_tables(raw, known_incentives=known_incentives)
     if quarantine.height:
         for file, row, column, reason in quarantine.select("file", "row", "column", "reason").iter_rows():
