@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
 
     catalogue = load_catalogue()
     tables = synthetic_profiles(args.taxpayers)
-    findings = build_query(catalogue, parse_period("2025"), **tables).findings.collect()
+    findings = build_query(catalogue, parse_period("2025"), taxpayers=tables["taxpayers"],
+                           indicators=tables["indicators"], claims=tables["claims"],
+                           risk_events=tables["risk_events"]).findings.collect()
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in findings.iter_rows(named=True):
         groups.setdefault(row["taxpayer_id"], []).append(row)
@@ -125,9 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(findings):,} findings rows → {len(letters):,} letters "
           f"({statistics.mean(sizes):.1f} incentives a letter on average, at most {max(sizes)}); one core")
     print(f"build letters from findings rows: {best_rate(lambda: len(build())):>9,.0f} letters/s")
-    for label, render in (("HTML", renderer.html), ("plain text", renderer.text), ("SMS", renderer.sms)):
-        rate = best_rate(lambda render=render: sum(1 for letter in letters if render(letter)))
-        print(f"render {label:<26}{rate:>9,.0f} letters/s")
+    renderers: list[tuple[str, Callable[[Letter], str]]] = [
+        ("HTML", renderer.html), ("plain text", renderer.text), ("SMS", renderer.sms)]
+    for label, render in renderers:
+
+        def render_all(render: Callable[[Letter], str] = render) -> int:
+            return sum(1 for letter in letters if render(letter))
+
+        print(f"render {label:<26}{best_rate(render_all):>9,.0f} letters/s")
 
     sample = letters[: args.pdfs]
     pages = [(renderer.html(x), x.key_texts()) for x in sample]
