@@ -91,7 +91,7 @@ def read_table_file(path: Path) -> tuple[pl.DataFrame, str]:
 
 def _read_parquet(path: Path, data: bytes) -> pl.DataFrame:
     try:
-        frame = pl.read_parquet(io.BytesIO(data))
+        frame = pl.read_parquet(io.BytesIO(data)).rechunk()  # one chunk: later steps align columns
     except Exception as exc:  # polars raises several kinds for a damaged file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ProfileStructureError(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from profiles.ids import credit_code_problem
@@ -146,35 +147,44 @@ def _clean_text(s: pl.Series, *, upper: bool = False) -> pl.Series:
 
 def _few_distinct(s: pl.Series) -> pl.Series | None:
     """The distinct non-null values when they are much fewer than the rows, else None."""
-    if s.len() < _DISTINCT_MIN_ROWS:
+    if s.len() < _DISTINCT_MIN_ROWS or s.approx_n_unique() * 4 >= s.len():
         return None
-    uniq = s.unique().drop_nulls()
-    return uniq if uniq.len() * 4 < s.len() else None
+    return s.unique().drop_nulls()
 
 
-def _map_text(s: pl.Series, fn: Callable[[pl.Series], pl.Series]) -> pl.Series:
-    """Apply a string -> string normalisation, once per distinct value when that is cheaper."""
+@dataclass
+class Parsed:
+    """One column after parsing: typed values, a reason per row (null = fine), and, for text
+    columns checked through their distinct values, those values (reused by later checks)."""
+
+    values: pl.Series
+    problems: pl.Series
+    distinct: pl.Series | None = None
+
+
+def _text_column(raw: pl.Series, normalize: Callable[[pl.Series], pl.Series],
+                 check: Callable[[pl.Series], pl.Series] | None = None) -> Parsed:
+    """Normalise a text column and check it, once per distinct value when they are few.
+
+    `check` maps values to a reason or null; it sees each distinct normalised value once.
+    """
+    s = raw.cast(pl.String)
     uniq = _few_distinct(s)
     if uniq is None:
-        return fn(s).alias(s.name)
-    mapped = fn(uniq)
+        values = normalize(s).alias(s.name)
+        return Parsed(values, check(values).alias(s.name) if check else _nulls(s.len()))
+    mapped = normalize(uniq)
     changed = (mapped != uniq).fill_null(True)
-    if not changed.any():
-        return s
-    return s.replace(uniq.filter(changed), mapped.filter(changed)).alias(s.name)
-
-
-def _problems_by_distinct(s: pl.Series, fn: Callable[[pl.Series], pl.Series]) -> pl.Series:
-    """Reason per value (null = fine) from a vectorized check, computed once per distinct value."""
-    uniq = _few_distinct(s)
-    if uniq is None:
-        return fn(s).alias(s.name)
-    verdict = fn(uniq)
+    values = s if not changed.any() else s.replace(uniq.filter(changed), mapped.filter(changed))
+    targets = mapped.drop_nulls().unique()
+    if check is None:
+        return Parsed(values, _nulls(s.len()), targets)
+    verdict = check(targets)
     bad = verdict.is_not_null()
     if not bad.any():
-        return _nulls(s.len())
-    mapping = dict(zip(uniq.filter(bad).to_list(), verdict.filter(bad).to_list(), strict=True))
-    return s.replace_strict(mapping, default=None, return_dtype=pl.String)
+        return Parsed(values, _nulls(s.len()), targets)
+    mapping = dict(zip(targets.filter(bad).to_list(), verdict.filter(bad).to_list(), strict=True))
+    return Parsed(values, values.replace_strict(mapping, default=None, return_dtype=pl.String), targets)
 
 
 def _retry(values: pl.Series, raw: pl.Series, parse: Callable[[pl.Series], pl.Series]) -> pl.Series:
@@ -207,6 +217,8 @@ def _strip_number(t: pl.Series) -> pl.Series:
 
 
 def _parse_money(raw: pl.Series, col: Column) -> tuple[pl.Series, pl.Series]:
+    if raw.dtype == MONEY_DTYPE or (isinstance(raw.dtype, pl.Decimal) and (raw.dtype.scale or 0) <= 2):
+        return raw.cast(MONEY_DTYPE), _nulls(raw.len())
     if raw.dtype.is_float():
         values = raw.round(2).cast(MONEY_DTYPE, strict=False)
         bad = ((values.is_null() & raw.is_not_null()) | ~raw.is_finite()).fill_null(False)
@@ -333,13 +345,15 @@ def _parse_enum(raw: pl.Series, col: Column) -> tuple[pl.Series, pl.Series]:
     return _lookup(raw, mapping, pl.String(), reason_for(col, "enum"))
 
 
-def _parse_id(raw: pl.Series, col: Column) -> tuple[pl.Series, pl.Series]:
-    values = _map_text(raw.cast(pl.String), lambda s: _clean_text(s, upper=True))
-    problems = _problems_by_distinct(values, lambda s: pl.select(credit_code_problem(pl.lit(s))).to_series())
+def _id_problems(s: pl.Series, col: Column) -> pl.Series:
+    problems = pl.select(credit_code_problem(pl.lit(s))).to_series()
     if problems.null_count() == problems.len():
-        return values, problems
-    prefixed = pl.select(pl.format("{}无效：{}", pl.lit(_who(col)), pl.lit(problems)).alias("p")).to_series()
-    return values, prefixed
+        return problems
+    return pl.select(pl.format("{}无效：{}", pl.lit(_who(col)), pl.lit(problems))).to_series()
+
+
+def _parse_id(raw: pl.Series, col: Column) -> Parsed:
+    return _text_column(raw, lambda s: _clean_text(s, upper=True), lambda s: _id_problems(s, col))
 
 
 def _period_problem(s: pl.Series, col: Column) -> pl.Series:
@@ -347,16 +361,15 @@ def _period_problem(s: pl.Series, col: Column) -> pl.Series:
     return _const_where(kind.is_null() & s.is_not_null(), reason_for(col, "period"))
 
 
-def _parse_period(raw: pl.Series, col: Column) -> tuple[pl.Series, pl.Series]:
-    values = _map_text(raw.cast(pl.String), lambda s: _clean_text(s, upper=True))
-    return values, _problems_by_distinct(values, lambda s: _period_problem(s, col))
+def _parse_period(raw: pl.Series, col: Column) -> Parsed:
+    return _text_column(raw, lambda s: _clean_text(s, upper=True), lambda s: _period_problem(s, col))
 
 
-def _parse_string(raw: pl.Series, col: Column) -> tuple[pl.Series, pl.Series]:
-    return _map_text(raw.cast(pl.String), _clean_text), _nulls(raw.len())
+def _parse_string(raw: pl.Series, col: Column) -> Parsed:
+    return _text_column(raw, _clean_text)
 
 
-PARSERS: dict[str, Callable[[pl.Series, Column], tuple[pl.Series, pl.Series]]] = {
+PARSERS: dict[str, Callable[[pl.Series, Column], Parsed | tuple[pl.Series, pl.Series]]] = {
     "id": _parse_id,
     "string": _parse_string,
     "enum": _parse_enum,
@@ -369,17 +382,19 @@ PARSERS: dict[str, Callable[[pl.Series, Column], tuple[pl.Series, pl.Series]]] =
 }
 
 
-def parse_column(raw: pl.Series, col: Column) -> tuple[pl.Series, pl.Series]:
+def parse_column(raw: pl.Series, col: Column) -> Parsed:
     """Typed values (bad ones null) and a reason per row (null = fine), empties included."""
-    values, problem = PARSERS[col.kind](raw, col)
-    values = values.cast(col.dtype).alias(col.name)
+    got = PARSERS[col.kind](raw, col)
+    parsed = got if isinstance(got, Parsed) else Parsed(*got)
+    values = parsed.values.cast(col.dtype).alias(col.name)
+    problem = parsed.problems
     if not col.nullable:
         empty = values.is_null() & problem.is_null()
         if empty.any():
             problem = pl.select(
                 pl.when(pl.lit(empty)).then(pl.lit(reason_for(col, "empty"))).otherwise(pl.lit(problem))
             ).to_series()
-    return values, problem.alias(col.name)
+    return Parsed(values, problem.alias(col.name), parsed.distinct)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -395,6 +410,7 @@ class _Checked:
     values: pl.DataFrame  # contract columns (typed) + extra columns + ROW
     problems: dict[str, pl.Series]  # column (or key label) -> reason or null
     raw: pl.DataFrame  # the raw cells, for the quarantine's value column
+    distinct: dict[str, pl.Series] = field(default_factory=dict)  # column -> its distinct values
 
 
 def _check_columns(raw: RawTable) -> _Checked:
@@ -402,15 +418,21 @@ def _check_columns(raw: RawTable) -> _Checked:
     frame = raw.frame
     typed: dict[str, pl.Series] = {}
     problems: dict[str, pl.Series] = {}
+    distinct: dict[str, pl.Series] = {}
     for col in table.columns:
         if col.name in frame.columns:
-            typed[col.name], problems[col.name] = parse_column(frame.get_column(col.name), col)
+            parsed = parse_column(frame.get_column(col.name), col)
+            typed[col.name] = parsed.values
+            if parsed.problems.null_count() < parsed.problems.len():
+                problems[col.name] = parsed.problems
+            if parsed.distinct is not None:
+                distinct[col.name] = parsed.distinct
         else:  # optional column absent from the file: all missing
             typed[col.name] = _nulls(frame.height, col.dtype).alias(col.name)
     extras = [c for c in frame.columns if c not in typed and c != ROW]
     values = pl.DataFrame([*typed.values(), *(frame.get_column(c) for c in extras),
                            frame.get_column(ROW).cast(pl.Int64)])
-    return _Checked(table, raw.file, values, problems, frame)
+    return _Checked(table, raw.file, values, problems, frame, distinct)
 
 
 def _add_problem(checked: _Checked, column: str, new: pl.Series) -> None:
@@ -432,8 +454,10 @@ def _check_taxpayer_known(checked: _Checked, all_ids: pl.Series, valid_ids: pl.S
     """Rows whose taxpayer is not in taxpayers, or whose taxpayers row was quarantined."""
     ids = checked.values.get_column("taxpayer_id")
     ok = _clean_mask(checked, ["taxpayer_id"]) & ids.is_not_null()
-    uniq = ids.filter(ok).unique()
-    missing = uniq.filter(~uniq.is_in(valid_ids))
+    uniq = checked.distinct.get("taxpayer_id")
+    if uniq is None:
+        uniq = ids.filter(ok).unique()
+    missing = uniq.filter(~uniq.is_in(valid_ids.implode()))
     if missing.is_empty():
         return
     dropped = missing.filter(missing.is_in(all_ids))
@@ -473,6 +497,23 @@ def key_label(table: Table) -> str:
     return "+".join(table.key)
 
 
+def _hash_duplicates(frame: pl.DataFrame, key: list[str]) -> np.ndarray | None:
+    """Positions of rows whose key hash is shared with another row (None when every hash is unique).
+
+    Sorting one UInt64 hash per row is much cheaper than grouping by the key itself; the few
+    candidates it leaves are then compared exactly.
+    """
+    combined = pl.lit(0, dtype=pl.UInt64)
+    for i, k in enumerate(key):
+        combined = combined ^ (pl.col(k).hash(seed=i + 1) * (2 * i + 3))
+    hashes = frame.select(combined.alias("h")).to_series().to_numpy()
+    ordered = np.sort(hashes)
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():
+        return None
+    return np.flatnonzero(np.isin(hashes, np.unique(ordered[1:][same])))
+
+
 def _check_duplicates(checked: _Checked) -> None:
     """Every copy of a key after the first: quarantined, the reason names the first row."""
     key = list(checked.table.key)
@@ -481,21 +522,23 @@ def _check_duplicates(checked: _Checked) -> None:
     ok = _clean_mask(checked, key)
     for k in key:
         ok = ok & checked.values.get_column(k).is_not_null()
-    frame = checked.values.select([*key, ROW]).with_columns(__ok=ok)
+    frame = checked.values.select([*key, ROW]).with_columns(__ok=ok, __pos=pl.int_range(pl.len(), dtype=pl.Int64))
     candidates = frame.filter(pl.col("__ok"))
+    suspects = _hash_duplicates(candidates, key)
+    if suspects is None:
+        return
+    candidates = candidates[suspects]  # in file order: positions are ascending
     later = ~candidates.select(pl.struct(key).is_first_distinct()).to_series()
     if not later.any():
         return
-    dups = candidates.filter(later)
-    firsts = (candidates.join(dups.select(key).unique(), on=key)
-              .group_by(key).agg(pl.col(ROW).min().alias("__first")))
+    firsts = candidates.group_by(key).agg(pl.col(ROW).min().alias("__first"))
     label = key_label(checked.table)
-    dups = dups.join(firsts, on=key, how="left").select(
-        ROW,
+    dups = candidates.filter(later).join(firsts, on=key, how="left").select(
+        "__pos",
         pl.format(f"主键重复：与第 {{}} 行的 {label} 相同，同一主键只保留第一次出现的记录", "__first")
         .alias("__reason"),
     )
-    problem = frame.select(ROW).join(dups, on=ROW, how="left", maintain_order="left").get_column("__reason")
+    problem = _nulls(frame.height).scatter(dups["__pos"], dups["__reason"])
     _add_problem(checked, label, problem)
 
 

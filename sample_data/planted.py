@@ -1,0 +1,508 @@
+"""Planted cases: hand-written taxpayers at exact thresholds, with the outcome each must get.
+
+Each case is one taxpayer (id `9?3301..MA2Y####.`, a range the random generator never uses) with
+only the figures its rule needs, defaults chosen so that its other rules come out compliant or not
+applicable. `planted_tables()` returns the rows to add to the generated tables and the expectations
+written to planted.csv (taxpayer_id, period, rule_id, expected_kind, note).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+
+from profiles.authorities import DISTRICTS_BY_REGION
+from profiles.ids import make_credit_code
+from profiles.schema import CLAIMS, INDICATORS, RISK_EVENTS_TABLE, TAXPAYERS
+
+PLANTED_SCHEMA: dict[str, pl.DataType] = {
+    "taxpayer_id": pl.String(),
+    "period": pl.String(),
+    "rule_id": pl.String(),
+    "expected_kind": pl.String(),
+    "note": pl.String(),
+}
+
+
+@dataclass
+class Case:
+    """One planted taxpayer and what must be found for it."""
+
+    number: int
+    name: str
+    expect: list[tuple[str, str, str, str]]  # (period, rule_id, expected_kind, note)
+    taxpayer: dict[str, Any] = field(default_factory=dict)
+    year: dict[str, Any] | None = field(default_factory=dict)  # 2025 row overrides; None = no row
+    vat: dict[str, dict[str, Any]] = field(default_factory=dict)  # period -> row
+    claims: list[tuple[str, str, str | None]] = field(default_factory=list)  # (period, incentive, amount)
+    events: list[tuple[str, str]] = field(default_factory=list)  # (event, YYYY-MM-DD)
+    individual: bool = False
+    region: str = "330106"
+
+    @property
+    def taxpayer_id(self) -> str:
+        return make_credit_code(self.region, f"MA2Y{self.number:04d}", category="2" if self.individual else "1")
+
+
+def _d(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def _m(text: str | None) -> Decimal | None:
+    return Decimal(text) if text is not None else None
+
+
+# Defaults: a general-taxpayer software firm, small low-profit, claiming what it is due for 2025.
+ENTERPRISE = {
+    "entity_type": "enterprise",
+    "vat_status": "general",
+    "vat_filing_cycle": "month",
+    "industry_code": "I6513",
+    "restricted_industry": False,
+    "credit_grade": "B",
+    "registered_on": "2018-05-10",
+    "preferred_channel": "etax",
+    "opt_out": False,
+    "software_copyright": False,
+    "key_group_owner": False,
+}
+INDIVIDUAL = {
+    "entity_type": "individual_business",
+    "vat_status": "small_scale",
+    "vat_filing_cycle": "quarter",
+    "industry_code": "F5213",
+    "restricted_industry": False,
+    "credit_grade": None,
+    "registered_on": "2019-03-01",
+    "preferred_channel": "sms",
+    "opt_out": False,
+    "software_copyright": None,
+    "key_group_owner": False,
+}
+YEAR = {
+    "sales": "8000000.00",
+    "taxable_income": "1000000.00",
+    "employees_qavg": 50.0,
+    "assets_qavg": "20000000.00",
+    "employees": 50,
+    "disabled_employees": 1,
+    "rd_expense": "0.00",
+    "six_taxes_due": "30000.00",
+    "disability_fund_due": "0.00",
+}
+YEAR_INDIVIDUAL = {
+    "sales": "600000.00",
+    "taxable_income": "90000.00",
+    "employees_qavg": 3.0,
+    "assets_qavg": "200000.00",
+    "employees": 3,
+    "disabled_employees": 0,
+    "six_taxes_due": "1800.00",
+}
+SLP = ("2025", "small_low_profit_cit", "200000.00")
+SIX = ("2025", "six_taxes_two_fees_half", "15000.00")
+
+
+def _cases() -> list[Case]:
+    y = "2025"
+    slp, six = "small_low_profit_cit", "six_taxes_two_fees_half"
+    return [
+        # 小型微利: 从业人数 300 / 301
+        Case(
+            1,
+            "杭州临界三百科技有限公司",
+            [(y, slp, "compliant", "从业人数恰为300人（含本数），享受小型微利合规")],
+            year={"employees_qavg": 300.0, "employees": 300},
+            claims=[SLP, SIX],
+        ),
+        Case(
+            2,
+            "杭州超员科技有限公司",
+            [
+                (y, slp, "improper", "从业人数301人，超过300人仍享受小型微利"),
+                (y, six, "improper", "一般纳税人且不是小型微利企业，却享受六税两费减半"),
+            ],
+            year={"employees_qavg": 301.0, "employees": 301},
+            claims=[SLP, SIX],
+        ),
+        Case(
+            3,
+            "杭州漏享微利科技有限公司",
+            [(y, slp, "unclaimed", "从业人数恰为300人，符合条件但未享受小型微利")],
+            year={"employees_qavg": 300.0, "employees": 300},
+            claims=[SIX],
+        ),
+        # 应纳税所得额 3,000,000.00 / 3,000,000.01
+        Case(
+            4,
+            "杭州三百万整科技有限公司",
+            [(y, slp, "compliant", "应纳税所得额恰为300万元（含本数）")],
+            year={"taxable_income": "3000000.00"},
+            claims=[SLP, SIX],
+        ),
+        Case(
+            5,
+            "杭州多一分科技有限公司",
+            [(y, slp, "improper", "应纳税所得额3,000,000.01元，超过300万元一分钱")],
+            year={"taxable_income": "3000000.01"},
+            claims=[SLP],
+        ),
+        Case(
+            6,
+            "杭州未报微利科技有限公司",
+            [(y, slp, "unclaimed", "应纳税所得额恰为300万元，可减免60万元但未享受")],
+            year={"taxable_income": "3000000.00"},
+            claims=[SIX],
+        ),
+        # 资产总额 50,000,000 / 50,000,000.01
+        Case(
+            7,
+            "杭州五千万资产科技有限公司",
+            [(y, slp, "unclaimed", "资产总额恰为5000万元（含本数），未享受小型微利")],
+            year={"assets_qavg": "50000000.00"},
+            claims=[SIX],
+        ),
+        Case(
+            8,
+            "杭州资产超限科技有限公司",
+            [(y, slp, "improper", "资产总额50,000,000.01元，超过5000万元")],
+            year={"assets_qavg": "50000000.01"},
+            claims=[SLP],
+        ),
+        # 缺少从业人数: 待核实, never improper or unclaimed
+        Case(
+            9,
+            "杭州缺数申报科技有限公司",
+            [(y, slp, "undetermined", "缺少从业人数，已享受小型微利：待核实，不判违规")],
+            year={"employees_qavg": None},
+            claims=[SLP],
+        ),
+        Case(
+            10,
+            "杭州缺数未报科技有限公司",
+            [(y, slp, "undetermined", "缺少从业人数，未享受小型微利：待核实，不判应享未享")],
+            year={"employees_qavg": None},
+            claims=[],
+        ),
+        Case(
+            11,
+            "杭州限制行业实业有限公司",
+            [(y, slp, "improper", "从事国家限制和禁止行业仍享受小型微利")],
+            taxpayer={"restricted_industry": True, "industry_code": "C3484"},
+            claims=[SLP],
+        ),
+        # 小规模纳税人增值税免征: 季度 300,000 / 300,000.01，月度 100,000 / 100,000.01
+        Case(
+            12,
+            "杭州季度临界商贸有限公司",
+            [
+                (
+                    "2025Q3",
+                    "small_scale_vat_exemption",
+                    "unclaimed",
+                    "按季申报，季度销售额恰为30万元（含本数）未享受免征",
+                )
+            ],
+            taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "quarter", "industry_code": "L7251"},
+            vat={"2025Q3": {"sales": "300000.00"}},
+            claims=[SLP, SIX],
+        ),
+        Case(
+            13,
+            "杭州季度超额商贸有限公司",
+            [("2025Q3", "small_scale_vat_exemption", "improper", "季度销售额300,000.01元，超过30万元仍享受免征")],
+            taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "quarter", "industry_code": "L7251"},
+            vat={"2025Q3": {"sales": "300000.01"}},
+            claims=[SLP, SIX, ("2025Q3", "small_scale_vat_exemption", "3000.00")],
+        ),
+        Case(
+            14,
+            "杭州月度临界商贸有限公司",
+            [("2025-06", "small_scale_vat_exemption", "compliant", "按月申报，月销售额恰为10万元（含本数）享受免征")],
+            taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "month", "industry_code": "L7251"},
+            vat={"2025-06": {"sales": "100000.00"}},
+            claims=[SLP, SIX, ("2025-06", "small_scale_vat_exemption", "1000.00")],
+        ),
+        Case(
+            15,
+            "杭州月度超额商贸有限公司",
+            [("2025-06", "small_scale_vat_exemption", "improper", "月销售额100,000.01元，超过10万元仍享受免征")],
+            taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "month", "industry_code": "L7251"},
+            vat={"2025-06": {"sales": "100000.01"}},
+            claims=[SLP, SIX, ("2025-06", "small_scale_vat_exemption", "1000.00")],
+        ),
+        Case(
+            16,
+            "杭州月度漏享商贸有限公司",
+            [("2025-06", "small_scale_vat_exemption", "unclaimed", "月销售额恰为10万元，未享受免征")],
+            taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "month", "industry_code": "L7251"},
+            vat={"2025-06": {"sales": "100000.00"}},
+            claims=[SLP, SIX],
+        ),
+        # 高新技术企业 15%
+        Case(
+            17,
+            "杭州证书过期科技有限公司",
+            [(y, "hnte_15pct", "improper", "高新技术企业证书已于2024-12-15到期，2025年度仍按15%享受")],
+            taxpayer={"hnte_cert_issued_on": "2021-12-16", "hnte_cert_valid_until": "2024-12-15"},
+            year={"taxable_income": "5000000.00"},
+            claims=[("2025", "hnte_15pct", "500000.00")],
+        ),
+        Case(
+            18,
+            "杭州高新漏享科技有限公司",
+            [(y, "hnte_15pct", "unclaimed", "高新技术企业证书有效至2026-12-07，2025年度未享受15%税率")],
+            taxpayer={"hnte_cert_issued_on": "2023-12-08", "hnte_cert_valid_until": "2026-12-07"},
+            year={"taxable_income": "5000000.00"},
+            claims=[],
+        ),
+        Case(
+            19,
+            "杭州高新合规科技有限公司",
+            [(y, "hnte_15pct", "compliant", "高新技术企业证书有效，享受15%税率合规")],
+            taxpayer={"hnte_cert_issued_on": "2023-12-08", "hnte_cert_valid_until": "2026-12-07"},
+            year={"taxable_income": "5000000.00"},
+            claims=[("2025", "hnte_15pct", "500000.00")],
+        ),
+        # 留抵退税
+        Case(
+            20,
+            "杭州信用M级制造有限公司",
+            [("2025-09", "vat_credit_refund", "improper", "纳税信用等级为M级，仍申请留抵退税")],
+            taxpayer={"credit_grade": "M", "industry_code": "C3484"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-09": {"sales": "900000.00", "incremental_credit": "200000.00"}},
+            claims=[("2025-09", "vat_credit_refund", "120000.00")],
+        ),
+        Case(
+            21,
+            "杭州骗退未满制造有限公司",
+            [("2025-12", "vat_credit_refund", "improper", "所属期末前35个月（2023-01-31）有骗取留抵退税记录")],
+            taxpayer={"credit_grade": "A", "industry_code": "C3484"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "150000.00"}},
+            claims=[("2025-12", "vat_credit_refund", "90000.00")],
+            events=[("refund_fraud", "2023-01-31")],
+        ),
+        Case(
+            22,
+            "杭州骗退已满制造有限公司",
+            [
+                (
+                    "2025-12",
+                    "vat_credit_refund",
+                    "compliant",
+                    "骗取留抵退税记录在期末前37个月（2022-11-30），已出36个月",
+                )
+            ],
+            taxpayer={"credit_grade": "A", "industry_code": "C3484"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "150000.00"}},
+            claims=[("2025-12", "vat_credit_refund", "90000.00")],
+            events=[("refund_fraud", "2022-11-30")],
+        ),
+        Case(
+            23,
+            "杭州即退早前制造有限公司",
+            [
+                (
+                    "2025-12",
+                    "vat_credit_refund",
+                    "unclaimed",
+                    "即征即退在2019-03-31（2019-04-01之前），可申请留抵退税但未申请",
+                )
+            ],
+            taxpayer={"credit_grade": "A", "industry_code": "C3484"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "120000.00"}},
+            events=[("instant_refund", "2019-03-31")],
+        ),
+        Case(
+            24,
+            "杭州即退当日制造有限公司",
+            [("2025-12", "vat_credit_refund", "improper", "2019-04-01享受过即征即退，仍申请留抵退税")],
+            taxpayer={"credit_grade": "B", "industry_code": "C3484"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "120000.00"}},
+            claims=[("2025-12", "vat_credit_refund", "72000.00")],
+            events=[("instant_refund", "2019-04-01")],
+        ),
+        Case(
+            25,
+            "杭州两次偷税制造有限公司",
+            [("2025-12", "vat_credit_refund", "improper", "36个月内两次因偷税受处罚，仍申请留抵退税")],
+            taxpayer={"credit_grade": "A", "industry_code": "C3484"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "100000.00"}},
+            claims=[("2025-12", "vat_credit_refund", "60000.00")],
+            events=[("tax_evasion_penalty", "2024-03-15"), ("tax_evasion_penalty", "2025-05-20")],
+        ),
+        Case(
+            26,
+            "杭州一次偷税制造有限公司",
+            [("2025-12", "vat_credit_refund", "compliant", "36个月内一次因偷税受处罚（少于两次），申请留抵退税合规")],
+            taxpayer={"credit_grade": "A", "industry_code": "C3484"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "100000.00"}},
+            claims=[("2025-12", "vat_credit_refund", "60000.00")],
+            events=[("tax_evasion_penalty", "2024-03-15")],
+        ),
+        # 已到期政策
+        Case(
+            27,
+            "杭州加计抵减咨询有限公司",
+            [
+                (
+                    "2025Q1",
+                    "service_vat_credit_plus",
+                    "improper",
+                    "生产、生活性服务业加计抵减已于2023-12-31到期，2025Q1仍申报",
+                )
+            ],
+            taxpayer={"vat_filing_cycle": "quarter", "industry_code": "L7212"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025Q1": {"sales": "2000000.00", "creditable_input_vat": "150000.00", "incremental_credit": "0"}},
+            claims=[("2025Q1", "service_vat_credit_plus", "7500.00")],
+        ),
+        # 研发费用加计扣除
+        Case(
+            28,
+            "杭州百货研发商贸有限公司",
+            [(y, "rd_super_deduction", "improper", "行业F5211（批发和零售业）属负面清单，不得享受研发费用加计扣除")],
+            taxpayer={"industry_code": "F5211"},
+            year={"taxable_income": "5000000.00", "rd_expense": "500000.00"},
+            claims=[("2025", "rd_super_deduction", "125000.00")],
+        ),
+        Case(
+            29,
+            "杭州研发漏享机械有限公司",
+            [(y, "rd_super_deduction", "unclaimed", "制造业企业研发费用80万元，未享受加计扣除")],
+            taxpayer={"industry_code": "C3484"},
+            year={"taxable_income": "5000000.00", "rd_expense": "800000.00"},
+        ),
+        # 个体工商户个税减半
+        Case(
+            30,
+            "西湖区漏享便利店",
+            [(y, "individual_business_iit_half", "unclaimed", "个体工商户经营所得18万元，未享受个税减半")],
+            individual=True,
+            year={"taxable_income": "180000.00"},
+            claims=[SIX],
+        ),
+        Case(
+            31,
+            "西湖区亏损便利店",
+            [(y, "individual_business_iit_half", "not_applicable", "经营所得为负（亏损），不适用个税减半")],
+            individual=True,
+            year={"taxable_income": "-20000.00"},
+            claims=[SIX],
+        ),
+        Case(
+            32,
+            "西湖区缺数便利店",
+            [(y, "individual_business_iit_half", "undetermined", "缺少经营所得，待核实")],
+            individual=True,
+            year={"taxable_income": None},
+            claims=[SIX],
+        ),
+        # 残疾人就业保障金 30 人以下免征
+        Case(
+            33,
+            "杭州三十人科技有限公司",
+            [(y, "disability_fund_relief", "unclaimed", "在职职工恰为30人（含本数），应免征残保金但未享受")],
+            year={
+                "employees": 30,
+                "employees_qavg": 30.0,
+                "disabled_employees": 0,
+                "disability_fund_due": "52000.00",
+            },
+            claims=[SLP, SIX],
+        ),
+        Case(
+            34,
+            "杭州三十一人科技有限公司",
+            [(y, "disability_fund_relief", "improper", "在职职工31人，超过30人仍享受残保金免征")],
+            year={
+                "employees": 31,
+                "employees_qavg": 31.0,
+                "disabled_employees": 0,
+                "disability_fund_due": "53000.00",
+            },
+            claims=[SLP, SIX, ("2025", "disability_fund_relief", "53000.00")],
+        ),
+        # 设备器具一次性扣除 500 万元
+        Case(
+            35,
+            "杭州设备临界机械有限公司",
+            [(y, "equipment_one_off_deduction", "unclaimed", "单位价值恰为500万元（含本数）的设备，未一次性扣除")],
+            taxpayer={"industry_code": "C3484"},
+            year={"equipment_cost": "5000000.00", "equipment_max_unit_cost": "5000000.00"},
+            claims=[SLP, SIX],
+        ),
+        Case(
+            36,
+            "杭州设备超限机械有限公司",
+            [(y, "equipment_one_off_deduction", "improper", "设备单位价值5,000,000.01元，超过500万元仍一次性扣除")],
+            taxpayer={"industry_code": "C3484"},
+            year={"equipment_cost": "5000000.01", "equipment_max_unit_cost": "5000000.01"},
+            claims=[SLP, SIX, ("2025", "equipment_one_off_deduction", "1125000.00")],
+        ),
+        # 六税两费: 小规模纳税人未享受
+        Case(
+            37,
+            "杭州小规模漏享贸易有限公司",
+            [(y, six, "unclaimed", "小规模纳税人，六税两费应纳8000元，未享受减半")],
+            taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "quarter", "industry_code": "F5179"},
+            year={"six_taxes_due": "8000.00"},
+            claims=[SLP],
+        ),
+    ]
+
+
+def planted_tables() -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+    """Rows to add to taxpayers, indicators, claims and risk_events, and the expectations."""
+    taxpayers, indicators, claims, events, expected = [], [], [], [], []
+    for case in _cases():
+        tid = case.taxpayer_id
+        district = DISTRICTS_BY_REGION[case.region]
+        row = {**(INDIVIDUAL if case.individual else ENTERPRISE), **case.taxpayer}
+        row.update(
+            taxpayer_id=tid,
+            name=case.name,
+            tax_authority=district.tax_authority,
+            district=district.name,
+            phone=f"1388888{case.number:04d}",
+            email=f"planted{case.number:02d}@example.com",
+        )
+        for k in ("registered_on", "hnte_cert_issued_on", "hnte_cert_valid_until"):
+            row[k] = _d(row.get(k))
+        taxpayers.append(row)
+        if case.year is not None:
+            year = {**(YEAR_INDIVIDUAL if case.individual else YEAR), **case.year}
+            indicators.append({"taxpayer_id": tid, "period": "2025", **year})
+        for period, figures in case.vat.items():
+            indicators.append({"taxpayer_id": tid, "period": period, **figures})
+        for period, incentive, amount in case.claims:
+            claims.append({"taxpayer_id": tid, "period": period, "incentive": incentive, "amount": _m(amount)})
+        for event, when in case.events:
+            events.append({"taxpayer_id": tid, "event": event, "occurred_on": _d(when)})
+        for period, rule, kind, note in case.expect:
+            expected.append(
+                {"taxpayer_id": tid, "period": period, "rule_id": rule, "expected_kind": kind, "note": note}
+            )
+    money = {c.name for c in INDICATORS.columns if c.kind == "money"}
+    for row in indicators:
+        for k in list(row):
+            if k in money:
+                row[k] = _m(row[k])
+    tables = {
+        "taxpayers": pl.DataFrame(taxpayers, schema=TAXPAYERS.polars_schema),
+        "indicators": pl.DataFrame(indicators, schema=INDICATORS.polars_schema),
+        "claims": pl.DataFrame(claims, schema=CLAIMS.polars_schema),
+        "risk_events": pl.DataFrame(events, schema=RISK_EVENTS_TABLE.polars_schema),
+    }
+    return tables, pl.DataFrame(expected, schema=PLANTED_SCHEMA)
