@@ -92,9 +92,13 @@ def _tiers(values: Sequence[str]) -> list[str]:
 
 
 def _actor(by: str | None) -> str:
+    """Who is acting: --by, else ZHIXIANG_USER, else the login name (history must name a person)."""
     if by:
         return by
-    return os.environ.get("ZHIXIANG_USER") or getpass.getuser()
+    try:
+        return os.environ.get("ZHIXIANG_USER") or getpass.getuser()
+    except (KeyError, OSError) as exc:  # no login name in some containers
+        raise CaseError("无法确定操作人：请用 --by 指明姓名或工号（或设置环境变量 ZHIXIANG_USER）") from exc
 
 
 def _money(value: Decimal | None) -> str:

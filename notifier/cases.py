@@ -355,7 +355,10 @@ class _Plan:
     def take(self, frame: pl.DataFrame, conn: Connection, report: SyncReport) -> None:
         """Plan what each classified finding does to its case."""
         parts = frame.partition_by("action", as_dict=True, include_key=False)
-        get = lambda name: parts.get((name,), frame.clear())  # noqa: E731
+
+        def get(action: str) -> pl.DataFrame:
+            return parts.get((action,), frame.clear())
+
         for row in self._values(get("insert")):
             self.inserts.append({**row, "status": PENDING, "opened_on": self.as_of,
                                  "due_on": self.levels.due(row["tier"], self.as_of), "first_run_id": self.run_id,
@@ -370,8 +373,8 @@ class _Plan:
             self.refreshes.append({**_update_values(row), "due_on": self.levels.due(row["tier"], opened_on)})
             self._log(row["case_no"], status, status, "证据更新：" + _changes(old_amount, old_tier, row))
         reopen = get("reopen")
-        for status, _ in reopen.group_by("old_status").len().iter_rows():
-            check_transition("（批量）", status, PENDING, "system")
+        for status, first in reopen.group_by("old_status").agg(pl.col("case_no").first()).iter_rows():
+            check_transition(first, status, PENDING, "system")
         for row, (status, why) in zip(self._values(reopen), reopen.select("old_status", "why").iter_rows(),
                                       strict=True):
             self.reopens.append({
@@ -390,8 +393,8 @@ class _Plan:
     def lose(self, lost: pl.DataFrame, report: SyncReport) -> None:
         """Plan what it means that the run no longer finds these cases' problems."""
         open_ = lost.filter(pl.col("old_status").is_in(sorted(OPEN_STATUSES)))
-        for status, _ in open_.group_by("old_status").len().iter_rows():
-            check_transition("（批量）", status, CLEARED, "system")
+        for status, first in open_.group_by("old_status").agg(pl.col("case_no").first()).iter_rows():
+            check_transition(first, status, CLEARED, "system")
         for case_no, status, to_reminder in open_.select("case_no", "old_status", "to_reminder").iter_rows():
             self.clears.append(case_no)
             note = (f"运行 {self.run_id}：风险等级降为低风险，改为向纳税人发送提醒，不再立案" if to_reminder
