@@ -7,7 +7,7 @@ on shared machines. Run alone with `scripts/test tests/test_cases_bulk.py -s`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
@@ -44,7 +44,7 @@ def engine(state_url: str) -> Iterator[Engine]:
     e.dispose()
 
 
-def test_fifty_thousand_findings(engine: Engine, record_property: pytest.RecordProperty) -> None:
+def test_fifty_thousand_findings(engine: Engine, record_property: Callable[[str, object], None]) -> None:
     first = big_findings()
     row = pl.int_range(pl.len())
     changed = first.with_columns(
