@@ -140,7 +140,9 @@ def sync_command(findings_dir: Path, state: str, run_id: str | None, as_of: str 
         engine, folder.findings, run_id=run_id or folder.run_id, as_of=_date(as_of, "--as-of"),
         periods=scope_periods, rules=rules or folder.rules, service_levels=ServiceLevels.parse(sla),
     )
-    table = Table(title=f"案件同步：运行 {report.run_id}，所属期 {'、'.join(scope_periods)}")
+    console = _console()
+    console.print(f"[bold]案件同步[/bold]：运行 {report.run_id}，所属期 {'、'.join(scope_periods)}")
+    table = Table()
     table.add_column("项目")
     table.add_column("数量", justify="right")
     for label, n in (("新立案", report.opened), ("证据更新", report.updated), ("重新打开", report.reopened),
@@ -150,7 +152,7 @@ def sync_command(findings_dir: Path, state: str, run_id: str | None, as_of: str 
         table.add_row(label, f"{n:,}")
     for tier in CASE_TIERS:
         table.add_row(f"本次发现·{TIER_LABELS[tier]}", f"{report.by_tier.get(tier, 0):,}")
-    _console().print(table)
+    console.print(table)
 
 
 # ---------------------------------------------------------------------------------------------- list
