@@ -1,20 +1,23 @@
-"""Profile tables in PostgreSQL: read the four contract tables, and load a data folder into them.
+"""Profile tables in PostgreSQL: snapshot the contract tables to Parquet; load a data folder into them.
 
-Reading uses Polars' database reader on one ADBC connection (driver pinned in pyproject.toml), in one
-REPEATABLE READ transaction so the four tables are a consistent snapshot. Each contract column is
-selected as the database stores it when that type is the contract's (text, date, boolean, bigint,
-double precision) and as text otherwise; money is always selected as text — ADBC hands NUMERIC over as
-an opaque string, and text is exact — and becomes Decimal in the shared validation, exactly as a CSV
-cell does. Rows come ordered by the table's key (then the other columns), so quarantine row numbers
-are reproducible.
+Reading uses Polars' database reader (`pl.read_database`, in batches) on one ADBC connection (driver
+pinned in pyproject.toml), in one REPEATABLE READ transaction so the tables are a consistent snapshot,
+and streams each table into a Parquet file. The run then reads that snapshot as a data folder: a
+database is validated exactly like files, memory stays bounded, and any run can be repeated from it.
+
+Each contract column is selected as the database stores it when that type is the contract's (text,
+date, boolean, bigint, double precision) and as text otherwise. Money is always selected as text —
+ADBC hands NUMERIC over as an opaque string, and text is exact — and becomes Decimal in the shared
+validation, as a CSV cell does. Rows come ordered by the table's key (then the other columns), so
+quarantine row numbers (positions in the snapshot file) are reproducible.
 
 Loading creates the tables with the contract's types (NUMERIC(18,2) money, DATE, BOOLEAN, TEXT ids),
 primary keys on the contract keys and an index on every taxpayer_id, and copies the rows with ADBC
 bulk ingest (COPY), all in one transaction.
 """
-
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -26,9 +29,13 @@ from urllib.parse import urlsplit, urlunsplit
 import polars as pl
 
 from profiles.errors import ProfileError, ProfileStructureError
+from profiles.readers import REQUIRED_TABLES
 from profiles.schema import TABLES, FieldKind, Table
 
 LoadMode = Literal["replace", "append"]
+
+#: Rows asked of the driver per batch when copying a table (ADBC also caps a batch at ~16 MB).
+_BATCH_ROWS = 250_000
 
 DATABASE_SCHEMES = ("postgresql", "postgres")
 
@@ -123,12 +130,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 @dataclass(frozen=True)
-class DatabaseTables:
-    """The contract tables as read from one database, before validation."""
+class DatabaseSnapshot:
+    """The contract tables of one database, copied as read (before validation) into Parquet files."""
 
     url: str  # the database URL without its password
     schema: str  # the database schema the tables were found in
-    frames: dict[str, pl.DataFrame]  # table -> rows, in key order; columns typed or text (see module doc)
+    files: dict[str, Path]  # table -> its Parquet file (absent optional tables have none)
+    rows: dict[str, int]  # table -> rows copied
     sources: dict[str, str]  # table -> "postgresql://host/db#schema.table" (no password)
 
 
@@ -151,12 +159,16 @@ def _order_by(table: Table, present: list[str]) -> str:
     return ", ".join(f"t.{_quote(c)}" for c in [*key, *(c for c in present if c not in key)])
 
 
-def read_tables(url: str) -> DatabaseTables:
-    """Read the four contract tables from `url` in one consistent snapshot.
+def snapshot_tables(url: str, directory: Path) -> DatabaseSnapshot:
+    """Copy the contract tables of `url` into `directory/<table>.parquet`, in one consistent snapshot.
 
-    A missing table or required column is a ProfileStructureError naming it and the fix.
+    Rows stream through in the driver's batches (memory stays bounded whatever the table size) and
+    each file is renamed into place when complete. A missing table or required column is a
+    ProfileStructureError naming it and the fix, raised before any file is written.
     """
     shown = display_url(url)
+    files: dict[str, Path] = {}
+    rows: dict[str, int] = {}
     with connect(url) as conn:
         try:
             cur = conn.cursor()
@@ -172,25 +184,55 @@ def read_tables(url: str) -> DatabaseTables:
                 db_columns.setdefault(str(table_name), {})[str(column_name)] = str(data_type)
             cur.close()
             _check_structure(db_columns, shown, schema)
-            frames: dict[str, pl.DataFrame] = {}
+            directory.mkdir(parents=True, exist_ok=True)
             for name, table in TABLES.items():
+                if name not in db_columns:
+                    continue
                 types = db_columns[name]
                 present = [c.name for c in table.columns if c.name in types]
                 query = (f"SELECT {', '.join(_select_list(table, types))} FROM {_quote(schema)}.{_quote(name)} AS t "
                          f"ORDER BY {_order_by(table, present)}")
-                frames[name] = pl.read_database(query, connection=conn)
+                files[name] = directory / f"{name}.parquet"
+                rows[name] = _copy_query(conn, query, files[name])
             conn.rollback()
         except ProfileError:
             raise
+        except OSError:
+            raise
         except Exception as exc:  # the driver's errors: permissions, dropped connection, ...
             raise DatabaseUnavailableError(f"读取数据库 {shown} 失败：{_first_line(exc)}") from exc
-    sources = {name: f"{shown}#{schema}.{name}" for name in TABLES}
-    return DatabaseTables(shown, schema, frames, sources)
+    sources = {name: f"{shown}#{schema}.{name}" for name in files}
+    return DatabaseSnapshot(shown, schema, files, rows, sources)
+
+
+def _copy_query(conn: Any, query: str, path: Path) -> int:
+    """Stream the rows of `query` into one Parquet file (written beside it, then renamed)."""
+    import pyarrow.parquet as pq
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    writer = None
+    n = 0
+    try:
+        for batch in pl.read_database(query, connection=conn, iter_batches=True, batch_size=_BATCH_ROWS):
+            table = batch.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table.cast(writer.schema))
+            n += batch.height
+        if writer is None:  # no rows: the column types come from an empty read
+            pl.read_database(f"SELECT * FROM ({query}) AS q LIMIT 0", connection=conn).write_parquet(tmp)
+    finally:
+        if writer is not None:
+            writer.close()
+    os.replace(tmp, path)
+    return n
 
 
 def _check_structure(db_columns: Mapping[str, Mapping[str, str]], shown: str, schema: str) -> None:
     problems = []
     for name, table in TABLES.items():
+        if name not in db_columns and name not in REQUIRED_TABLES:
+            continue  # an absent optional table is empty, as for a data folder
         if name not in db_columns:
             problems.append(f"数据库 {shown} 的模式 {schema} 中没有表 {name}（{table.label}）。"
                             f"请先用 `zhixiang load --data 数据目录 --to URL` 导入，或按数据契约建表。")

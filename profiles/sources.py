@@ -1,9 +1,10 @@
 """Where profiles come from: a data folder or a PostgreSQL database, validated the same way.
 
-`load_source` is what a run calls. A folder goes to `profiles.readers`; a database URL is read by
-`profiles.database`, snapshotted to Parquet (so the run can be reproduced from files: `--data
-OUT/snapshot` gives the same findings, quarantine row numbers and input hashes) and then validated by
-the very same `validate_tables` as files.
+`load_source` is what a run calls. A folder goes straight to `profiles.readers`. A database URL is first
+copied to a Parquet snapshot (`profiles.database.snapshot_tables`) — in the run's output folder, so the
+run can be repeated from files: `--data OUT/snapshot` gives the same findings, quarantine row numbers
+and input hashes — and the snapshot is then read and validated by the very same reader as any folder.
+Quarantine lines name the database table rather than the snapshot file.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection
+import tempfile
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
-from profiles.database import DatabaseTables, is_database_url, read_tables
+from profiles.database import DatabaseSnapshot, is_database_url, snapshot_tables
 from profiles.errors import ProfileError
 from profiles.readers import load_profiles
-from profiles.validation import ROW, Profiles, RawTable, validate_tables
+from profiles.validation import Profiles
 
 SNAPSHOT_MANIFEST = "manifest.json"
 
@@ -35,42 +38,36 @@ def load_source(source: str | Path, *, known_incentives: Collection[str] | None 
                 snapshot_dir: Path | None = None) -> Profiles:
     """Validated profiles from a data folder or a `postgresql://` URL.
 
-    For a database, `snapshot_dir` receives one Parquet file per table as read (before validation)
-    and a manifest with their sha256; those hashes become the run's input hashes.
+    A database is snapshotted to `snapshot_dir` (a temporary folder when None); the snapshot files'
+    sha256 are the run's input hashes.
     """
     if not is_database_url(source):
         return load_profiles(source, known_incentives=known_incentives)
-    db = read_tables(str(source))
-    hashes = write_snapshot(db, snapshot_dir) if snapshot_dir is not None else {}
-    raw = {name: RawTable(name=name, frame=_numbered(frame), file=db.sources[name])
-           for name, frame in db.frames.items()}
-    tables, quarantine = validate_tables(raw, known_incentives=known_incentives)
-    return Profiles(**tables, quarantine=quarantine, sources={k: Path(v) for k, v in db.sources.items()},
-                    input_hashes=hashes)
+    with snapshot_folder(str(source), snapshot_dir) as (folder, snap):
+        profiles = load_profiles(folder, known_incentives=known_incentives)
+    return relabel(profiles, snap)
 
 
-def _numbered(frame: pl.DataFrame) -> pl.DataFrame:
-    """ROW as the readers number a Parquet file: 1-based position (here, in key order)."""
-    return frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(ROW))
+@contextmanager
+def snapshot_folder(url: str, snapshot_dir: Path | None) -> Iterator[tuple[Path, DatabaseSnapshot]]:
+    """The database copied to `snapshot_dir` (kept) or to a temporary folder (removed afterwards)."""
+    if snapshot_dir is not None:
+        yield snapshot_dir, write_snapshot(url, snapshot_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="zhixiang-snapshot-") as tmp:
+        yield Path(tmp), write_snapshot(url, Path(tmp))
 
 
-def write_snapshot(db: DatabaseTables, directory: Path) -> dict[str, str]:
-    """Write each table to `directory/<table>.parquet` atomically; returns table -> sha256 of the file."""
+def write_snapshot(url: str, directory: Path) -> DatabaseSnapshot:
+    """Copy the database's tables into `directory` and write its manifest.json."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        hashes: dict[str, str] = {}
-        for name, frame in db.frames.items():
-            final = directory / f"{name}.parquet"
-            tmp = final.with_name(f".{final.name}.tmp")
-            frame.write_parquet(tmp)
-            hashes[name] = _sha256(tmp)
-            os.replace(tmp, final)
+        snap = snapshot_tables(url, directory)
         manifest = {
-            "source": db.url,
-            "schema": db.schema,
+            "source": snap.url,
+            "schema": snap.schema,
             "read_at": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "tables": {name: {"file": f"{name}.parquet", "rows": db.frames[name].height, "sha256": hashes[name]}
-                       for name in db.frames},
+            "tables": {name: {"file": path.name, "rows": snap.rows[name], "sha256": file_sha256(path),
+                              "source": snap.sources[name]} for name, path in snap.files.items()},
             "reproduce": "zhixiang run --data <this folder> --period … --out …",
         }
         tmp = directory / f".{SNAPSHOT_MANIFEST}.tmp"
@@ -79,10 +76,20 @@ def write_snapshot(db: DatabaseTables, directory: Path) -> dict[str, str]:
     except OSError as exc:
         raise SnapshotError(f"无法写入数据库快照目录 {directory}：{exc.strerror or exc}。"
                             "请检查输出目录的路径和权限。") from exc
-    return hashes
+    return snap
 
 
-def _sha256(path: Path) -> str:
+def relabel(profiles: Profiles, snap: DatabaseSnapshot) -> Profiles:
+    """Quarantine lines that name the database tables instead of the snapshot files."""
+    labels = {path.name: snap.sources[name] for name, path in snap.files.items()}
+    q = profiles.quarantine
+    if q.height:
+        q = q.with_columns(pl.col("file").replace(labels))
+    return Profiles(**profiles.tables, quarantine=q, sources=profiles.sources, input_hashes=profiles.input_hashes)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (what the folder reader records as the table's input hash)."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

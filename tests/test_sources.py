@@ -19,7 +19,13 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
-from profiles.database import DatabaseUnavailableError, display_url, is_database_url, load_tables, read_tables
+from profiles.database import (
+    DatabaseUnavailableError,
+    display_url,
+    is_database_url,
+    load_tables,
+    snapshot_tables,
+)
 from profiles.errors import ProfileStructureError
 from profiles.ids import make_credit_code
 from profiles.readers import load_profiles
@@ -182,15 +188,18 @@ def test_database_reads_back_exactly_what_the_folder_holds(pg_url: str, data_dir
     assert Decimal("-12.34") in from_db.indicators.get_column("taxable_income").to_list()
 
 
-def test_raw_money_comes_over_as_exact_text(pg_url: str, data_dir: Path) -> None:
+def test_snapshot_keeps_money_as_exact_text_in_key_order(pg_url: str, data_dir: Path, tmp_path: Path) -> None:
     CliRunner().invoke(main, ["load", "--data", str(data_dir), "--to", pg_url], catch_exceptions=False)
-    raw = read_tables(pg_url)
-    ind = raw.frames["indicators"]
+    snap = snapshot_tables(pg_url, tmp_path / "snap")
+    assert snap.rows == {"taxpayers": 3, "indicators": 4, "claims": 2, "risk_events": 1}
+    ind = pl.read_parquet(snap.files["indicators"])
     assert ind.schema["sales"] == pl.String  # NUMERIC is read as text, parsed by the shared validation
     assert ind.schema["employees"] == pl.Int64
     assert str(BIG) in ind.get_column("sales").to_list()
-    assert raw.frames["taxpayers"].schema["registered_on"] == pl.Date
-    assert raw.sources["claims"].endswith("#public.claims")
+    assert ind.select("taxpayer_id", "period").rows() == sorted(ind.select("taxpayer_id", "period").rows())
+    assert pl.read_parquet(snap.files["taxpayers"]).schema["registered_on"] == pl.Date
+    assert snap.sources["claims"] == f"{display_url(pg_url)}#public.claims"
+    assert not list((tmp_path / "snap").glob(".*.tmp"))
 
 
 def test_append_adds_rows_and_refuses_duplicates_as_a_whole(pg_url: str, data_dir: Path) -> None:
@@ -274,22 +283,31 @@ def test_bad_rows_in_the_database_are_quarantined_like_bad_rows_in_files(pg_url:
 def test_missing_table_or_column_stops_with_a_message_naming_it(pg_url: str, data_dir: Path) -> None:
     runner = CliRunner()
     runner.invoke(main, ["load", "--data", str(data_dir), "--to", pg_url], catch_exceptions=False)
-    _sql(pg_url, "ALTER TABLE indicators DROP COLUMN six_taxes_due", "DROP TABLE claims")
+    _sql(pg_url, "ALTER TABLE indicators DROP COLUMN six_taxes_due", "DROP TABLE taxpayers")
     with pytest.raises(ProfileStructureError) as exc:
-        read_tables(pg_url)
+        snapshot_tables(pg_url, data_dir.parent / "snap")
+    assert not (data_dir.parent / "snap").exists()
     text = str(exc.value)
-    assert "没有表 claims" in text and "zhixiang load" in text
+    assert "没有表 taxpayers" in text and "zhixiang load" in text
     assert "indicators" in text and "six_taxes_due" in text
     out = runner.invoke(main, ["run", "--data", pg_url, "--period", "2025", "--out", str(data_dir.parent / "o")])
     assert out.exit_code == 2
-    assert "没有表 claims" in out.output and "Traceback" not in out.output
+    assert "没有表 taxpayers" in out.output and "Traceback" not in out.output
     assert not (data_dir.parent / "o").exists()  # nothing written before a structural problem
+
+
+def test_absent_optional_tables_are_empty_as_in_a_folder(pg_url: str, data_dir: Path) -> None:
+    CliRunner().invoke(main, ["load", "--data", str(data_dir), "--to", pg_url], catch_exceptions=False)
+    _sql(pg_url, "DROP TABLE claims", "DROP TABLE risk_events")
+    profiles = load_source(pg_url)
+    assert profiles.claims.height == 0 and profiles.risk_events.height == 0
+    assert profiles.indicators.height == 4
 
 
 def test_unreachable_database_is_a_runtime_error_without_the_password(tmp_path: Path) -> None:
     url = "postgresql://tax:s3cret@127.0.0.1:1/profiles"
     with pytest.raises(DatabaseUnavailableError):
-        read_tables(url)
+        snapshot_tables(url, tmp_path / "snap")
     out = CliRunner().invoke(main, ["run", "--data", url, "--period", "2025", "--out", str(tmp_path / "o")])
     assert out.exit_code == 4
     assert "无法连接数据库" in out.output and "s3cret" not in out.output and "Traceback" not in out.output
