@@ -277,14 +277,14 @@ def _parse_int(raw: pl.Series, col: Column) -> tuple[pl.Series, pl.Series]:
     return values, _const_where(bad, reason_for(col, "int"))
 
 
-_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
+DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y.%m.%d", "%Y年%m月%d日")
 
 
 def _slow_dates(t: pl.Series) -> pl.Series:
     """Dates in the other accepted forms (and with a midnight time part, as Excel writes them)."""
     text = _clean_text(t).str.replace(r"[ T]00:00(:00(\.0+)?)?$", "")
     frame = pl.DataFrame({"t": text})
-    tries = [pl.col("t").str.to_date(f, strict=False) for f in _DATE_FORMATS]
+    tries = [pl.col("t").str.to_date(f, strict=False) for f in DATE_FORMATS]
     return frame.select(pl.coalesce(tries)).to_series()
 
 
@@ -460,18 +460,25 @@ def _check_taxpayer_known(checked: _Checked, all_ids: pl.Series, valid_ids: pl.S
     missing = uniq.filter(~uniq.is_in(valid_ids.implode()))
     if missing.is_empty():
         return
-    dropped = missing.filter(missing.is_in(all_ids))
+    dropped = missing.filter(missing.is_in(all_ids.implode()))
     col = checked.table.column("taxpayer_id")
     absent_reason = f"{_who(col)}在 taxpayers 表中不存在：请先在 taxpayers 中登记该纳税人，或更正识别号"
     dropped_reason = (f"{_who(col)}对应的 taxpayers 记录因数据问题已被隔离（见 taxpayers 的隔离记录）："
                       "更正该纳税人信息后本行才能使用")
     problem = pl.select(
         pl.when(~pl.lit(ok)).then(None)
-        .when(pl.lit(ids).is_in(dropped)).then(pl.lit(dropped_reason))
-        .when(pl.lit(ids).is_in(missing)).then(pl.lit(absent_reason))
+        .when(pl.lit(ids).is_in(dropped.implode())).then(pl.lit(dropped_reason))
+        .when(pl.lit(ids).is_in(missing.implode())).then(pl.lit(absent_reason))
         .otherwise(None)
     ).to_series()
     _add_problem(checked, "taxpayer_id", problem)
+
+
+def unknown_incentive_reason(value: str, known: Collection[str]) -> str:
+    """Reason for a claim of an incentive the catalogue does not know, with a did-you-mean."""
+    guess = difflib.get_close_matches(value, list(known), n=1, cutoff=0.6)
+    hint = f"；您是不是要写 {guess[0]}？" if guess else ""
+    return f"{_who(TABLES['claims'].column('incentive'))}不在规则目录中：应为规则编号或规则列出的申报代码{hint}"
 
 
 def _check_incentives(checked: _Checked, known: Collection[str]) -> None:
@@ -482,12 +489,7 @@ def _check_incentives(checked: _Checked, known: Collection[str]) -> None:
     unknown = uniq.filter(~uniq.is_in(known_list)).to_list()
     if not unknown:
         return
-    col = checked.table.column("incentive")
-    reasons = {}
-    for value in unknown:
-        guess = difflib.get_close_matches(value, known_list, n=1, cutoff=0.6)
-        hint = f"；您是不是要写 {guess[0]}？" if guess else ""
-        reasons[value] = f"{_who(col)}不在规则目录中：应为规则编号或规则列出的申报代码{hint}"
+    reasons = {value: unknown_incentive_reason(value, known_list) for value in unknown}
     problem = incentive.replace_strict(reasons, default=None, return_dtype=pl.String)
     _add_problem(checked, "incentive", problem)
 

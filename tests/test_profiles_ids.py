@@ -84,7 +84,7 @@ def _codes(draw: st.DrawFn) -> str:
     return draw(st.text(alphabet=_CODE_CHARS, min_size=0, max_size=20))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.one_of(_codes(), st.none()), min_size=1, max_size=40))
 def test_vectorized_agrees_with_scalar(values: list[str | None]) -> None:
     assert _vectorized(values) == [credit_code_problem_py(v) for v in values]
