@@ -9,6 +9,7 @@ Quarantine lines name the database table rather than the snapshot file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -85,7 +86,7 @@ def relabel(profiles: Profiles, snap: DatabaseSnapshot) -> Profiles:
     q = profiles.quarantine
     if q.height:
         q = q.with_columns(pl.col("file").replace(labels))
-    return Profiles(**profiles.tables, quarantine=q, sources=profiles.sources, input_hashes=profiles.input_hashes)
+    return dataclasses.replace(profiles, quarantine=q)
 
 
 def file_sha256(path: Path) -> str:

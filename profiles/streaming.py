@@ -1,0 +1,141 @@
+"""Data sets larger than memory: split by taxpayer into buckets in one streaming pass, validate bucket by bucket.
+
+Every check of the contract is about one taxpayer — a row's own fields, its key being unique (keys start
+with taxpayer_id), its taxpayer being in `taxpayers` — so a data set split by a hash of the taxpayer id
+can be validated one bucket at a time with the ordinary `validate_tables`, and the quarantine is exactly
+the one the whole table would give. `bucket_source` makes that split with Polars' streaming engine
+(`pl.scan_parquet` → `sink_parquet` partitioned by bucket), keeping each row's number in its file and
+only the indicators and claims rows of the period being run (rows whose period is malformed are kept
+too: they are quarantined in any run). `load_bucket` reads one bucket back and validates it.
+
+Memory is bounded by the size of one bucket, whatever the size of the data set.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from profiles.errors import ProfileStructureError
+from profiles.periods import PERIOD_PATTERN
+from profiles.readers import check_columns, find_table_files, read_table_file
+from profiles.schema import TABLES
+from profiles.validation import ROW, Profiles, RawTable, validate_tables
+
+#: Tables whose rows belong to a period; only the run's period is kept.
+PERIOD_TABLES = ("indicators", "claims")
+#: Taxpayers (or indicator rows of the period) per bucket: about 1–2 GB of memory per bucket.
+ROWS_PER_BUCKET = 1_000_000
+_BUCKET = "__bucket"
+_HASH_SEED = 20260101
+#: The whitespace the validation strips from ids and periods (profiles.validation._clean_text).
+_STRIP = " \t\r\n\u3000\ufeff"
+
+
+def clean_key(column: str) -> pl.Expr:
+    """A taxpayer id or period as the validation reads it: trimmed, upper-case, empty as null."""
+    text = pl.col(column).cast(pl.String).str.strip_chars(_STRIP).str.to_uppercase()
+    return pl.when(text.str.len_bytes() > 0).then(text)
+
+
+def bucket_of(column: str, buckets: int) -> pl.Expr:
+    """The bucket of each row's taxpayer (the same for every table)."""
+    return (clean_key(column).hash(_HASH_SEED) % buckets).cast(pl.UInt32)
+
+
+@dataclass(frozen=True)
+class BucketedSource:
+    """A data folder split by taxpayer into `buckets` parts under `workdir`."""
+
+    root: Path  # the data folder
+    workdir: Path
+    buckets: int
+    period: str
+    files: dict[str, Path]  # table -> its file in the data folder
+    rows: dict[str, int]  # table -> rows in the file (all periods)
+    schemas: dict[str, pl.Schema]  # table -> columns as stored (with ROW)
+
+    def bucket_files(self, table: str, k: int) -> list[Path]:
+        folder = self.workdir / table / f"{_BUCKET}={k}"
+        return sorted(folder.glob("*.parquet")) if folder.exists() else []
+
+
+def _scan(path: Path) -> tuple[pl.LazyFrame, int]:
+    """A lazy scan of one table file with its row numbers (as the folder reader numbers them)."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+            lf = pl.scan_parquet(path, row_index_name=ROW, row_index_offset=1)
+            lf.collect_schema()
+        except Exception as exc:  # polars raises several kinds for a damaged file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ProfileStructureError(
+                f"{path} 不是可读的 Parquet 文件（{first}）：请重新导出该表，或改用 CSV") from None
+        return lf, int(rows)
+    frame, _digest = read_table_file(path)  # CSV: decoded (UTF-8/GBK) and numbered by the reader
+    return frame.lazy(), frame.height
+
+
+def count_period_rows(path: Path, period: str) -> int:
+    """Rows of `period` in a table file (reads only the period column of a Parquet file)."""
+    lf, _ = _scan(path)
+    return int(lf.select((clean_key("period") == period).sum()).collect(engine="streaming").item())
+
+
+def plan_buckets(root: Path, period: str) -> int:
+    """How many buckets keep each at about ROWS_PER_BUCKET taxpayers or indicator rows of the period."""
+    files = find_table_files(root)
+    _, taxpayers = _scan(files["taxpayers"])
+    indicators = count_period_rows(files["indicators"], period)
+    return max(1, math.ceil(max(taxpayers, indicators) / ROWS_PER_BUCKET))
+
+
+def bucket_source(root: str | Path, *, period: str, buckets: int, workdir: Path) -> BucketedSource:
+    """Split the data folder's tables by taxpayer into `workdir`, in one streaming pass.
+
+    Structural problems (missing table or column, unreadable file) raise ProfileStructureError
+    before anything is written.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ProfileStructureError(f"数据目录 {root} 不存在或不是目录：请检查 --data 参数指向的路径")
+    files = find_table_files(root)
+    scans: dict[str, pl.LazyFrame] = {}
+    rows: dict[str, int] = {}
+    for name, path in files.items():
+        lf, rows[name] = _scan(path)
+        check_columns(TABLES[name], pl.DataFrame(schema=lf.collect_schema()), path)
+        scans[name] = lf
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    sinks = []
+    well_formed = clean_key("period").str.contains(PERIOD_PATTERN)
+    for name, lf in scans.items():
+        if name in PERIOD_TABLES:
+            lf = lf.filter((clean_key("period") == period) | well_formed.not_().fill_null(True))
+        lf = lf.with_columns(bucket_of("taxpayer_id", buckets).alias(_BUCKET))
+        sinks.append(lf.sink_parquet(pl.PartitionBy(workdir / name, key=_BUCKET, include_key=False),
+                                     mkdir=True, lazy=True))
+    pl.collect_all(sinks, engine="streaming")
+    schemas = {name: lf.collect_schema() for name, lf in scans.items()}
+    return BucketedSource(root, workdir, buckets, period, files, rows, schemas)
+
+
+def load_bucket(source: BucketedSource, k: int, *, known_incentives: Collection[str] | None = None) -> Profiles:
+    """Bucket k's rows of every table, validated (row numbers and file names as in the data folder)."""
+    raw: dict[str, RawTable] = {}
+    for name, path in source.files.items():
+        parts = source.bucket_files(name, k)
+        if parts:
+            frame = pl.read_parquet(parts, hive_partitioning=False).sort(ROW)
+        else:
+            frame = pl.DataFrame(schema=source.schemas[name])
+        raw[name] = RawTable(name=name, frame=frame, file=path.name)
+    tables, quarantine = validate_tables(raw, known_incentives=known_incentives)
+    return Profiles(taxpayers=tables["taxpayers"], indicators=tables["indicators"], claims=tables["claims"],
+                    risk_events=tables["risk_events"], quarantine=quarantine, sources=dict(source.files))
