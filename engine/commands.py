@@ -17,7 +17,7 @@ from rich.table import Table
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.errors import InputError, exit_on_user_error
 from engine.findings import KIND_LABELS, KINDS, OUTCOMES, STATUS_LABELS, TIER_LABELS, TIERS
-from engine.run import RunResult, evaluate_period, write_outputs
+from engine.run import RunResult, cleanup_streaming, evaluate_period, evaluate_streaming, write_outputs
 from profiles.database import display_url
 from profiles.periods import Period, PeriodError, parse_period
 
@@ -105,6 +105,55 @@ def print_summary(result: RunResult, console: Console) -> None:
         console.print(f"[yellow]隔离的问题数据 {result.quarantine.height:,} 处，详见 quarantine.csv[/yellow]")
 
 
+#: Total rows of the Parquet inputs above which `run` streams unless told --in-memory.
+AUTO_STREAMING_ROWS = 50_000_000
+
+
+def needs_streaming(data: str) -> bool:
+    """Whether a data folder's Parquet tables are too large to evaluate in memory (from file metadata)."""
+    from profiles.database import is_database_url
+
+    root = Path(data)
+    if is_database_url(data) or not root.is_dir():
+        return False
+    total = 0
+    for path in root.glob("*.parquet"):
+        try:
+            total += pl.scan_parquet(path).select(pl.len()).collect().item()
+        except Exception:  # an unreadable file is reported by the reader, with its fix
+            return False
+    return total > AUTO_STREAMING_ROWS
+
+
+def _run_streaming(data: str, p: Period, out_dir: Path, rules: Path, buckets: int | None,
+                   progress: Progress) -> RunResult:
+    """A streaming run: a database is snapshotted first; the work folder is removed afterwards."""
+    from profiles.database import is_database_url
+    from profiles.sources import write_snapshot
+
+    catalogue = load_catalogue(rules)
+    source = Path(data)
+    if is_database_url(data):
+        task = progress.add_task(f"读取数据库快照 {display_url(data)}", total=None)
+        write_snapshot(data, out_dir / "snapshot")
+        source = out_dir / "snapshot"
+        progress.update(task, total=1, completed=1)
+    work = out_dir / ".streaming"
+    task = progress.add_task(f"流式评估 {p.label}：按纳税人分桶", total=None)
+
+    def on_bucket(done: int, total: int) -> None:
+        progress.update(task, description=f"流式评估 {p.label}：已完成 {done}/{total} 桶", total=total,
+                        completed=done)
+
+    try:
+        result = evaluate_streaming(catalogue, source, p, work, buckets=buckets, on_bucket=on_bucket)
+        progress.update(task, description=f"流式评估 {p.label}：{result.timings.get('buckets', 0):.0f} 桶")
+        return result
+    except BaseException:
+        cleanup_streaming(work)
+        raise
+
+
 @click.command("run")
 @click.option("--data", "data", required=True,
               help="档案数据目录（taxpayers/indicators/claims/risk_events 的 CSV 或 Parquet），"
@@ -114,18 +163,31 @@ def print_summary(result: RunResult, console: Console) -> None:
 @click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path), show_default=True,
               help="规则目录")
 @click.option("--quiet", is_flag=True, help="不显示进度和汇总表")
+@click.option("--streaming/--in-memory", "streaming", default=None,
+              help="流式评估超出内存的数据（按纳税人分桶逐桶校验、评估，结果流式写出）；"
+                   f"默认在 Parquet 输入超过 {AUTO_STREAMING_ROWS:,} 行时自动启用")
+@click.option("--buckets", type=click.IntRange(min=1), default=None,
+              help="流式评估的分桶数（默认每桶约一百万户）")
 @exit_on_user_error
-def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool) -> None:
+def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool, streaming: bool | None,
+                buckets: int | None) -> None:
     """评估一个所属期：输出应享未享、违规享受、待核实清单及汇总。"""
     p = _period(period)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   disable=quiet, transient=False) as progress:
-        catalogue, profiles = load_inputs(data, rules, progress, snapshot_dir=out_dir / "snapshot")
-        task = progress.add_task(f"评估 {p.label}（{len(catalogue.active(p))} 条适用规则）", total=None)
-        result = evaluate_period(catalogue, profiles, p)
-        progress.update(task, total=1, completed=1)
+        if streaming or (streaming is None and needs_streaming(data)):
+            result = _run_streaming(data, p, out_dir, rules, buckets, progress)
+        else:
+            catalogue, profiles = load_inputs(data, rules, progress, snapshot_dir=out_dir / "snapshot")
+            task = progress.add_task(f"评估 {p.label}（{len(catalogue.active(p))} 条适用规则）", total=None)
+            result = evaluate_period(catalogue, profiles, p)
+            progress.update(task, total=1, completed=1)
         task = progress.add_task(f"写出结果到 {out_dir}", total=None)
-        write_outputs(result, out_dir, data_source=display_url(data))
+        try:
+            write_outputs(result, out_dir, data_source=display_url(data))
+        finally:
+            if result.findings_parts:
+                cleanup_streaming(out_dir / ".streaming")
         progress.update(task, total=1, completed=1)
     if not quiet:
         print_summary(result, out)

@@ -3,14 +3,20 @@
 `evaluate_period` is the pure core (frames in, frames out); `write_outputs` puts the result in a
 folder atomically — every file is written beside its final name and renamed into place, so a crash
 never leaves a half-written findings file that looks complete.
+
+`evaluate_streaming` is the same run for data larger than memory: the data folder is split by taxpayer
+in one streaming pass (profiles.streaming), each bucket is validated and evaluated by `evaluate_period`,
+its findings go to a part file, and `write_outputs` streams the parts into the findings files with
+Polars sinks. Memory is bounded by one bucket.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +56,9 @@ class RunResult:
     taxpayers_evaluated: int
     timings: dict[str, float] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)  # table -> sha256 of its file
+    #: Streaming runs: the findings live in these part files and `findings` holds only the columns the
+    #: summaries read (SUMMARY_COLUMNS).
+    findings_parts: list[Path] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Findings per kind."""
@@ -122,6 +131,69 @@ def evaluate_period(catalogue: Catalogue, profiles: Any, period: Period) -> RunR
     )
 
 
+#: Findings columns that summary.json and the console summary read.
+SUMMARY_COLUMNS = ("rule_id", "kind", "district", "estimated_amount", "risk_tier")
+
+
+def evaluate_streaming(catalogue: Catalogue, source: str | Path, period: Period, workdir: Path, *,
+                       buckets: int | None = None,
+                       on_bucket: Callable[[int, int], None] | None = None) -> RunResult:
+    """`evaluate_period` over a data folder larger than memory, one bucket of taxpayers at a time.
+
+    `workdir` receives the bucketed inputs and the findings parts (`write_outputs` reads the parts;
+    `cleanup_streaming` removes the folder). `buckets` defaults to about a million taxpayers each.
+    The quarantine covers the rows this run reads: every taxpayer and risk event, the indicators and
+    claims of the period, and rows whose period is malformed. Findings are sorted within a bucket.
+    """
+    from profiles.sources import file_sha256
+    from profiles.streaming import bucket_source, load_bucket, plan_buckets
+
+    timings: dict[str, float] = {}
+    with timed(timings, "partition"):
+        k_total = buckets or plan_buckets(Path(source), period.text)
+        split = bucket_source(source, period=period.text, buckets=k_total, workdir=workdir / "buckets")
+    parts_dir = workdir / "findings"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    parts, light, summaries, checked, extra = [], [], [], [], []
+    taxpayers = 0
+    with timed(timings, "validate_evaluate"):
+        for k in range(k_total):
+            profiles = load_bucket(split, k, known_incentives=catalogue.known_incentives)
+            part = evaluate_period(catalogue, profiles, period)
+            parts.append(parts_dir / f"part-{k:05d}.parquet")
+            part.findings.write_parquet(parts[-1])
+            light.append(part.findings.select(SUMMARY_COLUMNS))
+            summaries.append(part.summary)
+            checked.append(profiles.quarantine.cast(QUARANTINE_SCHEMA))  # type: ignore[arg-type]
+            extra.append(part.quarantine.slice(profiles.quarantine.height))
+            taxpayers += part.taxpayers_evaluated
+            del profiles, part
+            if on_bucket is not None:
+                on_bucket(k + 1, k_total)
+    # In the order evaluate_period gives for the whole table: validation lines by table and row, then
+    # the claims whose period kind no rule judges.
+    order = {path.name: i for i, path in enumerate(split.files.values())}
+    quarantine = pl.concat([
+        pl.concat(checked).sort(pl.col("file").replace_strict(order, default=len(order)), "row", maintain_order=True),
+        pl.concat(extra).sort("row", maintain_order=True),
+    ])
+    amount = pl.col("amount")
+    summary = (pl.concat(summaries).group_by("rule_id", "rule_name", "outcome")
+               .agg(pl.col("count").sum(), pl.when(amount.count() > 0).then(amount.sum()).alias("amount"))
+               .sort(["rule_id", "outcome"]))
+    with timed(timings, "input_hashes"):
+        inputs = {name: file_sha256(path) for name, path in split.files.items()}
+    timings["buckets"] = k_total
+    return RunResult(period=period, ruleset_version=catalogue.version, findings=pl.concat(light),
+                     summary=summary, quarantine=quarantine, taxpayers_evaluated=taxpayers, timings=timings,
+                     inputs=inputs, findings_parts=parts)
+
+
+def cleanup_streaming(workdir: Path) -> None:
+    """Remove a streaming run's working folder."""
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _replace(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
@@ -140,8 +212,13 @@ def write_outputs(result: RunResult, out: Path, *, data_source: str = "") -> dic
     }
     tmp = {name: path.with_name(f".{path.name}.tmp") for name, path in paths.items()}
     try:
-        result.findings.write_parquet(tmp["findings.parquet"])
-        result.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp["findings.csv"], include_bom=True)
+        if result.findings_parts:
+            parts = pl.scan_parquet(result.findings_parts, hive_partitioning=False)
+            parts.sink_parquet(tmp["findings.parquet"], engine="streaming")
+            parts.select(FINDINGS_CSV_COLUMNS).sink_csv(tmp["findings.csv"], include_bom=True, engine="streaming")
+        else:
+            result.findings.write_parquet(tmp["findings.parquet"])
+            result.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp["findings.csv"], include_bom=True)
         result.quarantine.write_csv(tmp["quarantine.csv"], include_bom=True)
         tmp["summary.json"].write_text(
             json.dumps(summary_document(result, data_source=data_source), ensure_ascii=False, indent=2),

@@ -343,3 +343,19 @@ def test_run_from_the_database_matches_the_folder_and_is_reproducible_from_its_s
     assert findings["snapshot"].equals(findings["db"])
     for k in ("taxpayers_evaluated", "findings", "by_rule"):
         assert summary["db"][k] == summary["files"][k] == summary["snapshot"][k]
+
+
+def test_streaming_run_from_the_database_reads_its_snapshot(pg_url: str, data_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["load", "--data", str(data_dir), "--to", pg_url]).exit_code == 0
+    for label, extra in (("mem", ["--in-memory"]), ("stream", ["--streaming", "--buckets", "2"])):
+        result = runner.invoke(main, ["run", "--data", pg_url, "--period", "2025", "--out", str(tmp_path / label),
+                                      "--quiet", *extra])
+        assert result.exit_code == 0, result.output
+    key = ["taxpayer_id", "period", "rule_id"]
+    mem = pl.read_parquet(tmp_path / "mem" / "findings.parquet").sort(key)
+    assert pl.read_parquet(tmp_path / "stream" / "findings.parquet").sort(key).equals(mem)
+    assert (tmp_path / "stream" / "snapshot" / "manifest.json").exists()
+    summaries = [json.loads((tmp_path / d / "summary.json").read_text(encoding="utf-8")) for d in ("mem", "stream")]
+    assert summaries[0]["inputs"] == summaries[1]["inputs"]
+    assert summaries[0]["by_rule"] == summaries[1]["by_rule"]
