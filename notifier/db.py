@@ -7,6 +7,7 @@ run ledger all declare their tables on `METADATA` here, so one `create_all` sets
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from sqlalchemy import MetaData, create_engine, event
@@ -41,10 +42,16 @@ def open_state(url: str | Path) -> Engine:
     engine = create_engine(normalise_url(url), future=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    try:
-        METADATA.create_all(engine)
-    except Exception as exc:  # the driver's error type varies; the user needs the URL and the cause
-        raise StateDatabaseError(f"无法打开状态数据库 {url}: {exc}") from exc
+    for attempt in range(3):
+        try:
+            METADATA.create_all(engine)
+            break
+        except Exception as exc:  # the driver's error type varies; the user needs the URL and the cause
+            # Two processes opening a new database at once (two schedulers, a scheduler and its nightly)
+            # both find a table missing and both create it; the loser's CREATE fails. Checking again settles it.
+            if attempt == 2:
+                raise StateDatabaseError(f"无法打开状态数据库 {url}: {exc}") from exc
+            time.sleep(0.2 * (attempt + 1))
     return engine
 
 
