@@ -1,0 +1,229 @@
+"""`zhixiang nightly`, `zhixiang schedule`, `zhixiang runs list|show`: thin edges over notifier/nightly.py,
+notifier/scheduler.py and the run ledger (notifier/runs.py).
+
+Exit codes: 0 done (or already done); 2 input unusable; 3 rule catalogue broken; 4 runtime failure;
+64 configuration wrong; 75 (EXIT_LOCKED) another nightly or scheduler holds the lock — try later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from types import FrameType
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from engine.errors import ZhixiangError, exit_on_user_error
+from notifier.config import Config, load_config
+from notifier.db import StateDatabaseError
+from notifier.logs import setup_logging
+from notifier.runs import STATUS_LABELS, RunRecord, get_run, list_runs
+
+_CONFIG_HELP = "配置文件（TOML）；默认读取环境变量 ZHIXIANG_CONFIG 或当前目录的 zhixiang.toml"
+
+
+def _config(path: Path | None, **overrides: object) -> Config:
+    config = load_config(path).with_overrides(**overrides)
+    setup_logging(level=config.logging.level, console=config.logging.console, log_dir=config.paths.log_dir)
+    return config
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} 不是日期：应为 YYYY-MM-DD，如 2026-04-15", param_hint="--as-of") from None
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    # Turned into an exception so the run records itself as failed (interrupted) before exiting.
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+@click.command("nightly")
+@click.option("--data", "data", default=None, help="档案数据目录或 postgresql:// 地址（覆盖配置 paths.data）")
+@click.option("--as-of", "as_of", required=True, help="业务日期 YYYY-MM-DD：据此确定应评估的所属期")
+@click.option("--out", "out", default=None, type=click.Path(path_type=Path),
+              help="运行输出根目录（覆盖配置 paths.out）；结果发布到 OUT/业务日期/")
+@click.option("--config", "config_path", default=None, type=click.Path(path_type=Path, dir_okay=False),
+              help=_CONFIG_HELP)
+@click.option("--state", "state", default=None, help="状态数据库（覆盖配置 state_url）")
+@click.option("--rules", "rules", default=None, type=click.Path(path_type=Path, file_okay=False), help="规则目录")
+@click.option("--force", is_flag=True, help="该业务日期已成功运行过也重新运行")
+@click.option("--trigger", "trigger", type=click.Choice(["manual", "schedule"]), default="manual", hidden=True)
+@exit_on_user_error
+def nightly_command(data: str | None, as_of: str, out: Path | None, config_path: Path | None, state: str | None,
+                    rules: Path | None, force: bool, trigger: str) -> None:
+    """运行一个业务日期的夜间批处理：评估、比对、案件台账、政策礼包、任务清单、运行报告。
+
+    同一业务日期已成功运行过则不重复运行（除非 --force）；中途崩溃的运行在下次启动时从头重做，
+    不会重复立案，也不会重复发送信函。
+    """
+    from notifier.nightly import run_nightly
+
+    day = _date(as_of)
+    config = _config(config_path, data=data, out=out, rules=rules, state_url=state)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        outcome = run_nightly(config, day, force=force, trigger=trigger)
+    except StateDatabaseError as exc:
+        raise ZhixiangError(str(exc)) from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    run = outcome.run
+    if outcome.status == "skipped":
+        click.echo(f"业务日期 {day} 已于运行 {run.run_id} 成功完成，未重复运行（输出 {run.output_dir}）。"
+                   "如需重跑请加 --force。")
+        return
+    if outcome.abandoned:
+        click.echo(f"已清理中断的运行：{'、'.join(outcome.abandoned)}")
+    counts = run.counts or {}
+    findings = counts.get("findings", {})
+    diff = counts.get("diff", {})
+    letters = counts.get("letters", {})
+    cases = counts.get("cases", {})
+    click.echo(
+        f"完成：运行 {run.run_id}，业务日期 {day}，所属期 {'、'.join(run.periods or [])}。\n"
+        f"  发现：应享未享 {findings.get('unclaimed', 0):,}，违规享受 {findings.get('improper', 0):,}，"
+        f"待核实 {findings.get('undetermined', 0):,}\n"
+        f"  比对：新增 {diff.get('new', 0):,}，变化 {diff.get('changed', 0):,}，持续 {diff.get('persisting', 0):,}，"
+        f"消除 {diff.get('resolved', 0):,}\n"
+        f"  案件：新立 {cases.get('opened', 0):,}，更新 {cases.get('updated', 0):,}，消除 {cases.get('cleared', 0):,}；"
+        f"政策礼包 {letters.get('packages', 0):,} 份\n"
+        f"  输出：{outcome.output_dir}（报告 report.html）")
+
+
+@click.command("schedule")
+@click.option("--config", "config_path", default=None, type=click.Path(path_type=Path, dir_okay=False),
+              help=_CONFIG_HELP)
+@exit_on_user_error
+def schedule_command(config_path: Path | None) -> None:
+    """按配置的时间（默认每天 02:00 北京时间）自动运行夜间批处理；同一状态数据库只能有一个调度器。"""
+    from notifier.config import config_file
+    from notifier.runs import LockHeldError
+    from notifier.scheduler import NightlyScheduler
+
+    config = _config(config_path)
+    file = config_file(config_path, os.environ)
+    try:
+        code = NightlyScheduler(config, config_file=file.resolve() if file else None).run()
+    except LockHeldError as exc:
+        raise LockHeldError(f"已有调度器在运行，本调度器退出：{exc}") from None
+    except StateDatabaseError as exc:
+        raise ZhixiangError(str(exc)) from exc
+    sys.exit(code)
+
+
+@click.group("runs")
+def runs_group() -> None:
+    """夜间批处理运行台账。"""
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+
+
+def _open(config_path: Path | None, state: str | None):  # type: ignore[no-untyped-def]
+    from notifier.db import open_state
+
+    config = load_config(config_path).with_overrides(state_url=state)
+    try:
+        return open_state(config.state_url)
+    except StateDatabaseError as exc:
+        raise ZhixiangError(str(exc)) from exc
+
+
+@runs_group.command("list")
+@click.option("--config", "config_path", default=None, type=click.Path(path_type=Path, dir_okay=False),
+              help=_CONFIG_HELP)
+@click.option("--state", "state", default=None, help="状态数据库（覆盖配置 state_url）")
+@click.option("--limit", default=30, show_default=True, type=click.IntRange(min=1))
+@click.option("--status", type=click.Choice(sorted(STATUS_LABELS)), default=None)
+@exit_on_user_error
+def runs_list_command(config_path: Path | None, state: str | None, limit: int, status: str | None) -> None:
+    """列出最近的运行（新的在前）。"""
+    engine = _open(config_path, state)
+    runs = list_runs(engine, limit=limit, status=status)
+    if not runs:
+        click.echo("运行台账为空。")
+        return
+    table = Table(title="夜间批处理运行台账")
+    for col, justify in (("运行", "left"), ("业务日期", "left"), ("状态", "left"), ("阶段", "left"),
+                         ("触发", "left"), ("开始", "left"), ("耗时（秒）", "right"), ("应享未享", "right"),
+                         ("违规享受", "right"), ("待核实", "right"), ("新增/变化/消除", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in runs:
+        f = (r.counts or {}).get("findings", {})
+        d = (r.counts or {}).get("diff", {})
+        table.add_row(r.run_id, str(r.business_date), r.status_label, r.stage or "",
+                      {"manual": "手动", "schedule": "调度"}.get(r.trigger, r.trigger) + ("·强制" if r.forced else ""),
+                      _when(r.started_at), f"{r.seconds:.1f}" if r.seconds is not None else "",
+                      f"{f.get('unclaimed', '')}", f"{f.get('improper', '')}", f"{f.get('undetermined', '')}",
+                      f"{d.get('new', '')}/{d.get('changed', '')}/{d.get('resolved', '')}" if d else "")
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@runs_group.command("show")
+@click.argument("run_id")
+@click.option("--config", "config_path", default=None, type=click.Path(path_type=Path, dir_okay=False),
+              help=_CONFIG_HELP)
+@click.option("--state", "state", default=None, help="状态数据库（覆盖配置 state_url）")
+@click.option("--json", "as_json", is_flag=True, help="以 JSON 输出")
+@exit_on_user_error
+def runs_show_command(run_id: str, config_path: Path | None, state: str | None, as_json: bool) -> None:
+    """显示一次运行的全部记录：输入指纹、所属期、计数、各阶段耗时、错误和输出目录。"""
+    engine = _open(config_path, state)
+    run = get_run(engine, run_id)
+    if as_json:
+        click.echo(json.dumps(_as_dict(run), ensure_ascii=False, indent=2, default=str))
+        return
+    print_run(run, Console())
+
+
+def _as_dict(run: RunRecord) -> dict[str, object]:
+    from dataclasses import asdict
+
+    return asdict(run)
+
+
+def print_run(run: RunRecord, console: Console) -> None:
+    """A run, section by section."""
+    from notifier.nightly import STAGE_LABELS
+
+    console.print(f"[bold]运行 {run.run_id}[/bold]  业务日期 {run.business_date}  状态 {run.status_label}"
+                  + (f"（阶段 {STAGE_LABELS.get(run.stage or '', run.stage)}）" if run.status != "succeeded" else ""))
+    console.print(f"触发：{run.trigger}{'（强制重跑）' if run.forced else ''}  第 {run.attempt} 次尝试  "
+                  f"主机 {run.host.split('/', 1)[0]} 进程 {run.pid}")
+    console.print(f"开始 {_when(run.started_at)}  结束 {_when(run.finished_at)}  最近心跳 {_when(run.heartbeat_at)}")
+    console.print(f"数据来源：{run.data_source}")
+    console.print(f"规则目录版本：{run.ruleset_version or ''}")
+    console.print(f"所属期：{'、'.join(run.periods or [])}")
+    console.print(f"比对基线：{run.baseline_run_id or '无'}")
+    console.print(f"输出目录：{run.output_dir or ''}")
+    if run.error:
+        console.print(f"[red]错误：{run.error}[/red]")
+    if run.input_hashes:
+        hashes = Table(title="输入数据指纹（sha256）")
+        hashes.add_column("表")
+        hashes.add_column("sha256")
+        for name, digest in run.input_hashes.items():
+            hashes.add_row(name, digest)
+        console.print(hashes)
+    if run.timings:
+        timing = Table(title="各阶段耗时")
+        timing.add_column("阶段")
+        timing.add_column("秒", justify="right")
+        for stage, seconds in run.timings.items():
+            timing.add_row(STAGE_LABELS.get(stage, stage), f"{seconds:.2f}")
+        console.print(timing)
+    if run.counts:
+        console.print("计数：" + json.dumps(run.counts, ensure_ascii=False))
+
+
+COMMANDS = [nightly_command, schedule_command, runs_group]
