@@ -75,8 +75,9 @@ def is_valid_credit_code(s: object) -> bool:
     return isinstance(s, str) and credit_code_problem_py(s) is None
 
 
-def make_credit_code(region: str = "330106", org_body: str = "00000000", *, dept: str = "9",
-                     category: str = "1") -> str:
+def make_credit_code(
+    region: str = "330106", org_body: str = "00000000", *, dept: str = "9", category: str = "1"
+) -> str:
     """Build a valid credit code from its parts, computing both check characters.
 
     `dept` + `category` is e.g. "91" (工商-企业) or "92" (工商-个体工商户); `region` is the 6-digit
@@ -161,14 +162,17 @@ def credit_code_problem_codes(s: pl.Series) -> pl.Series:
     fixed = pl.select(pl.when(n_bytes == 18).then(pl.lit(s)).otherwise(pl.lit(_FILLER))).to_series()
     pairs = fixed.cast(pl.Binary).bin.reinterpret(dtype=pl.Array(pl.UInt16, 9)).explode()
     columns = [pairs.gather_every(9, k) for k in range(9)]
-    packed = pl.DataFrame([lut.gather(col).alias(f"p{k}") for k, (lut, col) in
-                           enumerate(zip(_PAIR_LUTS, columns, strict=True))])
-    frame = pl.DataFrame({
-        "p": packed.select(pl.sum_horizontal(pl.all())).to_series(),
-        "a": _CHECK_LUT.gather(columns[8]),
-        "n": n_bytes,
-        "null": s.is_null(),
-    })
+    packed = pl.DataFrame(
+        [lut.gather(col).alias(f"p{k}") for k, (lut, col) in enumerate(zip(_PAIR_LUTS, columns, strict=True))]
+    )
+    frame = pl.DataFrame(
+        {
+            "p": packed.select(pl.sum_horizontal(pl.all())).to_series(),
+            "a": _CHECK_LUT.gather(columns[8]),
+            "n": n_bytes,
+            "null": s.is_null(),
+        }
+    )
     p = pl.col("p")  # UInt32 throughout: casts cost more than the arithmetic here
     frame = frame.with_columns(
         bad=p // (1 << _SHIFT_BAD),

@@ -41,14 +41,24 @@ from profiles.validation import (
 )
 
 _PY_TYPES: dict[str, type] = {
-    "id": str, "string": str, "enum": str, "bool": bool, "date": date, "money": Decimal, "number": float,
-    "int": int, "period": str,
+    "id": str,
+    "string": str,
+    "enum": str,
+    "bool": bool,
+    "date": date,
+    "money": Decimal,
+    "number": float,
+    "int": int,
+    "period": str,
 }
 _MIDNIGHT = re.compile(r"[ T]00:00(:00(\.0+)?)?$")
 _NUMBER_JUNK = re.compile(r"[,，\s]")
 #: JSON keys of a single-taxpayer profile -> contract table.
 JSON_KEYS: dict[str, str] = {
-    "taxpayer": "taxpayers", "indicators": "indicators", "claims": "claims", "risk_events": "risk_events",
+    "taxpayer": "taxpayers",
+    "indicators": "indicators",
+    "claims": "claims",
+    "risk_events": "risk_events",
 }
 
 
@@ -175,10 +185,16 @@ def row_model(table: Table) -> type[BaseModel]:
         annotation = Annotated[_PY_TYPES[col.kind] | None, BeforeValidator(partial(coerce_cell, col))]
         must = col.required and not col.nullable
         fields[col.name] = (annotation, ... if must else None)
-    name = {"taxpayers": "TaxpayerRow", "indicators": "IndicatorRow", "claims": "ClaimRow",
-            "risk_events": "RiskEventRow"}.get(table.name, f"{table.name.title()}Row")
+    name = {
+        "taxpayers": "TaxpayerRow",
+        "indicators": "IndicatorRow",
+        "claims": "ClaimRow",
+        "risk_events": "RiskEventRow",
+    }.get(table.name, f"{table.name.title()}Row")
     model: type[BaseModel] = create_model(  # type: ignore[call-overload]
-        name, __config__=ConfigDict(extra="allow", frozen=True), __doc__=f"One row of {table.name}: {table.label}",
+        name,
+        __config__=ConfigDict(extra="allow", frozen=True),
+        __doc__=f"One row of {table.name}: {table.label}",
         **fields,
     )
     return model
@@ -189,7 +205,10 @@ IndicatorRow = row_model(TABLES["indicators"])
 ClaimRow = row_model(TABLES["claims"])
 RiskEventRow = row_model(TABLES["risk_events"])
 ROW_MODELS: dict[str, type[BaseModel]] = {
-    "taxpayers": TaxpayerRow, "indicators": IndicatorRow, "claims": ClaimRow, "risk_events": RiskEventRow,
+    "taxpayers": TaxpayerRow,
+    "indicators": IndicatorRow,
+    "claims": ClaimRow,
+    "risk_events": RiskEventRow,
 }
 
 
@@ -200,8 +219,9 @@ def _error_message(err: Mapping[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def parse_profile_json(obj: str | bytes | Mapping[str, Any], *,
-                       known_incentives: Collection[str] | None = None) -> Profiles:
+def parse_profile_json(
+    obj: str | bytes | Mapping[str, Any], *, known_incentives: Collection[str] | None = None
+) -> Profiles:
     """One taxpayer's profile from JSON (text or an already-parsed mapping) as validated Profiles.
 
     `taxpayer_id` may be left out of the indicators, claims and risk events (it is the taxpayer's).
@@ -212,13 +232,17 @@ def parse_profile_json(obj: str | bytes | Mapping[str, Any], *,
         try:
             data = json.loads(raw, parse_float=Decimal)
         except json.JSONDecodeError as exc:
-            raise ProfileDataError([(f"第{exc.lineno}行第{exc.colno}列", f"不是合法的 JSON：{exc.msg}")]) from None
+            raise ProfileDataError(
+                [(f"第{exc.lineno}行第{exc.colno}列", f"不是合法的 JSON：{exc.msg}")]
+            ) from None
     else:
         data = raw
     if not isinstance(data, Mapping):
         raise ProfileDataError([("$", '应为一个对象：{"taxpayer": {...}, "indicators": [...], ...}')])
     problems: list[tuple[str, str]] = [
-        (str(k), "未知的键：应为 taxpayer、indicators、claims、risk_events 之一") for k in data if k not in JSON_KEYS
+        (str(k), "未知的键：应为 taxpayer、indicators、claims、risk_events 之一")
+        for k in data
+        if k not in JSON_KEYS
     ]
     taxpayer = data.get("taxpayer")
     if not isinstance(taxpayer, Mapping):
@@ -240,8 +264,15 @@ def parse_profile_json(obj: str | bytes | Mapping[str, Any], *,
             record = dict(item)
             if key != "taxpayer":
                 given = record.setdefault("taxpayer_id", tid)
-                if tid and given is not None and _text(given or "") and str(_text(given)).upper() != tid.upper():
-                    problems.append((f"{where}.taxpayer_id", f"与纳税人 {tid} 不一致：一份画像只能有一户纳税人"))
+                if (
+                    tid
+                    and given is not None
+                    and _text(given or "")
+                    and str(_text(given)).upper() != tid.upper()
+                ):
+                    problems.append(
+                        (f"{where}.taxpayer_id", f"与纳税人 {tid} 不一致：一份画像只能有一户纳税人")
+                    )
                     continue
             try:
                 rows[name].append((i, ROW_MODELS[name].model_validate(record)))
@@ -253,12 +284,15 @@ def parse_profile_json(obj: str | bytes | Mapping[str, Any], *,
     if problems:
         raise ProfileDataError(problems)
     tables = {name: _frame(TABLES[name], [m for _, m in models]) for name, models in rows.items()}
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
+    digest = hashlib.sha256(
+        json.dumps(data, sort_keys=True, default=str, ensure_ascii=False).encode()
+    ).hexdigest()
     return Profiles(**tables, quarantine=empty_quarantine(), sources={}, input_hashes={"json": digest})
 
 
-def _key_problems(rows: dict[str, list[tuple[int, BaseModel]]], known: Collection[str] | None
-                  ) -> list[tuple[str, str]]:
+def _key_problems(
+    rows: dict[str, list[tuple[int, BaseModel]]], known: Collection[str] | None
+) -> list[tuple[str, str]]:
     """Duplicate keys within a table and claims of unknown incentives."""
     out: list[tuple[str, str]] = []
     for name in ("indicators", "claims"):  # the JSON key is the table name for these two
@@ -266,7 +300,9 @@ def _key_problems(rows: dict[str, list[tuple[int, BaseModel]]], known: Collectio
         for i, row in rows.get(name, []):
             k = tuple(getattr(row, c) for c in TABLES[name].key)
             if k in seen:
-                out.append((f"{name}[{i}]", f"主键重复：与 {name}[{seen[k]}] 的 {'+'.join(TABLES[name].key)} 相同"))
+                out.append(
+                    (f"{name}[{i}]", f"主键重复：与 {name}[{seen[k]}] 的 {'+'.join(TABLES[name].key)} 相同")
+                )
             seen.setdefault(k, i)
     if known is not None:
         known_set = set(known)
@@ -280,9 +316,15 @@ def _frame(table: Table, models: list[BaseModel]) -> pl.DataFrame:
     """Validated rows as a frame with the contract dtypes (extra fields as text) and ROW."""
     records = [m.model_dump() for m in models]
     extras = sorted({k for r in records for k in r if not table.has(k)})
-    frame = pl.DataFrame(
-        [{c: r.get(c) for c in table.names} for r in records], schema=table.polars_schema, orient="row"
-    ) if records else pl.DataFrame(schema=table.polars_schema)
-    extra_cols = [pl.Series(k, [None if r.get(k) is None else str(r.get(k)) for r in records], dtype=pl.String)
-                  for k in extras]
+    frame = (
+        pl.DataFrame(
+            [{c: r.get(c) for c in table.names} for r in records], schema=table.polars_schema, orient="row"
+        )
+        if records
+        else pl.DataFrame(schema=table.polars_schema)
+    )
+    extra_cols = [
+        pl.Series(k, [None if r.get(k) is None else str(r.get(k)) for r in records], dtype=pl.String)
+        for k in extras
+    ]
     return frame.with_columns(*extra_cols, pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(ROW))

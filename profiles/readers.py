@@ -26,6 +26,8 @@ from profiles.validation import ROW, Profiles, RawTable, validate_tables
 REQUIRED_TABLES = ("taxpayers", "indicators")
 SUFFIXES = (".csv", ".parquet")
 _SEPARATORS = (",", "\t", ";", "|")
+#: What a damaged or malformed file makes the readers raise (programming errors still surface).
+_READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError)
 
 
 def load_profiles(source: str | Path, *, known_incentives: Collection[str] | None = None) -> Profiles:
@@ -39,7 +41,8 @@ def load_profiles(source: str | Path, *, known_incentives: Collection[str] | Non
         raise ProfileStructureError(f"数据目录 {root} 不存在：请检查 --data 参数指向的路径")
     if not root.is_dir():
         raise ProfileStructureError(
-            f"{root} 不是目录：--data 应指向存放 taxpayers.csv、indicators.csv 等文件的文件夹")
+            f"{root} 不是目录：--data 应指向存放 taxpayers.csv、indicators.csv 等文件的文件夹"
+        )
     files = find_table_files(root)
     raw: dict[str, RawTable] = {}
     sources: dict[str, Path] = {}
@@ -65,7 +68,8 @@ def find_table_files(root: Path) -> dict[str, Path]:
         if len(paths) > 1:
             listed = "、".join(p.name for p in paths)
             raise ProfileStructureError(
-                f"{root} 中 {name} 表有多个文件（{listed}）：每张表只能有一个文件，请删除或改名多余的文件")
+                f"{root} 中 {name} 表有多个文件（{listed}）：每张表只能有一个文件，请删除或改名多余的文件"
+            )
         if paths:
             out[name] = paths[0]
         elif name in REQUIRED_TABLES:
@@ -73,7 +77,8 @@ def find_table_files(root: Path) -> dict[str, Path]:
             guess = difflib.get_close_matches(f"{name}.csv", near, n=1, cutoff=0.6)
             hint = f"（目录中有 {guess[0]}，是否需要改名？）" if guess else ""
             raise ProfileStructureError(
-                f"{root} 中缺少 {name} 表{hint}：请提供 {name}.csv 或 {name}.parquet（文件名即表名）")
+                f"{root} 中缺少 {name} 表{hint}：请提供 {name}.csv 或 {name}.parquet（文件名即表名）"
+            )
     return out
 
 
@@ -92,10 +97,11 @@ def read_table_file(path: Path) -> tuple[pl.DataFrame, str]:
 def _read_parquet(path: Path, data: bytes) -> pl.DataFrame:
     try:
         frame = pl.read_parquet(io.BytesIO(data)).rechunk()  # one chunk: later steps align columns
-    except Exception as exc:  # polars raises several kinds for a damaged file
+    except _READ_ERRORS as exc:  # polars and pyarrow raise several kinds for a damaged file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ProfileStructureError(
-            f"{path} 不是可读的 Parquet 文件（{first}）：请重新导出该表，或改用 CSV") from None
+            f"{path} 不是可读的 Parquet 文件（{first}）：请重新导出该表，或改用 CSV"
+        ) from None
     frame = frame.rename({c: c.strip() for c in frame.columns if c != c.strip()})
     return frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(ROW))
 
@@ -103,12 +109,13 @@ def _read_parquet(path: Path, data: bytes) -> pl.DataFrame:
 def decode_csv(path: Path, data: bytes) -> tuple[bytes, str]:
     """UTF-8 bytes of a CSV file and the encoding it was in (utf-8, utf-8-sig, utf-16, gb18030)."""
     if data.startswith(codecs.BOM_UTF8):
-        body = data[len(codecs.BOM_UTF8):]
+        body = data[len(codecs.BOM_UTF8) :]
         try:
             body.decode("utf-8")
         except UnicodeDecodeError:
             raise ProfileStructureError(
-                f"{path} 声明为 UTF-8（有 BOM）但含有无法解码的字节：请用 UTF-8 或 GBK 重新保存") from None
+                f"{path} 声明为 UTF-8（有 BOM）但含有无法解码的字节：请用 UTF-8 或 GBK 重新保存"
+            ) from None
         return body, "utf-8-sig"
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
@@ -126,8 +133,8 @@ def decode_csv(path: Path, data: bytes) -> tuple[bytes, str]:
         return data.decode("gb18030").encode("utf-8"), "gb18030"
     except UnicodeDecodeError:
         raise ProfileStructureError(
-            f"{path} 的编码无法识别（既不是 UTF-8 也不是 GBK/GB18030）："
-            "请在 Excel 中另存为“CSV UTF-8”") from None
+            f"{path} 的编码无法识别（既不是 UTF-8 也不是 GBK/GB18030）：请在 Excel 中另存为“CSV UTF-8”"
+        ) from None
 
 
 def _header(path: Path, text: bytes) -> tuple[list[str], str]:
@@ -160,11 +167,12 @@ def _read_csv(path: Path, data: bytes) -> pl.DataFrame:
             row_index_name=ROW,
             row_index_offset=2,
         )
-    except Exception as exc:
+    except _READ_ERRORS as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ProfileStructureError(
             f"{path} 无法按 CSV 解析（{first}）：常见原因是某行字段数多于表头（值中含未加引号的 "
-            f"{sep!r}）或引号不成对；请修正该文件") from None
+            f"{sep!r}）或引号不成对；请修正该文件"
+        ) from None
     frame = frame.with_columns(pl.col(ROW).cast(pl.Int64))
     # rows of a file whose quoted values span lines: number them by their first physical line
     lines = text.count(b"\n") + (0 if text.endswith(b"\n") else 1)
@@ -201,5 +209,7 @@ def check_columns(table: Table, frame: pl.DataFrame, path: Path) -> None:
         hint = f"；文件中最接近的列名是 {guess[0]!r}，是否应改名为 {col.name!r}？" if guess else ""
         lines.append(f"  缺少必需的列 {col.name!r}（{col.label}）{hint}")
     raise ProfileStructureError(
-        f"{path} 缺少 {len(missing)} 个必需的列：\n" + "\n".join(lines)
-        + f"\n请在表头补上这些列（可以留空值）。{table.name} 表的列见 profiles/README.md。")
+        f"{path} 缺少 {len(missing)} 个必需的列：\n"
+        + "\n".join(lines)
+        + f"\n请在表头补上这些列（可以留空值）。{table.name} 表的列见 profiles/README.md。"
+    )

@@ -162,8 +162,11 @@ class Parsed:
     distinct: pl.Series | None = None
 
 
-def _text_column(raw: pl.Series, normalize: Callable[[pl.Series], pl.Series],
-                 check: Callable[[pl.Series], pl.Series] | None = None) -> Parsed:
+def _text_column(
+    raw: pl.Series,
+    normalize: Callable[[pl.Series], pl.Series],
+    check: Callable[[pl.Series], pl.Series] | None = None,
+) -> Parsed:
     """Normalise a text column and check it, once per distinct value when they are few.
 
     `check` maps values to a reason or null; it sees each distinct normalised value once.
@@ -236,8 +239,10 @@ def _parse_money(raw: pl.Series, col: Column) -> tuple[pl.Series, pl.Series]:
     if not (unparsable.any() or too_precise.any()):
         return values, _nulls(raw.len())
     problem = pl.select(
-        pl.when(pl.lit(unparsable)).then(pl.lit(reason_for(col, "money")))
-        .when(pl.lit(too_precise)).then(pl.lit(reason_for(col, "money_scale")))
+        pl.when(pl.lit(unparsable))
+        .then(pl.lit(reason_for(col, "money")))
+        .when(pl.lit(too_precise))
+        .then(pl.lit(reason_for(col, "money_scale")))
         .otherwise(None)
     ).to_series()
     return _null_where(values, too_precise), problem
@@ -302,8 +307,9 @@ def _parse_date(raw: pl.Series, col: Column) -> tuple[pl.Series, pl.Series]:
     return values, _const_where(bad, reason_for(col, "date"))
 
 
-def _lookup(raw: pl.Series, mapping: dict[str, object], dtype: pl.DataType, reason: str
-            ) -> tuple[pl.Series, pl.Series]:
+def _lookup(
+    raw: pl.Series, mapping: dict[str, object], dtype: pl.DataType, reason: str
+) -> tuple[pl.Series, pl.Series]:
     """Values through a small word list (enums, booleans), matched per distinct value."""
     text = raw.cast(pl.String)
     uniq = text.unique().drop_nulls()
@@ -430,8 +436,9 @@ def _check_columns(raw: RawTable) -> _Checked:
         else:  # optional column absent from the file: all missing
             typed[col.name] = _nulls(frame.height, col.dtype).alias(col.name)
     extras = [c for c in frame.columns if c not in typed and c != ROW]
-    values = pl.DataFrame([*typed.values(), *(frame.get_column(c) for c in extras),
-                           frame.get_column(ROW).cast(pl.Int64)])
+    values = pl.DataFrame(
+        [*typed.values(), *(frame.get_column(c) for c in extras), frame.get_column(ROW).cast(pl.Int64)]
+    )
     return _Checked(table, raw.file, values, problems, frame, distinct)
 
 
@@ -463,12 +470,17 @@ def _check_taxpayer_known(checked: _Checked, all_ids: pl.Series, valid_ids: pl.S
     dropped = missing.filter(missing.is_in(all_ids.implode()))
     col = checked.table.column("taxpayer_id")
     absent_reason = f"{_who(col)}在 taxpayers 表中不存在：请先在 taxpayers 中登记该纳税人，或更正识别号"
-    dropped_reason = (f"{_who(col)}对应的 taxpayers 记录因数据问题已被隔离（见 taxpayers 的隔离记录）："
-                      "更正该纳税人信息后本行才能使用")
+    dropped_reason = (
+        f"{_who(col)}对应的 taxpayers 记录因数据问题已被隔离（见 taxpayers 的隔离记录）："
+        "更正该纳税人信息后本行才能使用"
+    )
     problem = pl.select(
-        pl.when(~pl.lit(ok)).then(None)
-        .when(pl.lit(ids).is_in(dropped.implode())).then(pl.lit(dropped_reason))
-        .when(pl.lit(ids).is_in(missing.implode())).then(pl.lit(absent_reason))
+        pl.when(~pl.lit(ok))
+        .then(None)
+        .when(pl.lit(ids).is_in(dropped.implode()))
+        .then(pl.lit(dropped_reason))
+        .when(pl.lit(ids).is_in(missing.implode()))
+        .then(pl.lit(absent_reason))
         .otherwise(None)
     ).to_series()
     _add_problem(checked, "taxpayer_id", problem)
@@ -478,7 +490,9 @@ def unknown_incentive_reason(value: str, known: Collection[str]) -> str:
     """Reason for a claim of an incentive the catalogue does not know, with a did-you-mean."""
     guess = difflib.get_close_matches(value, list(known), n=1, cutoff=0.6)
     hint = f"；您是不是要写 {guess[0]}？" if guess else ""
-    return f"{_who(TABLES['claims'].column('incentive'))}不在规则目录中：应为规则编号或规则列出的申报代码{hint}"
+    return (
+        f"{_who(TABLES['claims'].column('incentive'))}不在规则目录中：应为规则编号或规则列出的申报代码{hint}"
+    )
 
 
 def _check_incentives(checked: _Checked, known: Collection[str]) -> None:
@@ -524,7 +538,9 @@ def _check_duplicates(checked: _Checked) -> None:
     ok = _clean_mask(checked, key)
     for k in key:
         ok = ok & checked.values.get_column(k).is_not_null()
-    frame = checked.values.select([*key, ROW]).with_columns(__ok=ok, __pos=pl.int_range(pl.len(), dtype=pl.Int64))
+    frame = checked.values.select([*key, ROW]).with_columns(
+        __ok=ok, __pos=pl.int_range(pl.len(), dtype=pl.Int64)
+    )
     candidates = frame.filter(pl.col("__ok"))
     suspects = _hash_duplicates(candidates, key)
     if suspects is None:
@@ -535,10 +551,15 @@ def _check_duplicates(checked: _Checked) -> None:
         return
     firsts = candidates.group_by(key).agg(pl.col(ROW).min().alias("__first"))
     label = key_label(checked.table)
-    dups = candidates.filter(later).join(firsts, on=key, how="left").select(
-        "__pos",
-        pl.format(f"主键重复：与第 {{}} 行的 {label} 相同，同一主键只保留第一次出现的记录", "__first")
-        .alias("__reason"),
+    dups = (
+        candidates.filter(later)
+        .join(firsts, on=key, how="left")
+        .select(
+            "__pos",
+            pl.format(
+                f"主键重复：与第 {{}} 行的 {label} 相同，同一主键只保留第一次出现的记录", "__first"
+            ).alias("__reason"),
+        )
     )
     problem = _nulls(frame.height).scatter(dups["__pos"], dups["__reason"])
     _add_problem(checked, label, problem)
@@ -558,13 +579,17 @@ def _quarantine_lines(checked: _Checked) -> pl.DataFrame:
         else:
             value = checked.raw.get_column(column).cast(pl.String)
         n = int(mask.sum())
-        parts.append(pl.DataFrame({
-            "file": pl.Series(values=[], dtype=pl.String).extend_constant(checked.file, n),
-            "row": checked.values.get_column(ROW).filter(mask),
-            "column": pl.Series(values=[], dtype=pl.String).extend_constant(column, n),
-            "value": value.filter(mask),
-            "reason": problem.filter(mask),
-        }))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "file": pl.Series(values=[], dtype=pl.String).extend_constant(checked.file, n),
+                    "row": checked.values.get_column(ROW).filter(mask),
+                    "column": pl.Series(values=[], dtype=pl.String).extend_constant(column, n),
+                    "value": value.filter(mask),
+                    "reason": problem.filter(mask),
+                }
+            )
+        )
     if not parts:
         return empty_quarantine()
     return pl.concat(parts).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
@@ -575,8 +600,9 @@ def _kept(checked: _Checked) -> pl.DataFrame:
     return checked.values if ok.all() else checked.values.filter(ok)
 
 
-def validate_tables(raw_tables: dict[str, RawTable], *, known_incentives: Collection[str] | None = None
-                    ) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+def validate_tables(
+    raw_tables: dict[str, RawTable], *, known_incentives: Collection[str] | None = None
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """Validate raw tables (taxpayers first: the others are checked against its ids).
 
     Returns the typed tables (absent optional tables empty) and the quarantine, ordered by table,

@@ -28,17 +28,47 @@ BAD_CHECK = A[:17] + ("0" if A[17] != "0" else "1")  # GB 32100 check character 
 _ORG = A[:16] + ("1" if A[16] != "1" else "2")
 BAD_ORG = _ORG + gb32100_check_char(_ORG)  # GB 11714 check wrong, GB 32100 recomputed
 
-TAXPAYER_HEADER = ["taxpayer_id", "name", "entity_type", "vat_status", "vat_filing_cycle", "industry_code",
-                   "restricted_industry", "tax_authority", "district", "credit_grade", "registered_on",
-                   "hnte_cert_issued_on", "hnte_cert_valid_until", "phone", "email", "preferred_channel", "opt_out"]
+TAXPAYER_HEADER = [
+    "taxpayer_id",
+    "name",
+    "entity_type",
+    "vat_status",
+    "vat_filing_cycle",
+    "industry_code",
+    "restricted_industry",
+    "tax_authority",
+    "district",
+    "credit_grade",
+    "registered_on",
+    "hnte_cert_issued_on",
+    "hnte_cert_valid_until",
+    "phone",
+    "email",
+    "preferred_channel",
+    "opt_out",
+]
 
 
 def _tp(tid: str, name: str, **over: str) -> list[str]:
-    row = {"taxpayer_id": tid, "name": name, "entity_type": "enterprise", "vat_status": "general",
-           "vat_filing_cycle": "month", "industry_code": "I6513", "restricted_industry": "否",
-           "tax_authority": "13301060000", "district": "西湖区", "credit_grade": "B", "registered_on": "2018-05-10",
-           "hnte_cert_issued_on": "", "hnte_cert_valid_until": "", "phone": "13800000000", "email": "",
-           "preferred_channel": "etax", "opt_out": "否"}
+    row = {
+        "taxpayer_id": tid,
+        "name": name,
+        "entity_type": "enterprise",
+        "vat_status": "general",
+        "vat_filing_cycle": "month",
+        "industry_code": "I6513",
+        "restricted_industry": "否",
+        "tax_authority": "13301060000",
+        "district": "西湖区",
+        "credit_grade": "B",
+        "registered_on": "2018-05-10",
+        "hnte_cert_issued_on": "",
+        "hnte_cert_valid_until": "",
+        "phone": "13800000000",
+        "email": "",
+        "preferred_channel": "etax",
+        "opt_out": "否",
+    }
     row.update(over)
     return [row[c] for c in TAXPAYER_HEADER]
 
@@ -55,15 +85,35 @@ TAXPAYERS = [
     _tp(make_credit_code("330106", "MA2Y9007"), "杭州布尔错误有限公司", opt_out="maybe"),  # 9
     _tp(make_credit_code("330106", "MA2Y9008"), ""),  # 10 empty name
     _tp(A, "杭州甲科技有限公司（重复）"),  # 11 duplicate of line 2
-    _tp(B, "余杭区乙便利店", entity_type="个体工商户", vat_status="小规模纳税人", vat_filing_cycle="quarter",
-        industry_code="F5213", credit_grade="", opt_out="是"),  # 12 ok (Chinese labels accepted)
+    _tp(
+        B,
+        "余杭区乙便利店",
+        entity_type="个体工商户",
+        vat_status="小规模纳税人",
+        vat_filing_cycle="quarter",
+        industry_code="F5213",
+        credit_grade="",
+        opt_out="是",
+    ),  # 12 ok (Chinese labels accepted)
     _tp(make_credit_code("330106", "MA2Y9009"), "杭州等级错误有限公司", credit_grade="E"),  # 13
     _tp(C, "杭州丙科技有限公司", registered_on="2019/07/01"),  # 14 ok (other date form)
-    _tp(make_credit_code("330106", "MA2Y9010"), "杭州两处错误有限公司", entity_type="x",
-        registered_on="昨天"),  # 15
+    _tp(
+        make_credit_code("330106", "MA2Y9010"), "杭州两处错误有限公司", entity_type="x", registered_on="昨天"
+    ),  # 15
 ]
-INDICATOR_HEADER = ["taxpayer_id", "period", "sales", "taxable_income", "employees_qavg", "assets_qavg",
-                    "employees", "disabled_employees", "rd_expense", "incremental_credit", "six_taxes_due"]
+INDICATOR_HEADER = [
+    "taxpayer_id",
+    "period",
+    "sales",
+    "taxable_income",
+    "employees_qavg",
+    "assets_qavg",
+    "employees",
+    "disabled_employees",
+    "rd_expense",
+    "incremental_credit",
+    "six_taxes_due",
+]
 INDICATORS = [
     [A, "2025", "1000000.00", "100000.00", "12.5", "2000000", "12", "0", "0", "", "3000"],  # 2 ok
     [A, "2025Q1", "abc", "", "", "", "", "", "", "0", ""],  # 3 bad money
@@ -134,7 +184,9 @@ def write_broken(out: Path) -> None:
     """Write the broken data folder and its expected_quarantine.csv."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "taxpayers.csv").write_bytes(_csv_text(TAXPAYER_HEADER, TAXPAYERS).encode("gbk"))
-    (out / "indicators.csv").write_bytes(b"\xef\xbb\xbf" + _csv_text(INDICATOR_HEADER, INDICATORS).encode("utf-8"))
+    (out / "indicators.csv").write_bytes(
+        b"\xef\xbb\xbf" + _csv_text(INDICATOR_HEADER, INDICATORS).encode("utf-8")
+    )
     (out / "claims.csv").write_text(_csv_text(CLAIM_HEADER, CLAIMS), encoding="utf-8")
     pl.DataFrame(
         {

@@ -56,7 +56,9 @@ CATALOGUE_IDS: tuple[str, ...] = (
 
 TAX_YEAR = "2025"
 QUARTERS: tuple[str, ...] = ("2025Q1", "2025Q2", "2025Q3", "2025Q4", "2026Q1", "2026Q2", "2026Q3")
-MONTHS: tuple[str, ...] = tuple(f"2025-{m:02d}" for m in range(1, 13)) + tuple(f"2026-{m:02d}" for m in range(1, 10))
+MONTHS: tuple[str, ...] = tuple(f"2025-{m:02d}" for m in range(1, 13)) + tuple(
+    f"2026-{m:02d}" for m in range(1, 10)
+)
 
 #: R&D super deduction negative list (财税〔2015〕119号), judged on the industry code's prefix.
 RD_NEGATIVE_PREFIXES: tuple[str, ...] = ("C16", "F", "H", "K", "L", "R90")
@@ -266,37 +268,45 @@ def make_taxpayers(rng: np.random.Generator, n: int) -> pl.DataFrame:
         _choose(rng.random(n) < 0.85, "杭州", "浙江") + trade + company_words + "有限公司",
     )
     phones = _pick(rng, ["13", "15", "18", "17", "19"], n) + pl.Series(rng.integers(0, 10**9, n)).cast(
-        pl.String).str.zfill(9)
+        pl.String
+    ).str.zfill(9)
     channel = rng.choice(4, n, p=[0.6, 0.25, 0.1, 0.05])
     has_email = (channel == 2) | (rng.random(n) < 0.4)
-    emails = pl.Series(rng.integers(10**7, 10**10, n)).cast(pl.String) + "@" + _pick(rng, list(_EMAIL_DOMAINS), n)
-    software = ~individual & np.isin(industry, [i for i, x in enumerate(INDUSTRIES) if x.code in
-                                                ("I6513", "I6511", "I6520")]) & (rng.random(n) < 0.55)
+    emails = (
+        pl.Series(rng.integers(10**7, 10**10, n)).cast(pl.String) + "@" + _pick(rng, list(_EMAIL_DOMAINS), n)
+    )
+    software = (
+        ~individual
+        & np.isin(industry, [i for i, x in enumerate(INDUSTRIES) if x.code in ("I6513", "I6511", "I6520")])
+        & (rng.random(n) < 0.55)
+    )
     key_group_owner = individual & (rng.random(n) < 0.06)
 
-    return pl.DataFrame({
-        "taxpayer_id": ids,
-        "name": names,
-        "entity_type": _choose(individual, "individual_business", "enterprise"),
-        "vat_status": _choose(general, "general", "small_scale"),
-        "vat_filing_cycle": _choose(monthly, "month", "quarter"),
-        "industry_code": codes,
-        "restricted_industry": restricted,
-        "tax_authority": _take([d.tax_authority for d in HANGZHOU_DISTRICTS], district),
-        "district": district_names,
-        "credit_grade": pl.Series(["A", "B", "M", "C", "D", None], dtype=pl.String).gather(grade),
-        "registered_on": registered.astype("datetime64[D]"),
-        "hnte_cert_issued_on": pl.select(pl.when(pl.lit(hnte)).then(pl.lit(issued_s))).to_series(),
-        "hnte_cert_valid_until": pl.select(pl.when(pl.lit(hnte)).then(pl.lit(valid_until_s))).to_series(),
-        "phone": phones,
-        "email": pl.select(pl.when(pl.lit(has_email)).then(pl.lit(emails))).to_series(),
-        "preferred_channel": pl.Series(["etax", "sms", "email", "post"], dtype=pl.String).gather(channel),
-        "opt_out": rng.random(n) < 0.03,
-        "software_copyright": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(software))).to_series(),
-        "key_group_owner": key_group_owner,
-        "__sales": sales,
-        "__industry": industry,
-    })
+    return pl.DataFrame(
+        {
+            "taxpayer_id": ids,
+            "name": names,
+            "entity_type": _choose(individual, "individual_business", "enterprise"),
+            "vat_status": _choose(general, "general", "small_scale"),
+            "vat_filing_cycle": _choose(monthly, "month", "quarter"),
+            "industry_code": codes,
+            "restricted_industry": restricted,
+            "tax_authority": _take([d.tax_authority for d in HANGZHOU_DISTRICTS], district),
+            "district": district_names,
+            "credit_grade": pl.Series(["A", "B", "M", "C", "D", None], dtype=pl.String).gather(grade),
+            "registered_on": registered.astype("datetime64[D]"),
+            "hnte_cert_issued_on": pl.select(pl.when(pl.lit(hnte)).then(pl.lit(issued_s))).to_series(),
+            "hnte_cert_valid_until": pl.select(pl.when(pl.lit(hnte)).then(pl.lit(valid_until_s))).to_series(),
+            "phone": phones,
+            "email": pl.select(pl.when(pl.lit(has_email)).then(pl.lit(emails))).to_series(),
+            "preferred_channel": pl.Series(["etax", "sms", "email", "post"], dtype=pl.String).gather(channel),
+            "opt_out": rng.random(n) < 0.03,
+            "software_copyright": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(software))).to_series(),
+            "key_group_owner": key_group_owner,
+            "__sales": sales,
+            "__industry": industry,
+        }
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,45 +330,56 @@ def _year_rows(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame:
     has_rd = ~individual & ((tech & (rng.random(n) < 0.6)) | (~tech & (rng.random(n) < 0.05)))
     rd = np.where(has_rd, sales * rng.uniform(0.02, 0.1, n), 0.0)
     six_taxes = sales * rng.uniform(0.002, 0.006, n)
-    disability_due = np.where(individual, np.nan,
-                              np.maximum(0, employees * 0.015 - disabled) * rng.uniform(95_000, 125_000, n))
+    disability_due = np.where(
+        individual, np.nan, np.maximum(0, employees * 0.015 - disabled) * rng.uniform(95_000, 125_000, n)
+    )
     buys = ~individual & (rng.random(n) < np.where(section == "C", 0.35, 0.08))
     equipment_cost = np.where(buys, rng.lognormal(np.log(300_000), 1.2, n), np.nan)
     equipment_max = equipment_cost * rng.uniform(0.15, 1.0, n)
     hires = np.where(~individual & (rng.random(n) < 0.03), rng.integers(1, 6, n), 0)
     key_owner = tp["key_group_owner"].to_numpy()
     startup_due = np.where(key_owner | (hires > 0), np.maximum(sales * 0.02, 1_000), np.nan)
-    hnte_valid = tp.select(
-        pl.col("hnte_cert_issued_on").le(date(2025, 12, 31)) & pl.col("hnte_cert_valid_until").ge(date(2025, 12, 31))
-    ).to_series().fill_null(False).to_numpy()
-    listed = (section == "C") & hnte_valid & (tp["vat_status"] == "general").to_numpy() & (rng.random(n) < 0.4)
+    hnte_valid = (
+        tp.select(
+            pl.col("hnte_cert_issued_on").le(date(2025, 12, 31))
+            & pl.col("hnte_cert_valid_until").ge(date(2025, 12, 31))
+        )
+        .to_series()
+        .fill_null(False)
+        .to_numpy()
+    )
+    listed = (
+        (section == "C") & hnte_valid & (tp["vat_status"] == "general").to_numpy() & (rng.random(n) < 0.4)
+    )
     # a few missing figures
     miss_emp = rng.random(n) < 0.015
     miss_assets = rng.random(n) < 0.01
     miss_income = rng.random(n) < 0.01
-    return pl.DataFrame({
-        "taxpayer_id": tp["taxpayer_id"],
-        "period": pl.Series([TAX_YEAR] * 0, dtype=pl.String).extend_constant(TAX_YEAR, n),
-        "sales": _money(sales),
-        "taxable_income": _money(taxable_income, ~miss_income),
-        "employees_qavg": pl.Series(np.where(miss_emp, np.nan, employees_qavg)).fill_nan(None),
-        "assets_qavg": _money(assets, ~miss_assets),
-        "employees": employees,
-        "disabled_employees": disabled.astype(np.int64),
-        "rd_expense": _money(rd, ~individual),
-        "incremental_credit": _money(np.zeros(n), np.zeros(n, dtype=bool)),
-        "six_taxes_due": _money(six_taxes),
-        "disability_fund_due": _money(np.nan_to_num(disability_due), ~np.isnan(disability_due)),
-        "software_sales": _money(np.zeros(n), np.zeros(n, dtype=bool)),
-        "software_output_vat": _money(np.zeros(n), np.zeros(n, dtype=bool)),
-        "software_input_vat": _money(np.zeros(n), np.zeros(n, dtype=bool)),
-        "creditable_input_vat": _money(np.zeros(n), np.zeros(n, dtype=bool)),
-        "advanced_mfg_listed": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(listed))).to_series(),
-        "equipment_cost": _money(np.nan_to_num(equipment_cost), buys),
-        "equipment_max_unit_cost": _money(np.nan_to_num(equipment_max), buys),
-        "key_group_hires": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(hires))).to_series(),
-        "startup_taxes_due": _money(np.nan_to_num(startup_due), ~np.isnan(startup_due)),
-    })
+    return pl.DataFrame(
+        {
+            "taxpayer_id": tp["taxpayer_id"],
+            "period": pl.Series([TAX_YEAR] * 0, dtype=pl.String).extend_constant(TAX_YEAR, n),
+            "sales": _money(sales),
+            "taxable_income": _money(taxable_income, ~miss_income),
+            "employees_qavg": pl.Series(np.where(miss_emp, np.nan, employees_qavg)).fill_nan(None),
+            "assets_qavg": _money(assets, ~miss_assets),
+            "employees": employees,
+            "disabled_employees": disabled.astype(np.int64),
+            "rd_expense": _money(rd, ~individual),
+            "incremental_credit": _money(np.zeros(n), np.zeros(n, dtype=bool)),
+            "six_taxes_due": _money(six_taxes),
+            "disability_fund_due": _money(np.nan_to_num(disability_due), ~np.isnan(disability_due)),
+            "software_sales": _money(np.zeros(n), np.zeros(n, dtype=bool)),
+            "software_output_vat": _money(np.zeros(n), np.zeros(n, dtype=bool)),
+            "software_input_vat": _money(np.zeros(n), np.zeros(n, dtype=bool)),
+            "creditable_input_vat": _money(np.zeros(n), np.zeros(n, dtype=bool)),
+            "advanced_mfg_listed": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(listed))).to_series(),
+            "equipment_cost": _money(np.nan_to_num(equipment_cost), buys),
+            "equipment_max_unit_cost": _money(np.nan_to_num(equipment_max), buys),
+            "key_group_hires": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(hires))).to_series(),
+            "startup_taxes_due": _money(np.nan_to_num(startup_due), ~np.isnan(startup_due)),
+        }
+    )
 
 
 def _vat_rows(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) -> pl.DataFrame:
@@ -377,7 +398,7 @@ def _vat_rows(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) ->
             continue
         weights = rng.gamma(12.0, 1.0, (m, k))
         weights /= weights[:, :per_year].sum(axis=1, keepdims=True)  # 2025 periods sum to the year
-        base = (sales[idx, None] * weights)
+        base = sales[idx, None] * weights
         base[:, per_year:] *= growth[idx, None]
         period_sales = base.ravel()
         rows = m * k
@@ -387,19 +408,25 @@ def _vat_rows(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) ->
         input_vat = period_sales * 0.13 * rng.uniform(0.35, 0.9, rows)
         soft_sales = np.where(soft, period_sales * rng.uniform(0.3, 0.9, rows), 0.0)
         missing_sales = rng.random(rows) < 0.003
-        parts.append(pl.DataFrame({
-            "taxpayer_id": tp["taxpayer_id"].gather(np.repeat(idx, k)),
-            "period": pl.Series(periods, dtype=pl.String).gather(np.tile(np.arange(k), m)),
-            "sales": _money(period_sales, ~missing_sales),
-            "incremental_credit": _money(incremental, gen),
-            "software_sales": _money(soft_sales, soft),
-            "software_output_vat": _money(soft_sales * 0.13, soft),
-            "software_input_vat": _money(soft_sales * 0.13 * rng.uniform(0.05, 0.3, rows), soft),
-            "creditable_input_vat": _money(input_vat, gen),
-            "advanced_mfg_listed": listed.gather(np.repeat(idx, k)),
-            "__tp": np.repeat(idx, k),
-        }))
-    frame = pl.concat(parts) if parts else pl.DataFrame(schema={"taxpayer_id": pl.String, "period": pl.String})
+        parts.append(
+            pl.DataFrame(
+                {
+                    "taxpayer_id": tp["taxpayer_id"].gather(np.repeat(idx, k)),
+                    "period": pl.Series(periods, dtype=pl.String).gather(np.tile(np.arange(k), m)),
+                    "sales": _money(period_sales, ~missing_sales),
+                    "incremental_credit": _money(incremental, gen),
+                    "software_sales": _money(soft_sales, soft),
+                    "software_output_vat": _money(soft_sales * 0.13, soft),
+                    "software_input_vat": _money(soft_sales * 0.13 * rng.uniform(0.05, 0.3, rows), soft),
+                    "creditable_input_vat": _money(input_vat, gen),
+                    "advanced_mfg_listed": listed.gather(np.repeat(idx, k)),
+                    "__tp": np.repeat(idx, k),
+                }
+            )
+        )
+    frame = (
+        pl.concat(parts) if parts else pl.DataFrame(schema={"taxpayer_id": pl.String, "period": pl.String})
+    )
     return frame
 
 
@@ -414,9 +441,9 @@ def _sorted(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
 
 def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """Exact contract columns and dtypes, absent columns null."""
-    return frame.select([
-        (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in schema.items()
-    ])
+    return frame.select(
+        [(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in schema.items()]
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -434,9 +461,17 @@ def _iit_relief(income: np.ndarray) -> np.ndarray:
     return tax * 0.5
 
 
-def _claims_for(rng: np.random.Generator, ids: pl.Series, periods: pl.Series, incentive: str,
-                eligible: np.ndarray, relevant: np.ndarray, amount: np.ndarray,
-                p_claim: float, p_wrong: float) -> pl.DataFrame:
+def _claims_for(
+    rng: np.random.Generator,
+    ids: pl.Series,
+    periods: pl.Series,
+    incentive: str,
+    eligible: np.ndarray,
+    relevant: np.ndarray,
+    amount: np.ndarray,
+    p_claim: float,
+    p_wrong: float,
+) -> pl.DataFrame:
     """Claims of one incentive: eligible rows claim with p_claim; relevant ineligible with p_wrong.
 
     Only candidate rows (eligible or relevant) draw random numbers, so rare incentives cost little.
@@ -448,22 +483,29 @@ def _claims_for(rng: np.random.Generator, ids: pl.Series, periods: pl.Series, in
     amt = np.nan_to_num(amount[rows])
     amt = np.where(~eligible[rows] & (amt <= 0), np.abs(amt) + 1_000, amt)  # a wrong claim still claims
     missing = rng.random(len(rows)) < 0.03
-    return pl.DataFrame({
-        "taxpayer_id": ids.gather(rows),
-        "period": periods.gather(rows),
-        "incentive": pl.Series(values=[], dtype=pl.String).extend_constant(incentive, len(rows)),
-        "amount": _money(np.maximum(amt, 0), ~missing),
-    })
+    return pl.DataFrame(
+        {
+            "taxpayer_id": ids.gather(rows),
+            "period": periods.gather(rows),
+            "incentive": pl.Series(values=[], dtype=pl.String).extend_constant(incentive, len(rows)),
+            "amount": _money(np.maximum(amt, 0), ~missing),
+        }
+    )
 
 
 def _starts_with(codes: pl.Series, prefixes: tuple[str, ...]) -> np.ndarray:
     """Boolean array: the industry code starts with one of the prefixes."""
-    return pl.select(pl.any_horizontal([pl.lit(codes).str.starts_with(p) for p in prefixes])).to_series() \
-        .fill_null(False).to_numpy()
+    return (
+        pl.select(pl.any_horizontal([pl.lit(codes).str.starts_with(p) for p in prefixes]))
+        .to_series()
+        .fill_null(False)
+        .to_numpy()
+    )
 
 
-def make_claims(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame, vat: pl.DataFrame,
-                events: pl.DataFrame) -> pl.DataFrame:
+def make_claims(
+    rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame, vat: pl.DataFrame, events: pl.DataFrame
+) -> pl.DataFrame:
     """Claims with realistic error rates, per incentive."""
     y = pl.concat([year, tp.drop("taxpayer_id", "__sales", "__industry")], how="horizontal")  # same order
     ids, per = y["taxpayer_id"], y["period"]
@@ -479,11 +521,24 @@ def make_claims(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame, 
     small_scale = (y["vat_status"] == "small_scale").to_numpy()
     ti, emp, assets = col("taxable_income"), col("employees_qavg"), col("assets_qavg")
     known = ~np.isnan(ti) & ~np.isnan(emp) & ~np.isnan(assets)
-    slp = enterprise & known & ~col("restricted_industry") & (ti <= SLP_INCOME_CAP) & (emp <= SLP_EMPLOYEES_CAP) \
-        & (assets <= SLP_ASSETS_CAP) & (ti > 0)
-    hnte_ok = y.select(
-        pl.col("hnte_cert_issued_on").le(date(2025, 12, 31)) & pl.col("hnte_cert_valid_until").ge(date(2025, 12, 31))
-    ).to_series().fill_null(False).to_numpy()
+    slp = (
+        enterprise
+        & known
+        & ~col("restricted_industry")
+        & (ti <= SLP_INCOME_CAP)
+        & (emp <= SLP_EMPLOYEES_CAP)
+        & (assets <= SLP_ASSETS_CAP)
+        & (ti > 0)
+    )
+    hnte_ok = (
+        y.select(
+            pl.col("hnte_cert_issued_on").le(date(2025, 12, 31))
+            & pl.col("hnte_cert_valid_until").ge(date(2025, 12, 31))
+        )
+        .to_series()
+        .fill_null(False)
+        .to_numpy()
+    )
     has_cert = y["hnte_cert_issued_on"].is_not_null().to_numpy()
     negative = _starts_with(y["industry_code"], RD_NEGATIVE_PREFIXES)
     rd = col("rd_expense", 0)
@@ -495,22 +550,83 @@ def make_claims(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame, 
     startup = col("startup_taxes_due", 0)
     parts = [
         _claims_for(rng, ids, per, "small_low_profit_cit", slp, enterprise & (ti > 0), ti * 0.2, 0.88, 0.02),
-        _claims_for(rng, ids, per, "six_taxes_two_fees_half", (small_scale | slp | individual) & (six > 0),
-                    enterprise, six * 0.5, 0.8, 0.02),
-        _claims_for(rng, ids, per, "individual_business_iit_half", individual & (ti > 0), enterprise & (ti > 0),
-                    _iit_relief(ti), 0.85, 0.002),
-        _claims_for(rng, ids, per, "rd_super_deduction", enterprise & (rd > 0) & ~negative, enterprise & (rd > 0),
-                    rd * 0.25, 0.75, 0.12),
-        _claims_for(rng, ids, per, "hnte_15pct", enterprise & hnte_ok & (ti > 0), has_cert & (ti > 0),
-                    ti * 0.10, 0.9, 0.3),
-        _claims_for(rng, ids, per, "disability_fund_relief",
-                    enterprise & (employees <= DISABILITY_EXEMPT_EMPLOYEES) & (col("disability_fund_due", 0) > 0),
-                    enterprise & (col("disability_fund_due", 0) > 0), col("disability_fund_due", 0), 0.7, 0.02),
-        _claims_for(rng, ids, per, "equipment_one_off_deduction", (eq_cost > 0) & (eq_max <= EQUIPMENT_UNIT_CAP),
-                    eq_cost > 0, eq_cost * 0.9 * 0.25, 0.7, 0.2),
-        _claims_for(rng, ids, per, "key_groups_startup_employment", (owner | (hires > 0)) & (startup > 0),
-                    np.zeros(len(ids), dtype=bool),
-                    np.minimum(startup, np.where(owner, 20_000, hires * 6_000)), 0.7, 0.0),
+        _claims_for(
+            rng,
+            ids,
+            per,
+            "six_taxes_two_fees_half",
+            (small_scale | slp | individual) & (six > 0),
+            enterprise,
+            six * 0.5,
+            0.8,
+            0.02,
+        ),
+        _claims_for(
+            rng,
+            ids,
+            per,
+            "individual_business_iit_half",
+            individual & (ti > 0),
+            enterprise & (ti > 0),
+            _iit_relief(ti),
+            0.85,
+            0.002,
+        ),
+        _claims_for(
+            rng,
+            ids,
+            per,
+            "rd_super_deduction",
+            enterprise & (rd > 0) & ~negative,
+            enterprise & (rd > 0),
+            rd * 0.25,
+            0.75,
+            0.12,
+        ),
+        _claims_for(
+            rng,
+            ids,
+            per,
+            "hnte_15pct",
+            enterprise & hnte_ok & (ti > 0),
+            has_cert & (ti > 0),
+            ti * 0.10,
+            0.9,
+            0.3,
+        ),
+        _claims_for(
+            rng,
+            ids,
+            per,
+            "disability_fund_relief",
+            enterprise & (employees <= DISABILITY_EXEMPT_EMPLOYEES) & (col("disability_fund_due", 0) > 0),
+            enterprise & (col("disability_fund_due", 0) > 0),
+            col("disability_fund_due", 0),
+            0.7,
+            0.02,
+        ),
+        _claims_for(
+            rng,
+            ids,
+            per,
+            "equipment_one_off_deduction",
+            (eq_cost > 0) & (eq_max <= EQUIPMENT_UNIT_CAP),
+            eq_cost > 0,
+            eq_cost * 0.9 * 0.25,
+            0.7,
+            0.2,
+        ),
+        _claims_for(
+            rng,
+            ids,
+            per,
+            "key_groups_startup_employment",
+            (owner | (hires > 0)) & (startup > 0),
+            np.zeros(len(ids), dtype=bool),
+            np.minimum(startup, np.where(owner, 20_000, hires * 6_000)),
+            0.7,
+            0.0,
+        ),
     ]
     if vat.height:
         t = vat["__tp"].to_numpy()  # taxpayer index of each VAT row: attributes by gather, no join
@@ -526,28 +642,87 @@ def make_claims(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame, 
         cap = np.where(monthly, VAT_EXEMPT_MONTH, VAT_EXEMPT_QUARTER)
         exempt = small & ~np.isnan(vsales) & (vsales <= cap) & (vsales > 0)
         over = small & ~np.isnan(vsales) & (vsales > cap)
-        parts.append(_claims_for(rng, vids, vper, "small_scale_vat_exemption", exempt, over, vsales * 0.01,
-                                 0.9, 0.03))
-        parts.append(_claims_for(rng, vids, vper, "small_scale_vat_1pct", over, general & (vsales > 0),
-                                 vsales * 0.02, 0.85, 0.004))
-        bad_events = events.filter(pl.col("event").is_in(["refund_fraud", "export_refund_fraud", "false_invoicing",
-                                                          "instant_refund"]))["taxpayer_id"].unique()
+        parts.append(
+            _claims_for(rng, vids, vper, "small_scale_vat_exemption", exempt, over, vsales * 0.01, 0.9, 0.03)
+        )
+        parts.append(
+            _claims_for(
+                rng,
+                vids,
+                vper,
+                "small_scale_vat_1pct",
+                over,
+                general & (vsales > 0),
+                vsales * 0.02,
+                0.85,
+                0.004,
+            )
+        )
+        bad_events = events.filter(
+            pl.col("event").is_in(
+                ["refund_fraud", "export_refund_fraud", "false_invoicing", "instant_refund"]
+            )
+        )["taxpayer_id"].unique()
         clean = ~tp["taxpayer_id"].is_in(bad_events.implode()).to_numpy()[t]
         incr = vcol("incremental_credit")
         grade_ok = tp["credit_grade"].is_in(["A", "B"]).fill_null(False).to_numpy()[t]
         manufacturing = _starts_with(tp["industry_code"], ("C",))[t]
-        parts.append(_claims_for(rng, vids, vper, "vat_credit_refund", general & grade_ok & clean & (incr > 0),
-                                 general & (incr > 0), incr * 0.9 * np.where(manufacturing, 1.0, 0.6), 0.5, 0.05))
+        parts.append(
+            _claims_for(
+                rng,
+                vids,
+                vper,
+                "vat_credit_refund",
+                general & grade_ok & clean & (incr > 0),
+                general & (incr > 0),
+                incr * 0.9 * np.where(manufacturing, 1.0, 0.6),
+                0.5,
+                0.05,
+            )
+        )
         cin = vcol("creditable_input_vat")
-        parts.append(_claims_for(rng, vids, vper, "service_vat_credit_plus", np.zeros(len(t), dtype=bool),
-                                 ~manufacturing & general, cin * 0.05, 0.0, 0.004))
+        parts.append(
+            _claims_for(
+                rng,
+                vids,
+                vper,
+                "service_vat_credit_plus",
+                np.zeros(len(t), dtype=bool),
+                ~manufacturing & general,
+                cin * 0.05,
+                0.0,
+                0.004,
+            )
+        )
         ss = vcol("software_sales")
         refund = vcol("software_output_vat") - vcol("software_input_vat") - ss * 0.03
-        parts.append(_claims_for(rng, vids, vper, "software_vat_refund", general & (ss > 0) & (refund > 0),
-                                 ss > 0, refund, 0.8, 0.0))
+        parts.append(
+            _claims_for(
+                rng,
+                vids,
+                vper,
+                "software_vat_refund",
+                general & (ss > 0) & (refund > 0),
+                ss > 0,
+                refund,
+                0.8,
+                0.0,
+            )
+        )
         listed = vat["advanced_mfg_listed"].fill_null(False).to_numpy()
-        parts.append(_claims_for(rng, vids, vper, "advanced_mfg_vat_credit_5pct", general & listed & hnte_ok[t]
-                                 & (cin > 0), general & manufacturing & (cin > 0), cin * 0.05, 0.75, 0.01))
+        parts.append(
+            _claims_for(
+                rng,
+                vids,
+                vper,
+                "advanced_mfg_vat_credit_5pct",
+                general & listed & hnte_ok[t] & (cin > 0),
+                general & manufacturing & (cin > 0),
+                cin * 0.05,
+                0.75,
+                0.01,
+            )
+        )
     claims = _conform(pl.concat(parts), CLAIMS.polars_schema)
     return _sorted(claims, ["taxpayer_id", "period", "incentive"])
 
@@ -570,11 +745,15 @@ def make_risk_events(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame
     parts = []
     for event, mask, start, end in kinds:
         k = int(mask.sum())
-        parts.append(pl.DataFrame({
-            "taxpayer_id": ids.filter(mask),
-            "event": pl.Series([event] * 0, dtype=pl.String).extend_constant(event, k),
-            "occurred_on": _dates(rng, start, end, k).astype("datetime64[D]"),
-        }))
+        parts.append(
+            pl.DataFrame(
+                {
+                    "taxpayer_id": ids.filter(mask),
+                    "event": pl.Series([event] * 0, dtype=pl.String).extend_constant(event, k),
+                    "occurred_on": _dates(rng, start, end, k).astype("datetime64[D]"),
+                }
+            )
+        )
     frame = _conform(pl.concat(parts), RISK_EVENTS_TABLE.polars_schema)
     return _sorted(frame, ["taxpayer_id", "occurred_on"])
 
@@ -593,8 +772,10 @@ def generate(n_taxpayers: int, *, seed: int = 2026, planted: bool = True) -> dic
     claims = make_claims(rng, tp, year, vat, events)
     tables = {
         "taxpayers": _conform(tp, TAXPAYERS.polars_schema),
-        "indicators": _sorted(pl.concat([_conform(year, INDICATORS.polars_schema),
-                                         _conform(vat, INDICATORS.polars_schema)]), ["taxpayer_id", "period"]),
+        "indicators": _sorted(
+            pl.concat([_conform(year, INDICATORS.polars_schema), _conform(vat, INDICATORS.polars_schema)]),
+            ["taxpayer_id", "period"],
+        ),
         "claims": claims,
         "risk_events": events,
     }
@@ -625,7 +806,9 @@ def write_tables(tables: dict[str, pl.DataFrame], out: Path, fmt: str = "csv") -
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: python -m sample_data.generator --taxpayers N --out DIR [--format] [--seed]."""
-    parser = argparse.ArgumentParser(prog="python -m sample_data.generator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sample_data.generator", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--taxpayers", type=int, required=True, help="number of random taxpayers")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created)")
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")

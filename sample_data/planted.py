@@ -45,7 +45,9 @@ class Case:
 
     @property
     def taxpayer_id(self) -> str:
-        return make_credit_code(self.region, f"MA2Y{self.number:04d}", category="2" if self.individual else "1")
+        return make_credit_code(
+            self.region, f"MA2Y{self.number:04d}", category="2" if self.individual else "1"
+        )
 
 
 def _d(text: str | None) -> date | None:
@@ -214,7 +216,14 @@ def _cases() -> list[Case]:
         Case(
             13,
             "杭州季度超额商贸有限公司",
-            [("2025Q3", "small_scale_vat_exemption", "improper", "季度销售额300,000.01元，超过30万元仍享受免征")],
+            [
+                (
+                    "2025Q3",
+                    "small_scale_vat_exemption",
+                    "improper",
+                    "季度销售额300,000.01元，超过30万元仍享受免征",
+                )
+            ],
             taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "quarter", "industry_code": "L7251"},
             vat={"2025Q3": {"sales": "300000.01"}},
             claims=[SLP, SIX, ("2025Q3", "small_scale_vat_exemption", "3000.00")],
@@ -222,7 +231,14 @@ def _cases() -> list[Case]:
         Case(
             14,
             "杭州月度临界商贸有限公司",
-            [("2025-06", "small_scale_vat_exemption", "compliant", "按月申报，月销售额恰为10万元（含本数）享受免征")],
+            [
+                (
+                    "2025-06",
+                    "small_scale_vat_exemption",
+                    "compliant",
+                    "按月申报，月销售额恰为10万元（含本数）享受免征",
+                )
+            ],
             taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "month", "industry_code": "L7251"},
             vat={"2025-06": {"sales": "100000.00"}},
             claims=[SLP, SIX, ("2025-06", "small_scale_vat_exemption", "1000.00")],
@@ -230,7 +246,14 @@ def _cases() -> list[Case]:
         Case(
             15,
             "杭州月度超额商贸有限公司",
-            [("2025-06", "small_scale_vat_exemption", "improper", "月销售额100,000.01元，超过10万元仍享受免征")],
+            [
+                (
+                    "2025-06",
+                    "small_scale_vat_exemption",
+                    "improper",
+                    "月销售额100,000.01元，超过10万元仍享受免征",
+                )
+            ],
             taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "month", "industry_code": "L7251"},
             vat={"2025-06": {"sales": "100000.01"}},
             claims=[SLP, SIX, ("2025-06", "small_scale_vat_exemption", "1000.00")],
@@ -281,7 +304,14 @@ def _cases() -> list[Case]:
         Case(
             21,
             "杭州骗退未满制造有限公司",
-            [("2025-12", "vat_credit_refund", "improper", "所属期末前35个月（2023-01-31）有骗取留抵退税记录")],
+            [
+                (
+                    "2025-12",
+                    "vat_credit_refund",
+                    "improper",
+                    "所属期末前35个月（2023-01-31）有骗取留抵退税记录",
+                )
+            ],
             taxpayer={"credit_grade": "A", "industry_code": "C3484"},
             year={"taxable_income": "5000000.00"},
             vat={"2025-12": {"sales": "900000.00", "incremental_credit": "150000.00"}},
@@ -344,7 +374,14 @@ def _cases() -> list[Case]:
         Case(
             26,
             "杭州一次偷税制造有限公司",
-            [("2025-12", "vat_credit_refund", "compliant", "36个月内一次因偷税受处罚（少于两次），申请留抵退税合规")],
+            [
+                (
+                    "2025-12",
+                    "vat_credit_refund",
+                    "compliant",
+                    "36个月内一次因偷税受处罚（少于两次），申请留抵退税合规",
+                )
+            ],
             taxpayer={"credit_grade": "A", "industry_code": "C3484"},
             year={"taxable_income": "5000000.00"},
             vat={"2025-12": {"sales": "900000.00", "incremental_credit": "100000.00"}},
@@ -365,14 +402,27 @@ def _cases() -> list[Case]:
             ],
             taxpayer={"vat_filing_cycle": "quarter", "industry_code": "L7212"},
             year={"taxable_income": "5000000.00"},
-            vat={"2025Q1": {"sales": "2000000.00", "creditable_input_vat": "150000.00", "incremental_credit": "0"}},
+            vat={
+                "2025Q1": {
+                    "sales": "2000000.00",
+                    "creditable_input_vat": "150000.00",
+                    "incremental_credit": "0",
+                }
+            },
             claims=[("2025Q1", "service_vat_credit_plus", "7500.00")],
         ),
         # 研发费用加计扣除
         Case(
             28,
             "杭州百货研发商贸有限公司",
-            [(y, "rd_super_deduction", "improper", "行业F5211（批发和零售业）属负面清单，不得享受研发费用加计扣除")],
+            [
+                (
+                    y,
+                    "rd_super_deduction",
+                    "improper",
+                    "行业F5211（批发和零售业）属负面清单，不得享受研发费用加计扣除",
+                )
+            ],
             taxpayer={"industry_code": "F5211"},
             year={"taxable_income": "5000000.00", "rd_expense": "500000.00"},
             claims=[("2025", "rd_super_deduction", "125000.00")],
@@ -438,7 +488,14 @@ def _cases() -> list[Case]:
         Case(
             35,
             "杭州设备临界机械有限公司",
-            [(y, "equipment_one_off_deduction", "unclaimed", "单位价值恰为500万元（含本数）的设备，未一次性扣除")],
+            [
+                (
+                    y,
+                    "equipment_one_off_deduction",
+                    "unclaimed",
+                    "单位价值恰为500万元（含本数）的设备，未一次性扣除",
+                )
+            ],
             taxpayer={"industry_code": "C3484"},
             year={"equipment_cost": "5000000.00", "equipment_max_unit_cost": "5000000.00"},
             claims=[SLP, SIX],
@@ -446,7 +503,14 @@ def _cases() -> list[Case]:
         Case(
             36,
             "杭州设备超限机械有限公司",
-            [(y, "equipment_one_off_deduction", "improper", "设备单位价值5,000,000.01元，超过500万元仍一次性扣除")],
+            [
+                (
+                    y,
+                    "equipment_one_off_deduction",
+                    "improper",
+                    "设备单位价值5,000,000.01元，超过500万元仍一次性扣除",
+                )
+            ],
             taxpayer={"industry_code": "C3484"},
             year={"equipment_cost": "5000000.01", "equipment_max_unit_cost": "5000000.01"},
             claims=[SLP, SIX, ("2025", "equipment_one_off_deduction", "1125000.00")],
@@ -487,7 +551,9 @@ def planted_tables() -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
         for period, figures in case.vat.items():
             indicators.append({"taxpayer_id": tid, "period": period, **figures})
         for period, incentive, amount in case.claims:
-            claims.append({"taxpayer_id": tid, "period": period, "incentive": incentive, "amount": _m(amount)})
+            claims.append(
+                {"taxpayer_id": tid, "period": period, "incentive": incentive, "amount": _m(amount)}
+            )
         for event, when in case.events:
             events.append({"taxpayer_id": tid, "event": event, "occurred_on": _d(when)})
         for period, rule, kind, note in case.expect:

@@ -28,9 +28,11 @@ REAL_CODES = [
 
 
 def _vectorized(values: list[str | None]) -> list[str | None]:
-    return pl.DataFrame({"s": values}, schema={"s": pl.String}).select(credit_code_problem(pl.col("s")))[
-        "s"
-    ].to_list()
+    return (
+        pl.DataFrame({"s": values}, schema={"s": pl.String})
+        .select(credit_code_problem(pl.col("s")))["s"]
+        .to_list()
+    )
 
 
 @pytest.mark.parametrize("code", REAL_CODES)
@@ -80,7 +82,7 @@ def _codes(draw: st.DrawFn) -> str:
         return code
     if kind == 1:
         i = draw(st.integers(0, 17))
-        return code[:i] + draw(_CODE_CHARS) + code[i + 1:]
+        return code[:i] + draw(_CODE_CHARS) + code[i + 1 :]
     return draw(st.text(alphabet=_CODE_CHARS, min_size=0, max_size=20))
 
 

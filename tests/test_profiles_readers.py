@@ -40,8 +40,11 @@ def _small_folder(tmp_path: Path, n_taxpayers: int = 40) -> Path:
 def test_sample_set_loads_clean_with_exact_dtypes(hangzhou) -> None:  # type: ignore[no-untyped-def]
     assert hangzhou.quarantine.height == 0
     assert hangzhou.taxpayers.height > 3000 and hangzhou.indicators.height > 30000
-    for table, frame in ((TAXPAYERS, hangzhou.taxpayers), (INDICATORS, hangzhou.indicators),
-                         (CLAIMS, hangzhou.claims)):
+    for table, frame in (
+        (TAXPAYERS, hangzhou.taxpayers),
+        (INDICATORS, hangzhou.indicators),
+        (CLAIMS, hangzhou.claims),
+    ):
         assert {c: frame.schema[c] for c in table.names} == table.polars_schema
         assert frame.schema[ROW] == pl.Int64
     assert hangzhou.indicators.schema["sales"] == MONEY_DTYPE
@@ -79,8 +82,9 @@ def test_utf16_tab_separated_and_float_parquet_money(tmp_path: Path) -> None:
     (data / "taxpayers.csv").write_bytes(tp.write_csv(separator="\t").encode("utf-16"))
     ind = pl.read_csv(data / "indicators.csv", infer_schema=False)
     money = [c.name for c in INDICATORS.columns if c.kind == "money"]
-    ind.with_columns(pl.col(money).cast(pl.Float64), pl.col("employees").cast(pl.Int64)) \
-        .write_parquet(data / "indicators.parquet")
+    ind.with_columns(pl.col(money).cast(pl.Float64), pl.col("employees").cast(pl.Int64)).write_parquet(
+        data / "indicators.parquet"
+    )
     (data / "indicators.csv").unlink()
     got = load_profiles(data)
     assert got.quarantine.height == 0
@@ -91,8 +95,9 @@ def test_utf16_tab_separated_and_float_parquet_money(tmp_path: Path) -> None:
 def test_extra_and_missing_optional_columns_and_tables(tmp_path: Path) -> None:
     data = _small_folder(tmp_path, 5)
     tp = pl.read_csv(data / "taxpayers.csv", infer_schema=False)
-    tp.drop("software_copyright", "key_group_owner").with_columns(pl.lit("x").alias("备注")) \
-        .write_csv(data / "taxpayers.csv")
+    tp.drop("software_copyright", "key_group_owner").with_columns(pl.lit("x").alias("备注")).write_csv(
+        data / "taxpayers.csv"
+    )
     (data / "claims.csv").unlink()
     (data / "risk_events.csv").unlink()
     got = load_profiles(data)
@@ -113,8 +118,9 @@ def test_multiline_quoted_values_and_blank_lines_keep_line_numbers(tmp_path: Pat
     first[i] = '"杭州\n换行有限公司"'
     second = rows[1].split(",")
     second[cols.index("entity_type")] = "bogus"
-    (data / "taxpayers.csv").write_text("\n".join([header, ",".join(first), "", ",".join(second), rows[2]]) + "\n",
-                                        encoding="utf-8")
+    (data / "taxpayers.csv").write_text(
+        "\n".join([header, ",".join(first), "", ",".join(second), rows[2]]) + "\n", encoding="utf-8"
+    )
     got = load_profiles(data)
     # line 2-3: first row (two physical lines), 4: blank, 5: the bogus row, 6: third row
     lines = got.quarantine.filter(pl.col("file") == "taxpayers.csv").select("row", "column").rows()
@@ -128,7 +134,11 @@ def test_missing_required_table(tmp_path: Path) -> None:
     with pytest.raises(ProfileStructureError) as err:
         load_profiles(data)
     msg = str(err.value)
-    assert "缺少 indicators 表" in msg and "indicator.csv" in msg and "indicators.csv 或 indicators.parquet" in msg
+    assert (
+        "缺少 indicators 表" in msg
+        and "indicator.csv" in msg
+        and "indicators.csv 或 indicators.parquet" in msg
+    )
     assert err.value.exit_code == 2 and isinstance(err.value, ProfileError)
 
 
@@ -149,7 +159,7 @@ def test_missing_required_column_names_the_closest_header(tmp_path: Path) -> Non
     [
         (b"", "空文件"),
         (b"\xff\xfe\x00", "UTF-16"),
-        (b"taxpayer_id,name\n" + bytes([0x81, 0x20, 0xff, 0xfe, 0x80]), "编码无法识别"),
+        (b"taxpayer_id,name\n" + bytes([0x81, 0x20, 0xFF, 0xFE, 0x80]), "编码无法识别"),
         (b"taxpayer_id,taxpayer_id\n1,2\n", "重复的列名"),
         (b"taxpayer_id,name\n1,2,3\n", "字段数多于表头"),
     ],
@@ -183,8 +193,9 @@ def test_cli_reports_structural_errors_without_traceback(tmp_path: Path) -> None
     data = tmp_path / "empty"
     data.mkdir()
     shutil.copy(BROKEN / "claims.csv", data / "claims.csv")
-    result = CliRunner().invoke(cli.main, ["run", "--data", str(data), "--period", "2025", "--out",
-                                           str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli.main, ["run", "--data", str(data), "--period", "2025", "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "taxpayers" in result.output
     assert not (tmp_path / "out" / "findings.parquet").exists()

@@ -29,7 +29,9 @@ def test_broken_folder_quarantines_exactly_what_is_expected(broken) -> None:  # 
     expected = pl.read_csv(BROKEN / "expected_quarantine.csv")
     got = broken.quarantine
     assert got.schema == pl.Schema(QUARANTINE_SCHEMA)
-    assert sorted(got.select("file", "row", "column").rows()) == sorted(expected.select("file", "row", "column").rows())
+    assert sorted(got.select("file", "row", "column").rows()) == sorted(
+        expected.select("file", "row", "column").rows()
+    )
     joined = expected.join(got, on=["file", "row", "column"])
     wrong = joined.filter(~pl.col("reason").str.contains(pl.col("reason_contains"), literal=True))
     assert wrong.height == 0, wrong.select("file", "row", "column", "reason_contains", "reason").rows()
@@ -44,8 +46,10 @@ def test_broken_folder_keeps_the_good_rows(broken) -> None:  # type: ignore[no-u
     assert set(ind) == {(A, "2025"), (B, "2025Q1"), (C, "2025"), (C, "2025-06")}
     assert ind[(B, "2025Q1")]["sales"] == Decimal("1234.50")
     assert ind[(C, "2025-06")]["incremental_credit"] == Decimal("1000.00")
-    assert broken.claims.select("taxpayer_id", "incentive").rows() == [(A, "small_low_profit_cit"),
-                                                                      (C, "rd_super_deduction")]
+    assert broken.claims.select("taxpayer_id", "incentive").rows() == [
+        (A, "small_low_profit_cit"),
+        (C, "rd_super_deduction"),
+    ]
     assert broken.claims.filter(pl.col("taxpayer_id") == C)["amount"].item() is None
     assert broken.risk_events.height == 1
 
@@ -59,22 +63,31 @@ def test_values_in_quarantine_are_the_raw_cells(broken) -> None:  # type: ignore
 
 def _raw(name: str, rows: list[dict[str, str | None]]) -> RawTable:
     table = TABLES[name]
-    frame = pl.DataFrame([{c: r.get(c) for c in table.names} for r in rows], schema={c: pl.String for c in table.names})
-    return RawTable(name, frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(ROW)),
-                    f"{name}.csv")
+    frame = pl.DataFrame(
+        [{c: r.get(c) for c in table.names} for r in rows], schema={c: pl.String for c in table.names}
+    )
+    return RawTable(
+        name, frame.with_columns(pl.int_range(2, frame.height + 2, dtype=pl.Int64).alias(ROW)), f"{name}.csv"
+    )
 
 
 def _taxpayer(tid: str = A, **over: str | None) -> dict[str, str | None]:
-    row: dict[str, str | None] = {"taxpayer_id": tid, "name": "杭州甲", "entity_type": "enterprise",
-                                  "tax_authority": "13301060000"}
+    row: dict[str, str | None] = {
+        "taxpayer_id": tid,
+        "name": "杭州甲",
+        "entity_type": "enterprise",
+        "tax_authority": "13301060000",
+    }
     row.update(over)
     return row
 
 
 def test_unknown_incentive_check_is_skipped_without_a_catalogue() -> None:
-    raw = {"taxpayers": _raw("taxpayers", [_taxpayer()]),
-           "indicators": _raw("indicators", [{"taxpayer_id": A, "period": "2025"}]),
-           "claims": _raw("claims", [{"taxpayer_id": A, "period": "2025", "incentive": "whatever"}])}
+    raw = {
+        "taxpayers": _raw("taxpayers", [_taxpayer()]),
+        "indicators": _raw("indicators", [{"taxpayer_id": A, "period": "2025"}]),
+        "claims": _raw("claims", [{"taxpayer_id": A, "period": "2025", "incentive": "whatever"}]),
+    }
     tables, q = validate_tables(raw)
     assert q.height == 0 and tables["claims"].height == 1
     tables, q = validate_tables(raw, known_incentives=["small_low_profit_cit"])
@@ -83,7 +96,9 @@ def test_unknown_incentive_check_is_skipped_without_a_catalogue() -> None:
 
 def test_duplicates_keep_the_first_and_name_it() -> None:
     rows = [{"taxpayer_id": A, "period": p} for p in ("2025", "2025Q1", "2025", "2025q1", "2025")]
-    tables, q = validate_tables({"taxpayers": _raw("taxpayers", [_taxpayer()]), "indicators": _raw("indicators", rows)})
+    tables, q = validate_tables(
+        {"taxpayers": _raw("taxpayers", [_taxpayer()]), "indicators": _raw("indicators", rows)}
+    )
     assert tables["indicators"][ROW].to_list() == [2, 3]
     assert q.select("row", "reason").rows() == [
         (4, "主键重复：与第 2 行的 taxpayer_id+period 相同，同一主键只保留第一次出现的记录"),
@@ -95,16 +110,30 @@ def test_duplicates_keep_the_first_and_name_it() -> None:
 @pytest.mark.parametrize(
     ("kind_column", "raw", "expected", "problem"),
     [
-        ("sales", ["1", "1.5", "-2.25", " 3,000.10 ", "4e2", "5元", None, "  "],
-         [Decimal("1.00"), Decimal("1.50"), Decimal("-2.25"), Decimal("3000.10"), Decimal("400.00"),
-          Decimal("5.00"), None, None], None),
+        (
+            "sales",
+            ["1", "1.5", "-2.25", " 3,000.10 ", "4e2", "5元", None, "  "],
+            [
+                Decimal("1.00"),
+                Decimal("1.50"),
+                Decimal("-2.25"),
+                Decimal("3000.10"),
+                Decimal("400.00"),
+                Decimal("5.00"),
+                None,
+                None,
+            ],
+            None,
+        ),
         ("sales", ["1.005"], [None], "小数位超过两位"),
         ("sales", ["1.2.3"], [None], "不是有效金额"),
         ("employees_qavg", ["12.125", "1,200", "inf"], [12.125, 1200.0, None], "不是有效数字"),
         ("employees", ["12", "12.0", "12.5"], [12, 12, None], "不是整数"),
     ],
 )
-def test_number_parsing(kind_column: str, raw: list[str | None], expected: list[object], problem: str | None) -> None:
+def test_number_parsing(
+    kind_column: str, raw: list[str | None], expected: list[object], problem: str | None
+) -> None:
     col = TABLES["indicators"].column(kind_column)
     parsed = parse_column(pl.Series(kind_column, raw, dtype=pl.String), col)
     assert parsed.values.to_list() == expected
@@ -114,17 +143,25 @@ def test_number_parsing(kind_column: str, raw: list[str | None], expected: list[
 
 def test_dates_bools_enums_and_periods() -> None:
     tp = TABLES["taxpayers"]
-    dates = parse_column(pl.Series(["2025-03-31", "2025/3/31", "20250331", "2025年3月31日", "2025-03-31 00:00:00",
-                                    "2025-02-29"]), tp.column("registered_on"))
+    dates = parse_column(
+        pl.Series(
+            ["2025-03-31", "2025/3/31", "20250331", "2025年3月31日", "2025-03-31 00:00:00", "2025-02-29"]
+        ),
+        tp.column("registered_on"),
+    )
     assert dates.values.to_list() == [date(2025, 3, 31)] * 5 + [None]
     assert dates.problems.null_count() == 5
-    bools = parse_column(pl.Series(["true", "FALSE", "1", "0", "是", "否", "Y", "n", "maybe"]), tp.column("opt_out"))
+    bools = parse_column(
+        pl.Series(["true", "FALSE", "1", "0", "是", "否", "Y", "n", "maybe"]), tp.column("opt_out")
+    )
     assert bools.values.to_list() == [True, False, True, False, True, False, True, False, None]
     enums = parse_column(pl.Series(["general", "SMALL_SCALE", "一般纳税人", "big"]), tp.column("vat_status"))
     assert enums.values.to_list() == ["general", "small_scale", "general", None]
     assert enums.problems.to_list()[3].startswith("增值税纳税人身份（vat_status）取值无效")
-    periods = parse_column(pl.Series(["2025", "2026Q3", "2026-09", "2026q3", "2026-9", "2026Q5"]),
-                           TABLES["indicators"].column("period"))
+    periods = parse_column(
+        pl.Series(["2025", "2026Q3", "2026-09", "2026q3", "2026-9", "2026Q5"]),
+        TABLES["indicators"].column("period"),
+    )
     assert periods.values.to_list()[:4] == ["2025", "2026Q3", "2026-09", "2026Q3"]
     assert periods.problems.null_count() == 4
 
@@ -133,8 +170,9 @@ def test_period_helpers() -> None:
     p = parse_period("2026Q3")
     assert (p.kind, p.start, p.end) == ("quarter", date(2026, 7, 1), date(2026, 9, 30))
     frame = pl.DataFrame({"p": ["2025", "2026Q1", "2024-02", "2025-13", None]})
-    got = frame.select(period_kind(pl.col("p")), period_start(pl.col("p")).alias("s"),
-                       period_end(pl.col("p")).alias("e"))
+    got = frame.select(
+        period_kind(pl.col("p")), period_start(pl.col("p")).alias("s"), period_end(pl.col("p")).alias("e")
+    )
     assert got["p"].to_list() == ["year", "quarter", "month", None, None]
     assert got["s"].to_list()[:3] == [date(2025, 1, 1), date(2026, 1, 1), date(2024, 2, 1)]
     assert got["e"].to_list()[:3] == [date(2025, 12, 31), date(2026, 3, 31), date(2024, 2, 29)]
@@ -145,17 +183,20 @@ def test_validation_scales_with_distinct_values() -> None:
     n = 200_000
     periods = [f"2025-{m:02d}" for m in range(1, 13)] + [f"2026-{m:02d}" for m in range(1, 10)]
     tids = [A, B, C]
-    rows = pl.DataFrame({
-        "taxpayer_id": pl.Series(tids).gather([i % 3 for i in range(n)]),
-        "period": pl.Series(periods).gather([(i // 3) % len(periods) for i in range(n)]),
-        "sales": pl.Series([str(i) for i in range(n)]),
-    })
-    frame = rows.with_columns([pl.lit(None, dtype=pl.String).alias(c) for c in TABLES["indicators"].names
-                               if c not in rows.columns]).with_columns(
-        pl.int_range(2, n + 2, dtype=pl.Int64).alias(ROW))
+    rows = pl.DataFrame(
+        {
+            "taxpayer_id": pl.Series(tids).gather([i % 3 for i in range(n)]),
+            "period": pl.Series(periods).gather([(i // 3) % len(periods) for i in range(n)]),
+            "sales": pl.Series([str(i) for i in range(n)]),
+        }
+    )
+    frame = rows.with_columns(
+        [pl.lit(None, dtype=pl.String).alias(c) for c in TABLES["indicators"].names if c not in rows.columns]
+    ).with_columns(pl.int_range(2, n + 2, dtype=pl.Int64).alias(ROW))
     taxpayers = _raw("taxpayers", [_taxpayer(t) for t in tids])
-    tables, q = validate_tables({"taxpayers": taxpayers,
-                                 "indicators": RawTable("indicators", frame, "indicators.csv")})
+    tables, q = validate_tables(
+        {"taxpayers": taxpayers, "indicators": RawTable("indicators", frame, "indicators.csv")}
+    )
     unique_keys = 3 * len(periods)
     assert tables["indicators"].height == unique_keys
     assert q.height == n - unique_keys and set(q["column"].unique()) == {"taxpayer_id+period"}

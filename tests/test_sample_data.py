@@ -41,7 +41,9 @@ def test_generated_tables_follow_the_contract(small: dict[str, pl.DataFrame]) ->
     assert tp.select(credit_code_problem(pl.col("taxpayer_id")).null_count()).item() == tp.height
     regions = tp["taxpayer_id"].str.slice(2, 6)
     assert set(regions.unique()) <= set(DISTRICTS_BY_REGION)
-    assert (tp["district"] == regions.replace_strict({k: d.name for k, d in DISTRICTS_BY_REGION.items()})).all()
+    assert (
+        tp["district"] == regions.replace_strict({k: d.name for k, d in DISTRICTS_BY_REGION.items()})
+    ).all()
     assert set(tp["tax_authority"]) <= set(TAX_AUTHORITIES)
     assert set(tp["industry_code"]) <= {i.code for i in INDUSTRIES} | {"F5211", "C3484"}
     individual = tp.filter(pl.col("entity_type") == "individual_business")
@@ -56,8 +58,13 @@ def test_generated_tables_follow_the_contract(small: dict[str, pl.DataFrame]) ->
     # VAT periods follow the filing cycle: quarters for quarterly filers, months for monthly filers
     cycles = ind.join(tp.select("taxpayer_id", "vat_filing_cycle"), on="taxpayer_id")
     vat = cycles.filter(pl.col("period") != "2025")
-    kinds = vat.select(pl.when(pl.col("period").str.contains("Q")).then(pl.lit("quarter"))
-                       .otherwise(pl.lit("month")).alias("k"), "vat_filing_cycle")
+    kinds = vat.select(
+        pl.when(pl.col("period").str.contains("Q"))
+        .then(pl.lit("quarter"))
+        .otherwise(pl.lit("month"))
+        .alias("k"),
+        "vat_filing_cycle",
+    )
     assert (kinds["k"] == kinds["vat_filing_cycle"]).all()
 
 
@@ -76,7 +83,13 @@ def test_planted_cases_are_valid_and_distinct() -> None:
     assert ids.is_unique().all() and all(is_valid_credit_code(i) for i in ids)
     assert set(expected["taxpayer_id"]) <= set(ids)
     assert set(expected["rule_id"]) <= set(CATALOGUE_IDS)
-    assert set(expected["expected_kind"]) == {"unclaimed", "improper", "undetermined", "compliant", "not_applicable"}
+    assert set(expected["expected_kind"]) == {
+        "unclaimed",
+        "improper",
+        "undetermined",
+        "compliant",
+        "not_applicable",
+    }
     assert expected["note"].str.len_chars().min() > 5  # type: ignore[operator]
     # every planted VAT / year row exists in indicators for the period it is expected in
     keys = set(tables["indicators"].select("taxpayer_id", "period").iter_rows())
@@ -95,7 +108,9 @@ def test_committed_sets_are_reproducible(tmp_path: Path) -> None:
 
 
 def test_cli_writes_parquet(tmp_path: Path) -> None:
-    assert main(["--taxpayers", "50", "--out", str(tmp_path / "pq"), "--format", "parquet", "--seed", "3"]) == 0
+    assert (
+        main(["--taxpayers", "50", "--out", str(tmp_path / "pq"), "--format", "parquet", "--seed", "3"]) == 0
+    )
     got = pl.read_parquet(tmp_path / "pq" / "indicators.parquet")
     assert got.schema == pl.Schema(TABLES["indicators"].polars_schema)
     assert (tmp_path / "pq" / "planted.csv").exists()
@@ -108,5 +123,6 @@ def test_tax_authority_names() -> None:
 
 
 def test_contract_doc_is_current() -> None:
-    assert README.read_text(encoding="utf-8") == describe_contract(), \
+    assert README.read_text(encoding="utf-8") == describe_contract(), (
         "profiles/README.md is stale: run python -m profiles.contract_doc --write"
+    )
