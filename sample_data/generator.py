@@ -140,12 +140,13 @@ for _c, _v in CHAR_VALUE.items():
     _V36[ord(_c)] = int(_c, 36)
 
 
-def credit_codes(region_codes: np.ndarray, categories: np.ndarray, bodies: np.ndarray) -> pl.Series:
-    """Valid credit codes from (n,) region strings, (n,) category chars and (n, 8) uint8 org bodies."""
+def credit_codes(region_codes: np.ndarray, individual: np.ndarray, bodies: np.ndarray) -> pl.Series:
+    """Valid credit codes from (n, 6) uint8 region digits, (n,) individual-business flags (category 2,
+    else 1) and (n, 8) uint8 organisation-code bodies; both check characters computed."""
     n = len(region_codes)
     m = np.empty((n, 18), dtype=np.uint8)
     m[:, 0] = ord("9")
-    m[:, 1] = np.where(categories, ord("2"), ord("1"))
+    m[:, 1] = np.where(individual, ord("2"), ord("1"))
     m[:, 2:8] = region_codes
     m[:, 8:16] = bodies
     c11 = 11 - (_V36[bodies] @ np.array(GB11714_WEIGHTS)) % 11
