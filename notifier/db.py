@@ -13,13 +13,17 @@ from pathlib import Path
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 
+from engine.errors import EXIT_RUNTIME_ERROR, ZhixiangError
+
 METADATA = MetaData()
 
 DEFAULT_STATE_URL = "sqlite:///zhixiang-state.sqlite"
 
 
-class StateDatabaseError(Exception):
-    """The state database URL is wrong or the database cannot be reached."""
+class StateDatabaseError(ZhixiangError):
+    """The state database URL is wrong or the database cannot be reached (exit code 4)."""
+
+    exit_code = EXIT_RUNTIME_ERROR
 
 
 def normalise_url(url: str | Path) -> str:
