@@ -16,8 +16,9 @@ twice. How the work is split, honestly:
   that is not a plain field or constant — arithmetic, min/max, round, progressive, event counts,
   months_between, `x if c else y`, string prefixes — is computed in Python with the batch's exact
   semantics (Decimal(38, 6) rounded half-even at 6 places after * and /, floats cast the way Polars
-  casts them) and posted as an attribute. Numbers travel as integers scaled by 10⁶ (exact in the
-  engine's int64), dates as day numbers. A boolean nested inside such a value (the `c` of a numeric
+  casts them) and posted as an attribute. Numbers travel as order-preserving digit strings of
+  value × 10⁶ (durable-rules compares strings exactly; its own numbers are int64 or doubles), dates as
+  day numbers. A boolean nested inside such a value (the `c` of a numeric
   `x if c else y`) is evaluated in Python, with the same three-valued logic (`truth_fn`).
 * **Python renders the evidence** (figures and Chinese sentences) from the durable verdicts, with
   engine.evidence, as the batch does in Polars.
@@ -26,6 +27,8 @@ durable-rules quirks handled here:
 
 * one event per condition, consumed by exactly one rule (P, F or the unknown catch-all), so an event
   never goes unhandled (`MessageNotHandledException`) and nothing stays in the session afterwards;
+  every event has a fresh id, since an event identical to one seen before is refused
+  (`MessageObservedException`);
   every evaluation is checked to have produced exactly one verdict per event;
 * events, not asserted facts: facts pile up until `MessageObservedException` (~100k) unless
   retracted; consumed events leave the session empty, and the session is dropped every
@@ -38,6 +41,8 @@ durable-rules quirks handled here:
 * at most 32 properties per event, so a condition may read at most `MAX_ATTRIBUTES` inputs;
 * a rule whose only test is a negation also matches the session's own state object and loops, so
   every rule starts with its event marker;
+* a comparison of two attributes of the same event (`a < b`) can match when `b` is absent, so both are
+  tested for presence explicitly;
 * durable-rules does not import on Python 3.13+ (`PyEval_CallObject` was removed): `require_durable`
   raises RuntimeUnavailableError saying so; the batch does not need this module.
 """
@@ -45,6 +50,7 @@ durable-rules quirks handled here:
 from __future__ import annotations
 
 import calendar
+import itertools
 import json
 import sys
 import threading
@@ -77,7 +83,7 @@ MAX_ATTRIBUTES = 29
 #: The shared session is dropped and recreated after this many evaluations (a guard, see above).
 RESET_EVERY = 50_000
 SCALE = 10**6
-_INT64 = 2**63 - 1
+_LIMIT = 10**38
 _Q6 = Decimal("0.000001")
 _CTX = Context(prec=80, rounding=ROUND_HALF_EVEN)
 _LOCK = threading.RLock()  # the engine's C state is process-global
@@ -90,7 +96,7 @@ class DurableEngineError(ZhixiangError):
 
 
 class ValueRangeError(ZhixiangError):
-    """A figure too large for the real-time engine's exact integers (±9.2 万亿元)."""
+    """A figure beyond Decimal(38, 6), which the batch cannot hold either."""
 
 
 # ------------------------------------------------------------------------------------- availability
@@ -488,18 +494,26 @@ def _t_call(node: ir.Call, scope: Scope) -> TruthFn:
 # ------------------------------------------------------------------------ encoding for durable-rules
 
 
+def encode_number(value: Decimal) -> str:
+    """An exact decimal as an order-preserving string: durable-rules compares strings byte by byte, and its
+    own numbers are int64 or doubles. Sign digit, then 38 digits of value × 10⁶ (negatives complemented),
+    so every Decimal(38, 6) the batch can hold compares exactly: -1 → "0999…9", 0 → "1000…0"."""
+    n = int(value.scaleb(6, context=_CTX))
+    if not -_LIMIT < n < _LIMIT:
+        raise ValueRangeError(f"数值 {value} 超出 Decimal(38, 6) 的范围")
+    return f"1{n:038d}" if n >= 0 else f"0{_LIMIT + n:038d}"
+
+
+_ZERO = encode_number(Decimal(0))
+
+
 def encode(value: Any, *, numeric: bool) -> Any:
-    """A value as it travels in a durable-rules event: exact numbers scaled to int64, dates as day numbers."""
+    """A value as it travels in a durable-rules event: exact numbers as ordered strings, dates as day numbers."""
     if value is None:
         return None
     if numeric:
         d = exact(value)
-        if d is None:
-            return None
-        n = int(d.scaleb(6, context=_CTX))
-        if not -_INT64 <= n <= _INT64:
-            raise ValueRangeError(f"数值 {value} 超出实时核查引擎的精确范围（±9,223,372,036,854.775807）")
-        return n
+        return None if d is None else encode_number(d)
     if isinstance(value, date):
         return value.toordinal()
     if isinstance(value, bool | str):
@@ -680,9 +694,12 @@ def _compare_terms(op: str, left: Operand, right: Operand) -> Verdict:
         if right.value is None:
             return Verdict(NEVER, NEVER)
         rhs: Any = right.value
-    else:
-        rhs = _m(right.name)  # same-event reference: both must be present to match
-    return Verdict(_test(_m(left.name), op, rhs), _test(_m(left.name), _NEGATE[op], rhs))
+        return Verdict(_test(_m(left.name), op, rhs), _test(_m(left.name), _NEGATE[op], rhs))
+    # Two attributes of the same event. durable-rules matches `a < b` when b is absent if another test on
+    # `a` precedes it in the rule (and `a != b` always does), so both are required to exist explicitly.
+    present = +_m(left.name) & +_m(right.name)
+    rhs = _m(right.name)
+    return Verdict(present & _test(_m(left.name), op, rhs), present & _test(_m(left.name), _NEGATE[op], rhs))
 
 
 def _tr_compare(node: ir.Compare, tr: Translation) -> Verdict:
@@ -897,8 +914,9 @@ def compile_rule(rule: Rule, period: Period, in_window: frozenset[str], *, name:
         _rule(rules, fired, OUTCOME_MARKER, _conj([claimed, every_pass]), "compliant", 1)
         _rule(rules, fired, OUTCOME_MARKER, claimed, "undetermined", 2)
         _rule(rules, fired, OUTCOME_MARKER, _conj([not_claimed, any_fail]), "not_applicable", 1)
-        _rule(rules, fired, OUTCOME_MARKER, _conj([not_claimed, every_pass, _m("benefit") > 0]), "unclaimed", 1)
-        _rule(rules, fired, OUTCOME_MARKER, _conj([not_claimed, every_pass, _m("benefit") <= 0]), "not_applicable", 1)
+        positive, not_positive = _m("benefit") > _ZERO, _m("benefit") <= _ZERO
+        _rule(rules, fired, OUTCOME_MARKER, _conj([not_claimed, every_pass, positive]), "unclaimed", 1)
+        _rule(rules, fired, OUTCOME_MARKER, _conj([not_claimed, every_pass, not_positive]), "not_applicable", 1)
         _rule(rules, fired, OUTCOME_MARKER, not_claimed, "undetermined", 2)
         if qualification:
             own = [f"s{j}" for j, p in enumerate(plans) if not p.condition.stacking]
@@ -970,6 +988,13 @@ if _engine is not None:
 
 
 _HOST: Any = None
+_IDS = itertools.count()
+
+
+def _next_id() -> str:
+    """A fresh event id: durable-rules refuses an event identical to one it has seen
+    (MessageObservedException), and ids derived from content repeat across taxpayers."""
+    return f"e{next(_IDS)}"
 _PROGRAMS: dict[tuple[str, str, str], DurableProgram] = {}
 
 
@@ -1023,17 +1048,17 @@ class DurableProgram:
             statuses = {c.condition.id: by_marker[c.marker] for c in plan.conditions}
             value = exact(plan.benefit(env)) if plan.benefit else None
             benefit = None if value is None else half_up(value, 2)
-            outcome_event: dict[str, Any] = {"sid": sid, "k": OUTCOME_MARKER, "claimed": claimed}
+            outcome_event: dict[str, Any] = {"sid": sid, "id": _next_id(), "k": OUTCOME_MARKER, "claimed": claimed}
             if benefit is not None:
                 outcome_event["benefit"] = encode(benefit, numeric=True)
             for c in plan.conditions:
                 outcome_event[f"s{c.marker}"] = by_marker[c.marker]
             events = [outcome_event]
             if plan.qualification:
-                events.append({"sid": sid, "k": QUALIFIES_MARKER, **{
+                events.append({"sid": sid, "id": _next_id(), "k": QUALIFIES_MARKER, **{
                     f"s{c.marker}": by_marker[c.marker] for c in plan.conditions if not c.condition.stacking}})
         else:
-            events = [{"sid": sid, "k": OUTCOME_MARKER, "claimed": claimed}]
+            events = [{"sid": sid, "id": _next_id(), "k": OUTCOME_MARKER, "claimed": claimed}]
         verdicts = self._decode(plan, ruleset.fire(events), len(events))
         qualifies = verdicts.get(QUALIFIES_MARKER)
         if plan.qualification:
@@ -1043,7 +1068,7 @@ class DurableProgram:
 
     @staticmethod
     def _event(sid: str, marker: int, schema: EventSchema, env: Env) -> dict[str, Any]:
-        event: dict[str, Any] = {"sid": sid, "k": marker}
+        event: dict[str, Any] = {"sid": sid, "id": _next_id(), "k": marker}
         for name, compute in schema.attributes.items():
             value = compute(env)
             if value is not None:  # an absent attribute is how a missing figure reaches durable-rules
