@@ -15,7 +15,6 @@ and returns a RunResult that engine.run.write_outputs writes in the batch format
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -580,9 +579,3 @@ def evaluate_period_durable(catalogue: Catalogue, profiles: Any, period: Period,
                      quarantine=quarantine, taxpayers_evaluated=judged, timings=timings,
                      inputs=dict(getattr(profiles, "input_hashes", {})))
 
-
-def profile_rows_time(checker: RealtimeChecker, profile: TaxpayerProfile, period: Period) -> float:
-    """Seconds one whole-catalogue check takes (for the latency benchmark)."""
-    start = time.perf_counter()
-    checker.check(profile, period)
-    return time.perf_counter() - start

@@ -669,16 +669,13 @@ def operand(node: ir.Node, tr: Translation, *, numeric: bool) -> Operand:
     if is_constant(node):
         return Const(encode(value_fn(node, tr.scope)(None), numeric=numeric))  # type: ignore[arg-type]
     if isinstance(node, ir.Field):
-        if numeric:
-            return Ref(_field_attribute(node.name, tr))
-        name = node.name
-        return Ref(tr.event.add(name, lambda env: encode(env.row.get(name), numeric=False)))
-    name = tr.derived.get(node)
-    if name is None:
-        name = f"v{len(tr.derived)}"
-        tr.derived[node] = name
-        compute = value_fn(node, tr.scope)
-        tr.event.add(name, lambda env: encode(compute(env), numeric=numeric))
+        return Ref(_field_attribute(node.name, tr))  # numeric fields are always exact (is_numeric says so)
+    known = tr.derived.get(node)
+    if known is not None:
+        return Ref(known)
+    name = tr.derived[node] = f"v{len(tr.derived)}"
+    compute = value_fn(node, tr.scope)
+    tr.event.add(name, lambda env: encode(compute(env), numeric=numeric))
     return Ref(name)
 
 
@@ -771,13 +768,20 @@ def _tr_startswith(node: ir.Call, tr: Translation) -> Verdict:
     source = tr.event.attributes[text.name]
     terms_p, terms_f = [], []
     for length in sorted({len(p) for p in prefixes}):
-        name = tr.event.add(f"{text.name}__p{length}",
-                            lambda env, n=length: None if (t := source(env)) is None else str(t)[:n])
+        name = tr.event.add(f"{text.name}__p{length}", _prefix(source, length))
         for p in prefixes:
             if len(p) == length:
                 terms_p.append(_m(name) == p)
                 terms_f.append(_m(name) != p)
     return Verdict(_disj(terms_p), _conj(terms_f) if prefixes else +_m(text.name))
+
+
+def _prefix(source: Callable[[Env], Any], length: int) -> Callable[[Env], str | None]:
+    def compute(env: Env) -> str | None:
+        text = source(env)
+        return None if text is None else str(text)[:length]
+
+    return compute
 
 
 def _tr_claimed(node: ir.Call, tr: Translation) -> Verdict:
@@ -1126,7 +1130,7 @@ def build_env(catalogue: Catalogue, period: Period, *, taxpayer: Mapping[str, An
     if indicators:
         row.update({k: v for k, v in indicators.items() if k not in ("taxpayer_id", "period")})
     claimed: dict[str, bool] = {}
-    amounts: dict[str, Decimal | None] = {}
+    known: dict[str, list[Decimal]] = {}
     for claim in claims:
         if claim.get("period") != period.text:
             continue
@@ -1134,14 +1138,12 @@ def build_env(catalogue: Catalogue, period: Period, *, taxpayer: Mapping[str, An
         if rid is None:
             continue
         claimed[rid] = True
-        amount = claim.get("amount")
-        if amount is not None:
-            # A claim whose amount is empty has an unknown amount; the known ones are summed.
-            amounts[rid] = (amounts.get(rid) or Decimal(0)) + Decimal(amount)
-    for rid in claimed:
-        amounts.setdefault(rid, None)
-        if amounts[rid] is not None:
-            amounts[rid] = Decimal(amounts[rid]).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+        if claim.get("amount") is not None:
+            known.setdefault(rid, []).append(Decimal(claim["amount"]))
+    # A claim whose amount is empty has an unknown amount; the known ones are summed (None when none is).
+    amounts: dict[str, Decimal | None] = {
+        rid: sum(known[rid], Decimal(0)).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN) if rid in known
+        else None for rid in claimed}
     events = [(e.get("event"), e.get("occurred_on")) for e in risk_events]
     return Env(period, row, claimed, amounts, events)
 
