@@ -147,7 +147,7 @@ def run_nightly(config: Config, as_of: date, *, force: bool = False, trigger: st
             done = succeeded_run(engine, as_of)
             if done is not None and not force:
                 return NightlyOutcome("skipped", done, Path(done.output_dir or ""))
-            abandoned = _clean_up_crashed(engine, config.paths.out)
+            abandoned = _clean_up_crashed(engine, config.paths.out, as_of)
             run = start_run(engine, as_of, trigger=trigger, forced=force,
                             data_source=display_source(config.paths.data))
             lease.on_beat = beat_run(run.run_id)
@@ -167,12 +167,13 @@ def run_nightly(config: Config, as_of: date, *, force: bool = False, trigger: st
         engine.dispose()
 
 
-def _clean_up_crashed(engine: Engine, out: Path) -> list[RunRecord]:
+def _clean_up_crashed(engine: Engine, out: Path, as_of: date) -> list[RunRecord]:
     """Mark dead `running` attempts abandoned and remove staging folders nobody owns (we hold the lock)."""
     abandoned = abandon_running(engine)
     for run in abandoned:
-        log.warning("运行 %s（业务日期 %s）在阶段 %s 中断，已标记为放弃，将重新运行", run.run_id, run.business_date,
-                    run.stage, extra={"run_id": run.run_id})
+        what = "现在重新运行该日" if run.business_date == as_of else "该日未完成，其间的变化由本次运行的比对一并反映"
+        log.warning("运行 %s（业务日期 %s）在阶段 %s 中断，已标记为放弃；%s", run.run_id, run.business_date,
+                    run.stage, what, extra={"run_id": run.run_id})
     staging = out / STAGING
     if staging.is_dir():
         for leftover in staging.iterdir():
@@ -211,6 +212,7 @@ class _Pipeline:
         self.timings: dict[str, float] = {}
         self.s = _State()
         self.stage = "start"
+        self._started = time.perf_counter()
 
     # -- frame ---------------------------------------------------------------------------------
 
@@ -222,9 +224,9 @@ class _Pipeline:
         update_run(self.engine, self.run.run_id, stage=name, timings=dict(self.timings))
         log.info("阶段开始：%s", STAGE_LABELS[name], extra={"run_id": self.run.run_id, "stage": name})
         _fault(name)
-        start = time.perf_counter()
+        self._started = time.perf_counter()
         yield
-        self.timings[name] = round(time.perf_counter() - start, 3)
+        self.timings[name] = round(time.perf_counter() - self._started, 3)
         log.info("阶段完成：%s（%.2f 秒）", STAGE_LABELS[name], self.timings[name],
                  extra={"run_id": self.run.run_id, "stage": name, "seconds": self.timings[name]})
 
@@ -338,10 +340,17 @@ class _Pipeline:
         source = self.staging / "letters-findings.parquet"
         fresh.write_parquet(source)
         cfg = self.config
+        reported = [0]
+
+        def progress(done: int, total: int) -> None:  # a line per tenth: PDFs can take minutes
+            if total and done * 10 // total > reported[0]:
+                reported[0] = done * 10 // total
+                log.info("政策礼包：已处理 %d / %d 户", done, total, extra={"run_id": self.run.run_id})
+
         self.s.letters = notify(NotifyOptions(
             findings=source, out=self.staging / "letters", state_url=cfg.state_url, as_of=self.as_of,
             rules_dir=cfg.paths.rules, templates=cfg.paths.templates, suppression=cfg.suppression_policy(),
-            office=cfg.office(), jobs=cfg.letters.jobs or os.cpu_count() or 1, record=False))
+            office=cfg.office(), jobs=cfg.letters.jobs or os.cpu_count() or 1, record=False), progress=progress)
         for warning in self.s.letters.warnings:
             self.s.warnings.append(f"信函：{warning}")
         if self.s.letters.failed:
@@ -398,7 +407,7 @@ class _Pipeline:
             if unrecorded:
                 ledger = SuppressionLedger(self.engine, self.as_of, self.config.suppression_policy())
                 ledger.record(unrecorded, conn=conn)
-            self.timings["commit"] = 0.0
+            self.timings["commit"] = round(time.perf_counter() - self._started, 3)  # all but this statement
             conn.execute(nightly_runs.update().where(nightly_runs.c.run_id == self.run.run_id).values(
                 status="succeeded", stage="commit", counts=self.s.counts, timings=dict(self.timings),
                 output_dir=str(self.final.resolve()), finished_at=utcnow(), error=None))

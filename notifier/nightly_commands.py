@@ -18,12 +18,14 @@ from types import FrameType
 import click
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
 from engine.errors import ZhixiangError, exit_on_user_error
 from notifier.config import Config, load_config
 from notifier.db import StateDatabaseError
-from notifier.logs import setup_logging
-from notifier.runs import STATUS_LABELS, RunRecord, get_run, list_runs
+from notifier.logs import LOG_FILE, setup_logging
+from notifier.runs import STATUS_LABELS, LockHeldError, RunRecord, get_run, list_runs, utcnow
+from profiles.errors import ProfileError
 
 _CONFIG_HELP = "配置文件（TOML）；默认读取环境变量 ZHIXIANG_CONFIG 或当前目录的 zhixiang.toml"
 
@@ -74,6 +76,12 @@ def nightly_command(data: str | None, as_of: str, out: Path | None, config_path:
         outcome = run_nightly(config, day, force=force, trigger=trigger)
     except StateDatabaseError as exc:
         raise ZhixiangError(str(exc)) from exc
+    except (ZhixiangError, ProfileError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # not a user error: the traceback is in the log, the user gets the gist
+        where = config.paths.log_dir / LOG_FILE if config.paths.log_dir else "终端输出"
+        raise ZhixiangError(f"夜间批处理内部错误（{type(exc).__name__}: {exc}）；运行已记为失败，详细信息见 {where}") \
+            from exc
     finally:
         signal.signal(signal.SIGTERM, previous)
     run = outcome.run
@@ -106,7 +114,6 @@ def nightly_command(data: str | None, as_of: str, out: Path | None, config_path:
 def schedule_command(config_path: Path | None) -> None:
     """按配置的时间（默认每天 02:00 北京时间）自动运行夜间批处理；同一状态数据库只能有一个调度器。"""
     from notifier.config import config_file
-    from notifier.runs import LockHeldError
     from notifier.scheduler import NightlyScheduler
 
     config = _config(config_path)
@@ -125,18 +132,32 @@ def runs_group() -> None:
     """夜间批处理运行台账。"""
 
 
+def _console() -> Console:
+    """stdout; wide when piped, so ids and paths are not wrapped."""
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
 def _when(moment: datetime | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
-def _open(config_path: Path | None, state: str | None):  # type: ignore[no-untyped-def]
+def _open(config_path: Path | None, state: str | None) -> tuple[Config, Engine]:
     from notifier.db import open_state
 
     config = load_config(config_path).with_overrides(state_url=state)
     try:
-        return open_state(config.state_url)
+        return config, open_state(config.state_url)
     except StateDatabaseError as exc:
         raise ZhixiangError(str(exc)) from exc
+
+
+def _status(run: RunRecord, config: Config) -> str:
+    """The status label; a `running` attempt whose heartbeat stopped is flagged (it will be redone)."""
+    if run.status == "running":
+        silent = (utcnow() - run.heartbeat_at).total_seconds()
+        if silent > config.locks.stale_after_seconds:
+            return f"运行中？（心跳已停止 {silent:.0f} 秒，下次启动将重做）"
+    return run.status_label
 
 
 @runs_group.command("list")
@@ -148,7 +169,7 @@ def _open(config_path: Path | None, state: str | None):  # type: ignore[no-untyp
 @exit_on_user_error
 def runs_list_command(config_path: Path | None, state: str | None, limit: int, status: str | None) -> None:
     """列出最近的运行（新的在前）。"""
-    engine = _open(config_path, state)
+    config, engine = _open(config_path, state)
     runs = list_runs(engine, limit=limit, status=status)
     if not runs:
         click.echo("运行台账为空。")
@@ -161,12 +182,12 @@ def runs_list_command(config_path: Path | None, state: str | None, limit: int, s
     for r in runs:
         f = (r.counts or {}).get("findings", {})
         d = (r.counts or {}).get("diff", {})
-        table.add_row(r.run_id, str(r.business_date), r.status_label, r.stage or "",
+        table.add_row(r.run_id, str(r.business_date), _status(r, config), r.stage or "",
                       {"manual": "手动", "schedule": "调度"}.get(r.trigger, r.trigger) + ("·强制" if r.forced else ""),
                       _when(r.started_at), f"{r.seconds:.1f}" if r.seconds is not None else "",
                       f"{f.get('unclaimed', '')}", f"{f.get('improper', '')}", f"{f.get('undetermined', '')}",
                       f"{d.get('new', '')}/{d.get('changed', '')}/{d.get('resolved', '')}" if d else "")
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    _console().print(table)
 
 
 @runs_group.command("show")
@@ -178,12 +199,12 @@ def runs_list_command(config_path: Path | None, state: str | None, limit: int, s
 @exit_on_user_error
 def runs_show_command(run_id: str, config_path: Path | None, state: str | None, as_json: bool) -> None:
     """显示一次运行的全部记录：输入指纹、所属期、计数、各阶段耗时、错误和输出目录。"""
-    engine = _open(config_path, state)
+    config, engine = _open(config_path, state)
     run = get_run(engine, run_id)
     if as_json:
         click.echo(json.dumps(_as_dict(run), ensure_ascii=False, indent=2, default=str))
         return
-    print_run(run, Console())
+    print_run(run, _console(), status=_status(run, config))
 
 
 def _as_dict(run: RunRecord) -> dict[str, object]:
@@ -192,11 +213,11 @@ def _as_dict(run: RunRecord) -> dict[str, object]:
     return asdict(run)
 
 
-def print_run(run: RunRecord, console: Console) -> None:
+def print_run(run: RunRecord, console: Console, *, status: str | None = None) -> None:
     """A run, section by section."""
     from notifier.nightly import STAGE_LABELS
 
-    console.print(f"[bold]运行 {run.run_id}[/bold]  业务日期 {run.business_date}  状态 {run.status_label}"
+    console.print(f"[bold]运行 {run.run_id}[/bold]  业务日期 {run.business_date}  状态 {status or run.status_label}"
                   + (f"（阶段 {STAGE_LABELS.get(run.stage or '', run.stage)}）" if run.status != "succeeded" else ""))
     console.print(f"触发：{run.trigger}{'（强制重跑）' if run.forced else ''}  第 {run.attempt} 次尝试  "
                   f"主机 {run.host.split('/', 1)[0]} 进程 {run.pid}")

@@ -157,7 +157,7 @@ def build_report(engine: Engine, config: Config, *, run: RunRecord, findings: pl
              "note": f"冷却期内不重复 {_count(letters.get('suppressed_findings'))} 条"},
             {"label": "案件：新立 / 消除", "value": f"{_count(case_c.get('opened'))} / {_count(case_c.get('cleared'))}",
              "note": f"更新 {_count(case_c.get('updated'))}，重开 {_count(case_c.get('reopened'))}"},
-            {"label": "隔离问题数据", "value": _count(counts.get("quarantine")), "note": "行·列"},
+            {"label": "隔离问题数据", "value": _count(counts.get("quarantine")), "note": "见“数据质量”"},
         ],
         warnings=list(warnings),
     )
@@ -205,7 +205,11 @@ def build_report(engine: Engine, config: Config, *, run: RunRecord, findings: pl
         table: dict[str, dict[str, int]] = {}
         for rid, status, n in agg.iter_rows():
             table.setdefault(rid, {})[status] = n
-        for rid in sorted(table, key=lambda r: -sum(table[r].get(s, 0) for s in ("new", "changed", "resolved"))):
+        def moved(rid: str) -> tuple[int, int]:  # rules with the most news first, then the most findings
+            return (-sum(table[rid].get(s, 0) for s in ("new", "changed", "resolved")),
+                    -table[rid].get("persisting", 0))
+
+        for rid in sorted(table, key=moved):
             diff_rows.append({"rule": names.get(rid) or _rule_name(diff, rid),
                               **{s: _count(table[rid].get(s, 0)) for s in DIFF_STATUSES}})
     report.sections["diff"] = diff_rows

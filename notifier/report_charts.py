@@ -19,8 +19,8 @@ FONT_SIZE = 12
 
 
 def text_width(text: str, size: float = FONT_SIZE) -> float:
-    """Approximate rendered width: CJK and full-width characters one em, others 0.6 em."""
-    return sum(size if ord(ch) > 0x2E80 else size * 0.6 for ch in text)
+    """Approximate rendered width: CJK, full-width and general punctuation (“”、…) one em, others 0.6 em."""
+    return sum(size if ord(ch) >= 0x2000 else size * 0.6 for ch in text)
 
 
 def clip(text: str, width: float, size: float = FONT_SIZE) -> str:

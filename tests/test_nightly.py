@@ -186,12 +186,15 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
     return reference.output_dir, _ledger(ref_state)
 
 
-@pytest.mark.parametrize("stage", ["cases", "letters", "commit"])
-def test_killed_mid_run_next_start_completes_without_duplicates(tmp_path: Path, stage: str,
+@pytest.mark.parametrize(("state_url", "stage"), [
+    ("sqlite", "cases"), ("sqlite", "letters"), ("sqlite", "commit"),
+    pytest.param("postgresql", "commit", marks=pytest.mark.postgres),
+], indirect=["state_url"])
+def test_killed_mid_run_next_start_completes_without_duplicates(tmp_path: Path, state_url: str, stage: str,
                                                                uninterrupted: tuple[Path, dict[str, Any]]) -> None:
     reference, expected = uninterrupted
     data = write_data_folder(tmp_path / "data")
-    state = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    state = state_url
     config = write_config(tmp_path, state, data=data)
     crashed = _nightly_process(config, AS_OF, fault=f"{stage}:kill")
     _, err = crashed.communicate(timeout=120)
@@ -361,3 +364,34 @@ def test_count_of_runs_is_one_row_per_attempt(tmp_path: Path) -> None:
     second = get_run(engine, "20260416-1")
     assert second.baseline_run_id == "20260415-1"
     assert (second.counts or {})["diff"]["new"] == 0 and (second.counts or {})["letters"]["packages"] == 0
+
+
+def test_a_day_without_findings_still_reports(tmp_path: Path) -> None:
+    """Periods with no figures at all: empty findings, an empty diff, a report without charts to draw."""
+    state = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    config = make_config(tmp_path, state, data=write_data_folder(tmp_path / "data"), kinds=("month",))
+    done = run_nightly(config, date(2027, 7, 1))  # 2027-06: no indicators for it
+    assert done.status == "succeeded" and done.run.periods == ["2027-06"]
+    assert (done.run.counts or {})["findings"] == {"unclaimed": 0, "improper": 0, "undetermined": 0}
+    assert pl.read_parquet(done.output_dir / "diff.parquet").height == 0
+    report = (done.output_dir / "report.html").read_text(encoding="utf-8")
+    assert "本次运行没有发现" in report and "没有被隔离的问题数据" in report
+
+
+def test_runs_list_flags_a_running_attempt_whose_heartbeat_stopped(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from notifier.runs import nightly_runs, start_run, utcnow
+
+    state = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    config = write_config(tmp_path, state, data=tmp_path)
+    engine = open_state(state)
+    start_run(engine, DAY, trigger="schedule", forced=False, data_source="data")
+    live = CliRunner().invoke(main, ["runs", "list", "--config", str(config)])
+    assert "运行中" in live.output and "心跳已停止" not in live.output
+    with engine.begin() as conn:
+        conn.execute(update(nightly_runs).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
+    stale = CliRunner().invoke(main, ["runs", "show", "20260415-1", "--config", str(config)])
+    assert "心跳已停止 300 秒，下次启动将重做" in stale.output
