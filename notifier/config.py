@@ -58,7 +58,7 @@ class Paths(_Section):
     out: Path = Field(default=Path("runs"), description="运行输出根目录：每个业务日期一个子目录")
     rules: Path = Field(default=Path("rules"), description="规则目录")
     templates: Path | None = Field(default=None, description="信函模板目录（空 = 内置模板）")
-    log_dir: Path | None = Field(default=Path("logs"), description="JSON 行日志目录（空 = 只输出到终端）")
+    log_dir: Path | None = Field(default=None, description="JSON 行日志目录（默认 <out>/logs）")
 
 
 class Schedule(_Section):
@@ -174,6 +174,7 @@ class Locks(_Section):
 class Logging(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     console: Literal["text", "json", "off"] = "text"
+    file: bool = Field(default=True, description="写 JSON 行日志文件（paths.log_dir，默认 <out>/logs）")
 
 
 class Report(_Section):
@@ -217,6 +218,13 @@ class Config(_Section):
         lt = self.letters
         return OfficeSettings(etax_name=lt.etax_name, etax_url=lt.etax_url, hotline=lt.hotline,
                               sms_signature=lt.sms_signature)
+
+    @property
+    def log_dir(self) -> Path | None:
+        """Where the JSON-lines log goes: paths.log_dir, else beside the runs in <out>/logs; None when off."""
+        if not self.logging.file:
+            return None
+        return self.paths.log_dir or self.paths.out / "logs"
 
     def with_overrides(self, **paths: Any) -> Config:
         """A copy with command-line values (None = keep) put over [paths] and state_url."""

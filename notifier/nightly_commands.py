@@ -32,7 +32,7 @@ _CONFIG_HELP = "配置文件（TOML）；默认读取环境变量 ZHIXIANG_CONFI
 
 def _config(path: Path | None, **overrides: object) -> Config:
     config = load_config(path).with_overrides(**overrides)
-    setup_logging(level=config.logging.level, console=config.logging.console, log_dir=config.paths.log_dir)
+    setup_logging(level=config.logging.level, console=config.logging.console, log_dir=config.log_dir)
     return config
 
 
@@ -79,7 +79,7 @@ def nightly_command(data: str | None, as_of: str, out: Path | None, config_path:
     except (ZhixiangError, ProfileError, KeyboardInterrupt):
         raise
     except Exception as exc:  # not a user error: the traceback is in the log, the user gets the gist
-        where = config.paths.log_dir / LOG_FILE if config.paths.log_dir else "终端输出"
+        where = config.log_dir / LOG_FILE if config.log_dir else "终端输出"
         raise ZhixiangError(f"夜间批处理内部错误（{type(exc).__name__}: {exc}）；运行已记为失败，详细信息见 {where}") \
             from exc
     finally:

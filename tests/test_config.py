@@ -27,6 +27,8 @@ def test_defaults_without_a_file() -> None:
     assert config.letters.cooldown_days == 90
     assert config.service_levels().high == 10
     assert config.source == "默认配置"
+    assert config.log_dir == Path("runs/logs")  # beside the runs, not in whatever directory the command ran
+    assert load_config(None, environ={"ZHIXIANG_LOGGING__FILE": "false"}).log_dir is None
 
 
 def test_the_sample_file_is_valid_and_documents_every_key() -> None:
