@@ -24,7 +24,7 @@ from engine.errors import EXIT_RUNTIME_ERROR, exit_on_user_error
 from notifier.db import DEFAULT_STATE_URL
 from notifier.delivery import Backend, RetryPolicy, SmtpBackend, SmtpSettings, WebhookBackend, WebhookSettings
 from notifier.letters import CHANNEL_LABELS
-from notifier.letters_run import SKIP_LABELS, NotifyOptions, NotifyReport, notify
+from notifier.letters_run import DEFAULT_PDF_CHANNELS, SKIP_LABELS, NotifyOptions, NotifyReport, notify
 from notifier.outbox import STATUS_LABELS
 from notifier.suppression import SuppressionPolicy
 from profiles.schema import CHANNELS
@@ -96,13 +96,15 @@ def _decimal_or_none(value: str, flag: str) -> Decimal | None:
               help="首次重试前等待的秒数（此后每次加倍）")
 @click.option("--jobs", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
               help="并行生成 PDF 的进程数")
+@click.option("--pdf-for", "pdf_for", multiple=True, type=click.Choice(["etax", "email", "post"]),
+              help="哪些渠道的信函附 PDF（可重复；默认仅邮寄 post；电子税务局默认只推送可打印的 HTML）")
 @exit_on_user_error
 def notify_command(findings: Path, out: Path, state: str | None, as_of: object, dry_run: bool,
                    overrides: tuple[str, ...], deliver: tuple[str, ...], rules_dir: Path, templates: Path | None,
                    authorities: Path | None, cooldown_days: int, material_pct: str, material_amount: str,
                    smtp_host: str | None, smtp_port: int, smtp_from: str | None, smtp_starttls: bool,
                    smtp_ssl: bool, webhook_url: str | None, webhook_channels: str, retries: int,
-                   retry_delay: float, jobs: int) -> None:
+                   retry_delay: float, jobs: int, pdf_for: tuple[str, ...]) -> None:
     """生成政策礼包：每户纳税人一份信函（HTML、PDF、纯文本、短信），写入发件箱并按渠道发送。
 
     应享未享的优惠按预计减免额从大到小排列；低风险的违规享受作为“低风险预提醒”一并告知；
@@ -146,6 +148,7 @@ def notify_command(findings: Path, out: Path, state: str | None, as_of: object, 
             material_amount=_decimal_or_none(material_amount, "--material-amount"),
         ),
         jobs=jobs,
+        pdf_channels=tuple(pdf_for) or DEFAULT_PDF_CHANNELS,
     )
     console = Console(stderr=True)
     with Progress(TextColumn("生成政策礼包"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -142,6 +142,8 @@ class Letters(_Section):
     material_pct: Decimal | None = Field(default=Decimal(10), ge=0, description="测算金额变动达到该百分比视为重大变化")
     material_amount: Decimal | None = Field(default=Decimal(1000), ge=0, description="或变动达到该金额（元）")
     jobs: int = Field(default=0, ge=0, le=64, description="并行生成 PDF 信函的进程数（0 = CPU 核数）")
+    pdf_channels: list[Literal["etax", "email", "post"]] = Field(
+        default=["post"], description="信函附 PDF 的渠道（PDF 每封约 1 秒；电子税务局默认推送可打印的 HTML）")
     etax_name: str = "浙江省电子税务局"
     etax_url: str = "https://etax.zhejiang.chinatax.gov.cn"
     hotline: str = "12366"

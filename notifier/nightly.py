@@ -350,7 +350,8 @@ class _Pipeline:
         self.s.letters = notify(NotifyOptions(
             findings=source, out=self.staging / "letters", state_url=cfg.state_url, as_of=self.as_of,
             rules_dir=cfg.paths.rules, templates=cfg.paths.templates, suppression=cfg.suppression_policy(),
-            office=cfg.office(), jobs=cfg.letters.jobs or os.cpu_count() or 1, record=False), progress=progress)
+            office=cfg.office(), jobs=cfg.letters.jobs or os.cpu_count() or 1,
+            pdf_channels=tuple(cfg.letters.pdf_channels), record=False), progress=progress)
         for warning in self.s.letters.warnings:
             self.s.warnings.append(f"信函：{warning}")
         if self.s.letters.failed:

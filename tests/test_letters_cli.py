@@ -42,8 +42,8 @@ def test_notify_writes_the_outbox(tmp_path: Path, findings: Path) -> None:
     assert "生成礼包" in result.output and "拒收政策推送" in result.output
     assert sorted(p.name for p in out.iterdir()) == [
         "email", "etax", "index.html", "manifest.csv", "notify-summary.json", "post", "skipped.csv", "sms"]
-    assert sorted(p.name for p in (out / "etax").iterdir()) == [
-        f"{ID_ONE}.html", f"{ID_ONE}.pdf", f"{ID_REMINDER}.html", f"{ID_REMINDER}.pdf"]
+    # The e-tax bureau gets the print-ready HTML; PDFs only for post unless --pdf-for says otherwise.
+    assert sorted(p.name for p in (out / "etax").iterdir()) == [f"{ID_ONE}.html", f"{ID_REMINDER}.html"]
     assert sorted(p.name for p in (out / "email").iterdir()) == [f"{ID_FIVE}.html", f"{ID_FIVE}.txt"]
     assert [p.name for p in (out / "sms").iterdir()] == [f"{ID_SMS}.txt"]
     assert (out / "manifest.csv").read_bytes().startswith(b"\xef\xbb\xbf")
@@ -63,6 +63,14 @@ def test_notify_writes_the_outbox(tmp_path: Path, findings: Path) -> None:
     assert again.exit_code == 0, again.output
     assert not any((out / "etax").iterdir())
     assert sorted(p.suffix for p in (out / "post").iterdir()) == [".pdf"] * 4
+
+
+def test_pdf_for_adds_pdfs_to_the_etax_channel(tmp_path: Path, findings: Path) -> None:
+    out = tmp_path / "outbox"
+    result = zx(*notify_args(findings, out, tmp_path / "state.sqlite", "--pdf-for", "etax", "--pdf-for", "post"))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "etax").iterdir()) == [
+        f"{ID_ONE}.html", f"{ID_ONE}.pdf", f"{ID_REMINDER}.html", f"{ID_REMINDER}.pdf"]
 
 
 def test_dry_run_records_nothing(tmp_path: Path, findings: Path) -> None:

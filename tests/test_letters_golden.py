@@ -68,7 +68,7 @@ def test_outbox_matches_golden(tmp_path: Path) -> None:
     findings = write_findings(all_rows(), tmp_path / "findings")
     out = tmp_path / "outbox"
     report = notify(NotifyOptions(findings=findings, out=out, state_url=str(tmp_path / "state.sqlite"),
-                                  as_of=AS_OF, rules_dir=RULES))
+                                  as_of=AS_OF, rules_dir=RULES, pdf_channels=("etax", "post")))
     assert report.failed == 0
     for name in ("manifest.csv", "skipped.csv", "index.html", "notify-summary.json"):
         raw = (out / name).read_bytes()
