@@ -2,7 +2,7 @@
 
 Each command parses its options, calls one function of notifier/cases.py, case_queries.py or tasks.py
 and prints the result with rich. Every command takes `--state` (a SQLite file or postgresql:// URL;
-env ZHIXIANG_STATE); user mistakes come back as Chinese messages and exit codes, never tracebacks.
+env ZHIXIANG_STATE_URL); user mistakes come back as Chinese messages and exit codes, never tracebacks.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from notifier.cases import (
     send_back,
     sync_findings,
 )
-from notifier.db import DEFAULT_STATE_URL, StateDatabaseError, open_state
+from notifier.db import DEFAULT_STATE_URL, STATE_URL_ENV, StateDatabaseError, open_state
 from notifier.tasks import export_task_lists
 
 
@@ -61,8 +61,8 @@ _TIER_NAMES = {**{t: t for t in CASE_TIERS}, **{v: k for k, v in TIER_LABELS.ite
 def state_option(fn):  # type: ignore[no-untyped-def]
     """--state, shared by every cases command."""
     return click.option(
-        "--state", "state", envvar="ZHIXIANG_STATE", default=DEFAULT_STATE_URL, show_default=True,
-        help="状态数据库：SQLite 文件路径或 postgresql://用户@主机/数据库（环境变量 ZHIXIANG_STATE）",
+        "--state", "state", envvar=STATE_URL_ENV, default=DEFAULT_STATE_URL, show_default=True,
+        help="状态数据库：SQLite 文件路径或 postgresql://用户@主机/数据库（环境变量 ZHIXIANG_STATE_URL）",
     )(fn)
 
 

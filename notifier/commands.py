@@ -21,7 +21,7 @@ from rich.table import Table
 
 from engine.catalogue import DEFAULT_RULES_DIR
 from engine.errors import EXIT_RUNTIME_ERROR, exit_on_user_error
-from notifier.db import DEFAULT_STATE_URL
+from notifier.db import DEFAULT_STATE_URL, STATE_URL_ENV
 from notifier.delivery import Backend, RetryPolicy, SmtpBackend, SmtpSettings, WebhookBackend, WebhookSettings
 from notifier.letters import CHANNEL_LABELS
 from notifier.letters_run import DEFAULT_PDF_CHANNELS, SKIP_LABELS, NotifyOptions, NotifyReport, notify
@@ -29,7 +29,7 @@ from notifier.outbox import STATUS_LABELS
 from notifier.suppression import SuppressionPolicy
 from profiles.schema import CHANNELS
 
-STATE_ENV = "ZHIXIANG_STATE"
+STATE_ENV = STATE_URL_ENV
 
 
 def _parse_overrides(values: tuple[str, ...]) -> tuple[str | None, dict[str, str]]:

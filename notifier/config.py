@@ -34,7 +34,7 @@ from profiles.periods import Period, parse_period
 
 ENV_PREFIX = "ZHIXIANG_"
 #: Variables of the same prefix that are not configuration keys (read elsewhere).
-ENV_NOT_CONFIG = frozenset({"ZHIXIANG_CONFIG", "ZHIXIANG_TEST_PG_URL", "ZHIXIANG_PG_DIR", "ZHIXIANG_STATE",
+ENV_NOT_CONFIG = frozenset({"ZHIXIANG_CONFIG", "ZHIXIANG_TEST_PG_URL", "ZHIXIANG_PG_DIR",
                             "ZHIXIANG_NIGHTLY_FAULT", "ZHIXIANG_SMTP_USER", "ZHIXIANG_SMTP_PASSWORD",
                             "ZHIXIANG_WEBHOOK_TOKEN"})
 #: The file read when neither --config nor ZHIXIANG_CONFIG names one (and it exists).

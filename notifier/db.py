@@ -18,6 +18,9 @@ from engine.errors import EXIT_RUNTIME_ERROR, ZhixiangError
 METADATA = MetaData()
 
 DEFAULT_STATE_URL = "sqlite:///zhixiang-state.sqlite"
+#: The environment variable every command reads the state database URL from (the nightly's
+#: configuration reads the same name as its `state_url` key).
+STATE_URL_ENV = "ZHIXIANG_STATE_URL"
 
 
 class StateDatabaseError(ZhixiangError):

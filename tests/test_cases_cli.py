@@ -115,7 +115,7 @@ def test_list_filters_and_shows_overdue(synced: str) -> None:
 
 
 def test_state_comes_from_the_environment(synced: str) -> None:
-    result = zx("cases", "list", env={"ZHIXIANG_STATE": synced})
+    result = zx("cases", "list", env={"ZHIXIANG_STATE_URL": synced})
     assert result.exit_code == 0 and "案件 3 件" in result.output
 
 
