@@ -589,7 +589,9 @@ def make_claims(
             ids,
             per,
             "hnte_15pct",
-            enterprise & hnte_ok & (ti > 0),
+            # A certified firm that also qualifies as 小型微利 takes the 5% rate, not the 15% one: the two
+            # do not stack, and most firms choose (stacking stays as a rare error through p_wrong below).
+            enterprise & hnte_ok & (ti > 0) & ~slp,
             has_cert & (ti > 0),
             ti * 0.10,
             0.9,

@@ -188,7 +188,8 @@ def webhook() -> Iterator[tuple[Hook, str]]:
 
 def test_webhook_posts_one_json_document_per_package(tmp_path: Path, webhook: tuple[Hook, str]) -> None:
     hook, url = webhook
-    report = _notify(tmp_path, [WebhookBackend(WebhookSettings(url=url, token="t0ken", timeout=5))])
+    report = _notify(tmp_path, [WebhookBackend(WebhookSettings(url=url, token="t0ken", timeout=5))],
+                     pdf_channels=("etax", "post"))
     assert report.failed == 0 and report.delivered == {"webhook": 3, "file": 1}
     by_taxpayer = {p["taxpayer_id"]: (h, p) for h, p in hook.posts}
     assert set(by_taxpayer) == {ID_ONE, ID_REMINDER, ID_SMS}  # etax and sms channels
