@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from engine.catalogue import DEFAULT_RULES_DIR
 from engine.errors import EXIT_USAGE, ZhixiangError, did_you_mean
 from profiles.periods import Period, parse_period
 
@@ -56,7 +57,7 @@ class Paths(_Section):
 
     data: str = Field(default="sample_data/hangzhou", description="档案数据目录，或 postgresql:// 数据库地址")
     out: Path = Field(default=Path("runs"), description="运行输出根目录：每个业务日期一个子目录")
-    rules: Path = Field(default=Path("rules"), description="规则目录")
+    rules: Path = Field(default=DEFAULT_RULES_DIR, description="规则目录（缺省为随程序安装的规则目录）")
     templates: Path | None = Field(default=None, description="信函模板目录（空 = 内置模板）")
     log_dir: Path | None = Field(default=None, description="JSON 行日志目录（默认 <out>/logs）")
 

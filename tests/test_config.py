@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.catalogue import DEFAULT_RULES_DIR
 from notifier.config import Config, ConfigError, Periods, due_periods, environment_overrides, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +117,7 @@ def test_command_line_overrides() -> None:
     config = load_config(None, environ={}).with_overrides(data="/data/x", out=Path("/o"), rules=None,
                                                           state_url="sqlite:///s.sqlite")
     assert config.paths.data == "/data/x" and config.paths.out == Path("/o")
-    assert config.paths.rules == Path("rules")
+    assert config.paths.rules == DEFAULT_RULES_DIR  # the installed catalogue, wherever the job is started
     assert config.state_url == "sqlite:///s.sqlite"
 
 
