@@ -92,7 +92,10 @@ def build_query(
 
     # Claims, one boolean and one amount per rule (any of its codes counts as claiming it). The hit
     # columns are computed before grouping: a filter inside the aggregation takes Polars' slow path.
-    all_rules = list(catalogue.rules.values())
+    # Only the rules judged for this period and those their conditions ask claimed() about.
+    referenced = {rid for rule in rules for node in (*(c.expr for c in rule.all_conditions()), rule.benefit)
+                  for rid in ir.rules_referenced(node, "claimed")}
+    all_rules = [r for r in catalogue.rules.values() if r.id in referenced or r in rules]
     hits = cl.with_columns([pl.col("incentive").is_in(list(r.claim_codes)).alias(claimed_col(r.id)) for r in all_rules])
     hits = hits.with_columns([pl.when(pl.col(claimed_col(r.id))).then(pl.col("amount")).alias(claim_amount_col(r.id))
                               for r in all_rules])
@@ -111,14 +114,18 @@ def build_query(
     )
 
     # Rules in dependency order; a rule's columns are added after those of every rule it reads.
+    # Each level adds its conditions and benefits first, then the eligibility read from those columns
+    # (so no condition is computed twice).
     stages: list[list[pl.Expr]] = []
     level: dict[str, int] = {}
     for rule in rules:
         lv = 1 + max((level.get(d, -1) for d in rule.depends_on), default=-1)
         level[rule.id] = lv
-        while len(stages) <= lv:
+        while len(stages) <= 2 * lv + 1:
             stages.append([])
-        stages[lv].extend(_rule_columns(rule, ctx, rule.id in in_window))
+        first, then = _rule_columns(rule, ctx, rule.id in in_window)
+        stages[2 * lv].extend(first)
+        stages[2 * lv + 1].extend(then)
     counts = event_counts(_lazy(risk_events), ctx)
     if counts is not None:
         base = base.join(counts, on="taxpayer_id", how="left").with_columns(
@@ -126,7 +133,8 @@ def build_query(
         )
     wide = base
     for stage in stages:
-        wide = wide.with_columns(stage)
+        if stage:
+            wide = wide.with_columns(stage)
     outcome_exprs = []
     for rule in rules:
         claimed = pl.col(claimed_col(rule.id))
@@ -138,24 +146,29 @@ def build_query(
                                  .alias(outcome_col(rule.id)))
     wide = wide.with_columns(outcome_exprs)
 
-    findings = [_rule_findings(wide, rule, catalogue, ctx, rule.id in in_window, outcomes) for rule in rules]
+    # Findings come out sorted by rule_id, kind, taxpayer_id: each rule's rows are sorted before their
+    # evidence is built (sorting afterwards would move every evidence list), and rules are in id order.
+    findings = [_rule_findings(wide, rule, catalogue, ctx, rule.id in in_window, outcomes)
+                for rule in sorted(rules, key=lambda r: r.id)]
     empty = pl.LazyFrame(schema=FINDINGS_SCHEMA)
     findings_lf = pl.concat([empty, *findings], how="vertical") if findings else empty
     summary = _summary(wide, rules, in_window)
     return Plan(period, rules, in_window, wide, findings_lf, summary)
 
 
-def _rule_columns(rule: Rule, ctx: Context, in_window: bool) -> list[pl.Expr]:
+def _rule_columns(rule: Rule, ctx: Context, in_window: bool) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """(condition and benefit columns, eligibility columns that read them)."""
     if not in_window:
-        return []
+        return [], []
     rctx = Context(period=ctx.period, rule=rule, active=ctx.active, events=ctx.events)
     cols = [translate(c.expr, rctx).alias(condition_col(rule.id, c.id)) for c in rule.all_conditions()]
-    qualifies = pl.all_horizontal([translate(c.expr, rctx) for c in rule.all_conditions() if not c.stacking])
-    stacking = [translate(c.expr, rctx) for c in rule.all_conditions() if c.stacking]
-    eligible = pl.all_horizontal([qualifies, *stacking]) if stacking else qualifies
     benefit = round_half_up(exact(translate(rule.benefit, rctx)), 2).cast(MONEY_DTYPE)
-    return [*cols, qualifies.alias(qualifies_col(rule.id)), eligible.alias(eligible_col(rule.id)),
-            benefit.alias(benefit_col(rule.id))]
+    plain = [pl.col(condition_col(rule.id, c.id)) for c in rule.all_conditions() if not c.stacking]
+    stacking = [pl.col(condition_col(rule.id, c.id)) for c in rule.all_conditions() if c.stacking]
+    qualifies = pl.all_horizontal(plain)
+    eligible = pl.all_horizontal([*plain, *stacking]) if stacking else qualifies
+    return ([*cols, benefit.alias(benefit_col(rule.id))],
+            [qualifies.alias(qualifies_col(rule.id)), eligible.alias(eligible_col(rule.id))])
 
 
 def _status(col: pl.Expr) -> pl.Expr:
@@ -264,6 +277,7 @@ def _rule_findings(wide: pl.LazyFrame, rule: Rule, catalogue: Catalogue, ctx: Co
     return (
         wide.filter(kind.is_in(list(outcomes)))
         .with_columns(kind.alias("kind"))
+        .sort(["kind", "taxpayer_id"])
         .select(
             pl.col("taxpayer_id"),
             pl.col("period"),

@@ -222,13 +222,21 @@ def _round(node: ir.Call, ctx: Context) -> pl.Expr:
 def _progressive(node: ir.Call, ctx: Context) -> pl.Expr:
     amount = exact(translate(node.args[0], ctx))
     brackets = ctx.rule.parameters[node.args[1].name].at(ctx.period.start)  # type: ignore[union-attr]
-    chain: Any = pl.when(amount.is_null()).then(pl.lit(None, MONEY_WORK_DTYPE))
+    # The bracket's rate and quick deduction are picked per row (literals: cheap), then one multiply:
+    # computing every bracket's tax over every row cost five decimal products per row. A missing
+    # amount falls through to the last bracket and stays missing in the product.
+    rate: Any = pl
+    quick: Any = pl
     for b in brackets[:-1]:
-        tax = amount * _literal(Decimal(str(b["rate"]))) - _literal(Decimal(str(b.get("quick_deduction", 0))))
-        chain = chain.when(amount <= _literal(Decimal(str(b["upto"])))).then(exact(tax))
+        at_most = amount <= _literal(Decimal(str(b["upto"])))
+        rate = rate.when(at_most).then(_literal(Decimal(str(b["rate"]))))
+        quick = quick.when(at_most).then(_literal(Decimal(str(b.get("quick_deduction", 0)))))
     last = brackets[-1]
-    tax = amount * _literal(Decimal(str(last["rate"]))) - _literal(Decimal(str(last.get("quick_deduction", 0))))
-    return chain.otherwise(exact(tax))
+    rate = rate.otherwise(_literal(Decimal(str(last["rate"])))) if len(brackets) > 1 \
+        else _literal(Decimal(str(last["rate"])))
+    quick = quick.otherwise(_literal(Decimal(str(last.get("quick_deduction", 0))))) if len(brackets) > 1 \
+        else _literal(Decimal(str(last.get("quick_deduction", 0))))
+    return exact(amount * rate - quick)
 
 
 def _months_between(node: ir.Call, ctx: Context) -> pl.Expr:
