@@ -18,7 +18,6 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -36,13 +35,12 @@ from engine.backends.durable import (
 )
 from engine.batch import DECIDING_STATUS, TAXPAYER_CONTEXT
 from engine.catalogue import Catalogue, Rule
-from engine.errors import did_you_mean
 from engine.evidence import Explanation, Subject, explain_condition, format_value
 from engine.findings import FINDINGS_SCHEMA, KIND_LABELS, KINDS
 from engine.outcomes import risk_tier
 from profiles.errors import ProfileDataError
 from profiles.periods import Period
-from profiles.schema import CLAIMS, INDICATORS, MONEY_DTYPE, PROFILE_FIELDS, RISK_EVENTS_TABLE, TABLES, TAXPAYERS
+from profiles.schema import CLAIMS, INDICATORS, MONEY_DTYPE, PROFILE_FIELDS, RISK_EVENTS_TABLE, TAXPAYERS
 
 # ------------------------------------------------------------------------------------------- profiles
 
@@ -143,94 +141,20 @@ def profile_from_tables(profiles: Any, taxpayer_id: str) -> TaxpayerProfile | No
     )
 
 
-_JSON_TABLES = {"taxpayer": "taxpayers", "indicators": "indicators", "claims": "claims", "risk_events": "risk_events"}
-
-
-def _cell(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict | list):
-        raise TypeError("嵌套的值")
-    return str(value)
-
-
-def profile_from_json(document: str | Mapping[str, Any], *, known_incentives: Collection[str] | None = None
-                      ) -> TaxpayerProfile:
+def profile_from_json(document: str | bytes | Mapping[str, Any], *,
+                      known_incentives: Collection[str] | None = None) -> TaxpayerProfile:
     """One taxpayer's profile from JSON, validated by the same contract checks as a data folder.
 
     Shape: {"taxpayer": {...}, "indicators": [{"period": "2025", ...}], "claims": [...], "risk_events": [...]};
     `taxpayer_id` may be left out of the lists (it is the taxpayer's). Raises ProfileDataError listing
-    every problem with its path (e.g. `indicators[0].sales`).
+    every problem with its path (e.g. `indicators[0].sales`). The parsing is profiles.models'.
     """
-    from profiles.validation import ROW, RawTable, validate_tables
+    from profiles.models import parse_profile_json
 
-    problems: list[tuple[str, str]] = []
-    try:
-        data = json.loads(document, parse_float=Decimal) if isinstance(document, str) else dict(document)
-    except json.JSONDecodeError as exc:
-        raise ProfileDataError([(f"第{exc.lineno}行第{exc.colno}列", f"不是合法的 JSON：{exc.msg}")]) from None
-    if not isinstance(data, dict):
-        raise ProfileDataError([("$", "应为一个对象：{\"taxpayer\": {...}, \"indicators\": [...], ...}")])
-    for key in data:
-        if key not in _JSON_TABLES:
-            guess = did_you_mean(key, _JSON_TABLES)
-            problems.append((key, "未知的键" + (f"，您是不是要写 {guess}？" if guess else "") +
-                             "（应为 taxpayer、indicators、claims、risk_events）"))
-    taxpayer = data.get("taxpayer")
-    if not isinstance(taxpayer, dict) or not taxpayer.get("taxpayer_id"):
-        problems.append(("taxpayer", "缺少纳税人基础信息（至少要有 taxpayer_id）"))
-        raise ProfileDataError(problems)
-    tid = str(taxpayer["taxpayer_id"])
-    raw: dict[str, RawTable] = {}
-    paths: dict[str, list[str]] = {}
-    for key, name in _JSON_TABLES.items():
-        value = data.get(key, [] if key != "taxpayer" else None)
-        items = [value] if isinstance(value, dict) else value
-        if not isinstance(items, list):
-            problems.append((key, "应为对象列表"))
-            continue
-        table = TABLES[name]
-        records: list[dict[str, str | None]] = []
-        for i, item in enumerate(items):
-            where = key if key == "taxpayer" else f"{key}[{i}]"
-            if not isinstance(item, dict):
-                problems.append((where, "应为对象"))
-                continue
-            record: dict[str, str | None] = {}
-            for column, v in item.items():
-                if not table.has(column):
-                    guess = did_you_mean(column, table.names)
-                    problems.append((f"{where}.{column}", f"{table.label}没有这个字段" +
-                                     (f"，您是不是要写 {guess}？" if guess else "")))
-                    continue
-                try:
-                    record[column] = _cell(v)
-                except TypeError:
-                    problems.append((f"{where}.{column}", "应为单个值"))
-            record.setdefault("taxpayer_id", tid)
-            records.append(record)
-            paths.setdefault(key, []).append(where)
-        frame = pl.DataFrame({c: [r.get(c) for r in records] for c in table.names},
-                             schema={c: pl.String for c in table.names})
-        raw[name] = RawTable(name, frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(ROW)),
-                             file=key)
-    tables, quarantine = validate_tables(raw, known_incentives=known_incentives)
-    if quarantine.height:
-        for file, row, column, reason in quarantine.select("file", "row", "column", "reason").iter_rows():
-            where = paths.get(file, [file])[int(row) - 1] if row else file
-            problems.append((f"{where}.{column}", reason))
-        raise ProfileDataError(problems)
-    return TaxpayerProfile(
-        tid,
-        tables["taxpayers"].select(TAXPAYERS.names).to_dicts()[0],
-        {r["period"]: r for r in tables["indicators"].select(INDICATORS.names).to_dicts()},
-        tables["claims"].select(CLAIMS.names).to_dicts(),
-        tables["risk_events"].select(RISK_EVENTS_TABLE.names).to_dicts(),
-    )
+    profiles = parse_profile_json(document, known_incentives=known_incentives)
+    profile = profile_from_tables(profiles, profiles.taxpayers["taxpayer_id"][0])
+    assert profile is not None  # parse_profile_json always yields the taxpayers row
+    return profile
 
 
 # ------------------------------------------------------------------- evidence: batch._evidence in Python

@@ -12,6 +12,7 @@ at most two decimals, credit-code check digits) and fail with the same Chinese r
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -240,7 +241,7 @@ def parse_profile_json(
     if not isinstance(data, Mapping):
         raise ProfileDataError([("$", '应为一个对象：{"taxpayer": {...}, "indicators": [...], ...}')])
     problems: list[tuple[str, str]] = [
-        (str(k), "未知的键：应为 taxpayer、indicators、claims、risk_events 之一")
+        (str(k), "未知的键" + _suggest(str(k), JSON_KEYS) + "（应为 taxpayer、indicators、claims、risk_events 之一）")
         for k in data
         if k not in JSON_KEYS
     ]
@@ -262,6 +263,14 @@ def parse_profile_json(
                 problems.append((where, "应为对象"))
                 continue
             record = dict(item)
+            # Other fields may be added to the contract, so an unknown field is kept — unless it is
+            # so close to a contract field that it is almost surely a misspelling of it.
+            table = TABLES[name]
+            for column in record:
+                if not table.has(str(column)):
+                    hint = _suggest(str(column), table.names, cutoff=0.8)
+                    if hint:
+                        problems.append((f"{where}.{column}", f"{table.label}没有这个字段{hint}"))
             if key != "taxpayer":
                 given = record.setdefault("taxpayer_id", tid)
                 if (
@@ -288,6 +297,12 @@ def parse_profile_json(
         json.dumps(data, sort_keys=True, default=str, ensure_ascii=False).encode()
     ).hexdigest()
     return Profiles(**tables, quarantine=empty_quarantine(), sources={}, input_hashes={"json": digest})
+
+
+def _suggest(name: str, candidates: Collection[str], *, cutoff: float = 0.6) -> str:
+    """'，您是不是要写 X？' for the closest candidate, or '' when none is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=cutoff)
+    return f"，您是不是要写 {close[0]}？" if close else ""
 
 
 def _key_problems(
