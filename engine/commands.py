@@ -105,24 +105,12 @@ def print_summary(result: RunResult, console: Console) -> None:
         console.print(f"[yellow]隔离的问题数据 {result.quarantine.height:,} 处，详见 quarantine.csv[/yellow]")
 
 
-#: Total rows of the Parquet inputs above which `run` streams unless told --in-memory.
-AUTO_STREAMING_ROWS = 50_000_000
-
-
 def needs_streaming(data: str) -> bool:
-    """Whether a data folder's Parquet tables are too large to evaluate in memory (from file metadata)."""
+    """Whether a data folder is too large to evaluate in memory here (Parquet metadata vs free memory)."""
     from profiles.database import is_database_url
+    from profiles.streaming import too_large_for_memory
 
-    root = Path(data)
-    if is_database_url(data) or not root.is_dir():
-        return False
-    total = 0
-    for path in root.glob("*.parquet"):
-        try:
-            total += pl.scan_parquet(path).select(pl.len()).collect().item()
-        except Exception:  # an unreadable file is reported by the reader, with its fix
-            return False
-    return total > AUTO_STREAMING_ROWS
+    return not is_database_url(data) and Path(data).is_dir() and too_large_for_memory(data)
 
 
 def _run_streaming(data: str, p: Period, out_dir: Path, rules: Path, buckets: int | None,
@@ -165,7 +153,7 @@ def _run_streaming(data: str, p: Period, out_dir: Path, rules: Path, buckets: in
 @click.option("--quiet", is_flag=True, help="不显示进度和汇总表")
 @click.option("--streaming/--in-memory", "streaming", default=None,
               help="流式评估超出内存的数据（按纳税人分桶逐桶校验、评估，结果流式写出）；"
-                   f"默认在 Parquet 输入超过 {AUTO_STREAMING_ROWS:,} 行时自动启用")
+                   "默认在估计内存需求超过可用内存一半时自动启用")
 @click.option("--buckets", type=click.IntRange(min=1), default=None,
               help="流式评估的分桶数（默认每桶约一百万户）")
 @exit_on_user_error

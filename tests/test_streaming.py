@@ -15,10 +15,10 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from engine import commands
 from engine.catalogue import load_catalogue
 from engine.cli import main
 from engine.run import evaluate_period, evaluate_streaming
+from profiles import streaming
 from profiles.periods import parse_period
 from profiles.readers import load_profiles
 from profiles.streaming import bucket_of, bucket_source, clean_key, load_bucket
@@ -123,13 +123,14 @@ def test_structural_problem_stops_a_streaming_run_before_anything_is_written(sam
     assert not out.exists()
 
 
-def test_large_parquet_inputs_stream_automatically(sample_parquet: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commands, "AUTO_STREAMING_ROWS", 1000)
+def test_inputs_too_large_for_memory_stream_automatically(sample_parquet: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    assert streaming.input_bytes(sample_parquet) > 0
+    monkeypatch.setattr(streaming, "available_memory", lambda: 1000)
     _run(["--data", str(sample_parquet), "--period", "2025", "--out", str(tmp_path / "auto")])
     timings = json.loads((tmp_path / "auto" / "summary.json").read_text(encoding="utf-8"))["timings_seconds"]
     assert timings["buckets"] >= 1 and "partition" in timings
-    monkeypatch.setattr(commands, "AUTO_STREAMING_ROWS", 10**12)
+    monkeypatch.setattr(streaming, "available_memory", lambda: 1 << 50)
     _run(["--data", str(sample_parquet), "--period", "2025", "--out", str(tmp_path / "small")])
     timings = json.loads((tmp_path / "small" / "summary.json").read_text(encoding="utf-8"))["timings_seconds"]
     assert "partition" not in timings
