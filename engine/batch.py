@@ -248,20 +248,22 @@ def _rule_findings(wide: pl.LazyFrame, rule: Rule, catalogue: Catalogue, ctx: Co
     rctx = Context(period=ctx.period, rule=rule, active=ctx.active, events=ctx.events)
     kind = pl.col(outcome_col(rule.id))
     claimed_amount = pl.col(claim_amount_col(rule.id))
+    items: list[pl.Expr] = []
     if in_window:
-        items, reasons = [], []
         for cond in rule.all_conditions():
             status, value, threshold, reason, _ = _evidence(cond, rule, rctx)
             items.append(pl.struct(
                 condition=pl.lit(cond.id), label=pl.lit(cond.label), status=status, value=value,
                 threshold=threshold, reason=reason,
             ))
-            want = pl.col("kind").replace_strict(DECIDING_STATUS, default=None)
-            reasons.append(pl.when(status == want).then(reason))
-        # Every finding of a rule has the same conditions, so a fixed-size array is built (fast) and
-        # turned into a list; pl.concat_list of structs is ~30x slower.
-        evidence = pl.concat_arr(items).arr.to_list()
-        reason_text = pl.concat_str(reasons, separator="；", ignore_nulls=True)
+        # Each condition's evidence is a column first; the list and the reason line both read it, so no
+        # sentence is built twice. Every finding of a rule has the same conditions, so a fixed-size array
+        # is built (fast) and turned into a list; pl.concat_list of structs is ~30x slower.
+        parts = [pl.col(f"__evidence_{i}") for i in range(len(items))]
+        want = pl.col("kind").replace_strict(DECIDING_STATUS, default=None)
+        evidence = pl.concat_arr(parts).arr.to_list()
+        reason_text = pl.concat_str([pl.when(p.struct.field("status") == want).then(p.struct.field("reason"))
+                                     for p in parts], separator="；", ignore_nulls=True)
         benefit = pl.col(benefit_col(rule.id))
     else:
         text = f"政策执行期限为 {rule.window_label}，所属期 {ctx.period.label} 不在执行期内"
@@ -278,6 +280,7 @@ def _rule_findings(wide: pl.LazyFrame, rule: Rule, catalogue: Catalogue, ctx: Co
         wide.filter(kind.is_in(list(outcomes)))
         .with_columns(kind.alias("kind"))
         .sort(["kind", "taxpayer_id"])
+        .with_columns([item.alias(f"__evidence_{i}") for i, item in enumerate(items)])
         .select(
             pl.col("taxpayer_id"),
             pl.col("period"),

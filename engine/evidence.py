@@ -223,6 +223,8 @@ def format_value_expr(expr: pl.Expr, fmt: Fmt, *, column: str = "", dtype: pl.Da
     """`format_value` over a column (null stays null)."""
     if fmt == "money":
         # Plain digits, no thousands separators: grouping costs more than the rest of a reason at 10M rows.
+        if isinstance(dtype, pl.Decimal) and dtype.scale == 2:
+            return expr.cast(pl.String)  # a money column is exact to the cent already
         return round_half_up(expr.cast(pl.Decimal(38, 6)), 2).cast(pl.String)
     if fmt == "number":
         if dtype is not None and dtype.is_decimal():
