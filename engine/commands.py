@@ -153,9 +153,9 @@ def _run_streaming(data: str, p: Period, out_dir: Path, rules: Path, buckets: in
 @click.option("--quiet", is_flag=True, help="不显示进度和汇总表")
 @click.option("--streaming/--in-memory", "streaming", default=None,
               help="流式评估超出内存的数据（按纳税人分桶逐桶校验、评估，结果流式写出）；"
-                   "默认在估计内存需求超过可用内存一半时自动启用")
+                   "默认在估计内存需求超过 2 GiB 或可用内存一半时自动启用")
 @click.option("--buckets", type=click.IntRange(min=1), default=None,
-              help="流式评估的分桶数（默认每桶约一百万户）")
+              help="流式评估的分桶数（默认每桶约十二万五千户）")
 @exit_on_user_error
 def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool, streaming: bool | None,
                 buckets: int | None) -> None:

@@ -144,7 +144,7 @@ def evaluate_streaming(catalogue: Catalogue, source: str | Path, period: Period,
     """`evaluate_period` over a data folder larger than memory, one bucket of taxpayers at a time.
 
     `workdir` receives the bucketed inputs and the findings parts (`write_outputs` reads the parts;
-    `cleanup_streaming` removes the folder). `buckets` defaults to about a million taxpayers each.
+    `cleanup_streaming` removes the folder). `buckets` defaults to about 125,000 taxpayers each.
     The quarantine covers the rows this run reads: every taxpayer and risk event, the indicators and
     claims of the period, and rows whose period is malformed. Findings are sorted within a bucket.
     """
