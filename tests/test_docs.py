@@ -9,7 +9,8 @@ from tests.conftest import ROOT
 def test_rule_guide_lists_every_function() -> None:
     guide = (ROOT / "docs" / "rules.md").read_text(encoding="utf-8")
     for fn in FUNCTIONS.values():
-        assert f"| `{fn.signature}` | {fn.doc} |" in guide, f"docs/rules.md is missing {fn.name}(): regenerate the table"
+        row = f"| `{fn.signature}` | {fn.doc} |"
+        assert row in guide, f"docs/rules.md is missing {fn.name}(): regenerate the table"
 
 
 def test_readme_starts_with_the_two_setup_commands() -> None:
