@@ -33,6 +33,7 @@ PERIOD_TABLES = ("indicators", "claims")
 #: peak stays under twice the size of its tables loaded in memory (0.93 GB at 1M taxpayers, 8 buckets).
 ROWS_PER_BUCKET = 125_000
 _BUCKET = "__bucket"
+_ROW_GROUP = 10_000
 _HASH_SEED = 20260101
 #: The whitespace the validation strips from ids and periods (profiles.validation._clean_text).
 _STRIP = " \t\r\n\u3000\ufeff"
@@ -160,15 +161,15 @@ def bucket_source(root: str | Path, *, period: str, buckets: int, workdir: Path)
         scans[name] = lf
     if workdir.exists():
         shutil.rmtree(workdir)
-    sinks = []
     well_formed = clean_key("period").str.contains(PERIOD_PATTERN)
     for name, lf in scans.items():
         if name in PERIOD_TABLES:
             lf = lf.filter((clean_key("period") == period) | well_formed.not_().fill_null(True))
         lf = lf.with_columns(bucket_of("taxpayer_id", buckets).alias(_BUCKET))
-        sinks.append(lf.sink_parquet(pl.PartitionBy(workdir / name, key=_BUCKET, include_key=False),
-                                     mkdir=True, lazy=True))
-    pl.collect_all(sinks, engine="streaming")
+        # One table at a time, small row groups: every bucket's open file buffers a row group, so at 80
+        # buckets the four tables at once with default row groups peaked at 5.1 GB; this way, 1.7 GB.
+        lf.sink_parquet(pl.PartitionBy(workdir / name, key=_BUCKET, include_key=False), mkdir=True,
+                        row_group_size=_ROW_GROUP, engine="streaming")
     schemas = {name: lf.collect_schema() for name, lf in scans.items()}
     return BucketedSource(root, workdir, buckets, period, files, rows, schemas)
 
