@@ -615,17 +615,20 @@ def ratios(results: list[dict[str, Any]], idle_rss: int) -> list[str]:
     return notes
 
 
+BENCH_START, BENCH_END = "<!-- bench/engine.py: start -->", "<!-- bench/engine.py: end -->"
+
+
 def write_readme(text: str) -> None:
-    """Replace the README's "Performance" section (or add it at the end)."""
+    """Put the table into README's "Performance" section, between its bench markers (the rest of the
+    section is prose kept as written); create the section at the end of the README if absent."""
     path = ROOT / "README.md"
     readme = path.read_text(encoding="utf-8")
-    section = f"## Performance\n\n{text.strip()}\n"
-    start = readme.find("\n## Performance\n")
-    if start < 0:
-        readme = readme.rstrip("\n") + "\n\n" + section
+    block = f"{BENCH_START}\n{text.strip()}\n{BENCH_END}"
+    if BENCH_START in readme and BENCH_END in readme:
+        head, rest = readme.split(BENCH_START, 1)
+        readme = head + block + rest.split(BENCH_END, 1)[1]
     else:
-        end = readme.find("\n## ", start + 1)
-        readme = readme[:start + 1] + section + (readme[end:] if end >= 0 else "")
+        readme = readme.rstrip("\n") + f"\n\n## Performance\n\n{block}\n"
     path.write_text(readme, encoding="utf-8")
 
 
