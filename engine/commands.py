@@ -41,18 +41,30 @@ def load_inputs(data: str, rules: Path, progress: Progress | None = None, *,
 
     `data` is a folder or a postgresql:// URL; a database is snapshotted to `snapshot_dir` first.
     """
-    from profiles.sources import load_source
+    catalogue = load_rules(rules, progress)
+    return catalogue, load_data(data, catalogue, progress, snapshot_dir=snapshot_dir)
 
+
+def load_rules(rules: Path, progress: Progress | None = None) -> Catalogue:
+    """The rule catalogue (its errors stop a command before any data is read)."""
     task = progress.add_task("加载规则目录", total=None) if progress else None
     catalogue = load_catalogue(rules)
     if progress and task is not None:
         progress.update(task, description=f"规则目录 {len(catalogue.rules)} 条（版本 {catalogue.version}）", total=1,
                         completed=1)
-        task = progress.add_task(f"读取并校验档案数据 {display_url(data)}", total=None)
+    return catalogue
+
+
+def load_data(data: str, catalogue: Catalogue, progress: Progress | None = None, *,
+              snapshot_dir: Path | None = None) -> Any:
+    """The validated profiles of a folder or a database (snapshotted to `snapshot_dir` first)."""
+    from profiles.sources import load_source
+
+    task = progress.add_task(f"读取并校验档案数据 {display_url(data)}", total=None) if progress else None
     profiles = load_source(data, known_incentives=catalogue.known_incentives, snapshot_dir=snapshot_dir)
     if progress and task is not None:
         progress.update(task, total=1, completed=1)
-    return catalogue, profiles
+    return profiles
 
 
 def _money(value: Any) -> str:
@@ -105,27 +117,16 @@ def print_summary(result: RunResult, console: Console) -> None:
         console.print(f"[yellow]隔离的问题数据 {result.quarantine.height:,} 处，详见 quarantine.csv[/yellow]")
 
 
-def needs_streaming(data: str) -> bool:
+def needs_streaming(folder: str | Path) -> bool:
     """Whether a data folder is too large to evaluate in memory here (Parquet metadata vs free memory)."""
-    from profiles.database import is_database_url
     from profiles.streaming import too_large_for_memory
 
-    return not is_database_url(data) and Path(data).is_dir() and too_large_for_memory(data)
+    return Path(folder).is_dir() and too_large_for_memory(folder)
 
 
-def _run_streaming(data: str, p: Period, out_dir: Path, rules: Path, buckets: int | None,
+def _run_streaming(catalogue: Catalogue, folder: Path, p: Period, out_dir: Path, buckets: int | None,
                    progress: Progress) -> RunResult:
-    """A streaming run: a database is snapshotted first; the work folder is removed afterwards."""
-    from profiles.database import is_database_url
-    from profiles.sources import write_snapshot
-
-    catalogue = load_catalogue(rules)
-    source = Path(data)
-    if is_database_url(data):
-        task = progress.add_task(f"读取数据库快照 {display_url(data)}", total=None)
-        write_snapshot(data, out_dir / "snapshot")
-        source = out_dir / "snapshot"
-        progress.update(task, total=1, completed=1)
+    """A streaming run over a data folder; the work folder is removed if it fails."""
     work = out_dir / ".streaming"
     task = progress.add_task(f"流式评估 {p.label}：按纳税人分桶", total=None)
 
@@ -134,7 +135,7 @@ def _run_streaming(data: str, p: Period, out_dir: Path, rules: Path, buckets: in
                         completed=done)
 
     try:
-        result = evaluate_streaming(catalogue, source, p, work, buckets=buckets, on_bucket=on_bucket)
+        result = evaluate_streaming(catalogue, folder, p, work, buckets=buckets, on_bucket=on_bucket)
         progress.update(task, description=f"流式评估 {p.label}：{result.timings.get('buckets', 0):.0f} 桶")
         return result
     except BaseException:
@@ -160,16 +161,29 @@ def _run_streaming(data: str, p: Period, out_dir: Path, rules: Path, buckets: in
 def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool, streaming: bool | None,
                 buckets: int | None) -> None:
     """评估一个所属期：输出应享未享、违规享受、待核实清单及汇总。"""
+    from profiles.database import is_database_url
+    from profiles.sources import relabel_quarantine, write_snapshot
+
     p = _period(period)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   disable=quiet, transient=False) as progress:
-        if streaming or (streaming is None and needs_streaming(data)):
-            result = _run_streaming(data, p, out_dir, rules, buckets, progress)
+        catalogue = load_rules(rules, progress)
+        snapshot = None
+        folder = Path(data)
+        if is_database_url(data):  # copied to Parquet first; from then on a folder like any other
+            task = progress.add_task(f"读取数据库快照 {display_url(data)}", total=None)
+            snapshot = write_snapshot(data, out_dir / "snapshot")
+            folder = out_dir / "snapshot"
+            progress.update(task, total=1, completed=1)
+        if streaming or (streaming is None and needs_streaming(folder)):
+            result = _run_streaming(catalogue, folder, p, out_dir, buckets, progress)
         else:
-            catalogue, profiles = load_inputs(data, rules, progress, snapshot_dir=out_dir / "snapshot")
+            profiles = load_data(str(folder), catalogue, progress)
             task = progress.add_task(f"评估 {p.label}（{len(catalogue.active(p))} 条适用规则）", total=None)
             result = evaluate_period(catalogue, profiles, p)
             progress.update(task, total=1, completed=1)
+        if snapshot is not None:
+            result.quarantine = relabel_quarantine(result.quarantine, snapshot)
         task = progress.add_task(f"写出结果到 {out_dir}", total=None)
         try:
             write_outputs(result, out_dir, data_source=display_url(data))

@@ -81,12 +81,17 @@ def write_snapshot(url: str, directory: Path) -> DatabaseSnapshot:
 
 
 def relabel(profiles: Profiles, snap: DatabaseSnapshot) -> Profiles:
-    """Quarantine lines that name the database tables instead of the snapshot files."""
+    """The profiles with quarantine lines that name the database tables instead of the snapshot files."""
+    return dataclasses.replace(profiles, quarantine=relabel_quarantine(profiles.quarantine, snap))
+
+
+def relabel_quarantine(quarantine: pl.DataFrame, snap: DatabaseSnapshot) -> pl.DataFrame:
+    """Quarantine lines naming the database table (postgresql://…#schema.table) instead of the snapshot file."""
     labels = {path.name: snap.sources[name] for name, path in snap.files.items()}
-    q = profiles.quarantine
-    if q.height:
-        q = q.with_columns(pl.col("file").replace(labels))
-    return dataclasses.replace(profiles, quarantine=q)
+    labels |= {str(path): snap.sources[name] for name, path in snap.files.items()}
+    if not quarantine.height:
+        return quarantine
+    return quarantine.with_columns(pl.col("file").replace(labels))
 
 
 def file_sha256(path: Path) -> str:

@@ -236,7 +236,7 @@ def test_load_leaves_quarantined_rows_out_and_reports_them(pg_url: str, data_dir
 # --- reading and validation --------------------------------------------------------------------------
 
 
-def test_bad_rows_in_the_database_are_quarantined_like_bad_rows_in_files(pg_url: str) -> None:
+def test_bad_rows_in_the_database_are_quarantined_like_bad_rows_in_files(pg_url: str, tmp_path: Path) -> None:
     ids = _ids(3)
     bad_id = ids[2][:-1] + ("0" if ids[2][-1] != "0" else "1")
     # Tables made by hand, the way a bureau's warehouse might hold them: no keys, money with four decimals,
@@ -278,6 +278,14 @@ def test_bad_rows_in_the_database_are_quarantined_like_bad_rows_in_files(pg_url:
     # row is both too precise and a duplicate.
     assert profiles.indicators.select("period", "sales").rows() == [("2025", Decimal("5.00"))]
     assert "Traceback" not in " ".join(reasons.values())
+    # A run names the database tables in quarantine.csv, in memory and streaming alike (not the snapshot files).
+    for label, extra in (("mem", ["--in-memory"]), ("stream", ["--streaming", "--buckets", "2"])):
+        out = tmp_path / label
+        result = CliRunner().invoke(main, ["run", "--data", pg_url, "--period", "2025", "--out", str(out), "--quiet",
+                                           *extra])
+        assert result.exit_code == 0, result.output
+        files = set(pl.read_csv(out / "quarantine.csv", infer_schema=False).get_column("file"))
+        assert files == {file("taxpayers"), file("indicators")}, (label, files)
 
 
 def test_missing_table_or_column_stops_with_a_message_naming_it(pg_url: str, data_dir: Path) -> None:
