@@ -142,7 +142,10 @@ def _clean_text(s: pl.Series, *, upper: bool = False) -> pl.Series:
     out = s.str.strip_chars(" \t\r\n\u3000\ufeff")
     if upper:
         out = out.str.to_uppercase()
-    return pl.select(pl.when(pl.lit(out).str.len_bytes() == 0).then(None).otherwise(pl.lit(out))).to_series()
+    empty = out.str.len_bytes() == 0
+    if not empty.any():
+        return out
+    return pl.select(pl.when(pl.lit(empty)).then(None).otherwise(pl.lit(out))).to_series()
 
 
 def _few_distinct(s: pl.Series) -> pl.Series | None:
@@ -160,6 +163,8 @@ class Parsed:
     values: pl.Series
     problems: pl.Series
     distinct: pl.Series | None = None
+    #: Member ids (_parse_member_id): positions of the rows whose id is not a valid taxpayer's.
+    outside: pl.Series | None = None
 
 
 def _text_column(
@@ -371,6 +376,29 @@ def _parse_period(raw: pl.Series, col: Column) -> Parsed:
     return _text_column(raw, lambda s: _clean_text(s, upper=True), lambda s: _period_problem(s, col))
 
 
+def _positions_outside(values: pl.Series, known: pl.Series) -> pl.Series:
+    """Positions (ascending) of the non-null values that are not among `known` (an anti-join: no hash set
+    of `known` is built per call, as is_in would)."""
+    frame = pl.DataFrame({"k": values, "__pos": pl.int_range(values.len(), dtype=pl.UInt32, eager=True)})
+    outside = frame.lazy().filter(pl.col("k").is_not_null()).join(
+        known.rename("k").to_frame().lazy(), on="k", how="anti").select("__pos").collect()
+    return outside.to_series().sort()
+
+
+def _parse_member_id(raw: pl.Series, col: Column, valid_ids: pl.Series) -> Parsed:
+    """A taxpayer id in a table that refers to `taxpayers`: ids among the valid taxpayers' ids passed the
+    same check there, so only the others are checked (in a claims table, a few rows of millions)."""
+    values = raw.cast(pl.String).alias(col.name)
+    outside = _positions_outside(values, valid_ids)  # a raw id equal to a valid one is clean already
+    if outside.len():  # trimmed and upper-cased, some may match after all
+        values = values.scatter(outside, _clean_text(values.gather(outside), upper=True))
+        outside = outside.gather(_positions_outside(values.gather(outside), valid_ids))
+    problems = _nulls(values.len())
+    if outside.len():
+        problems = problems.scatter(outside, _id_problems(values.gather(outside), col))
+    return Parsed(values, problems.alias(col.name), outside=outside)
+
+
 def _parse_string(raw: pl.Series, col: Column) -> Parsed:
     return _text_column(raw, _clean_text)
 
@@ -388,10 +416,16 @@ PARSERS: dict[str, Callable[[pl.Series, Column], Parsed | tuple[pl.Series, pl.Se
 }
 
 
-def parse_column(raw: pl.Series, col: Column) -> Parsed:
-    """Typed values (bad ones null) and a reason per row (null = fine), empties included."""
-    got = PARSERS[col.kind](raw, col)
-    parsed = got if isinstance(got, Parsed) else Parsed(*got)
+def parse_column(raw: pl.Series, col: Column, *, valid_ids: pl.Series | None = None) -> Parsed:
+    """Typed values (bad ones null) and a reason per row (null = fine), empties included.
+
+    `valid_ids`: for the taxpayer_id of a table that refers to taxpayers, the ids already validated there.
+    """
+    if valid_ids is not None and col.name == "taxpayer_id":
+        parsed = _parse_member_id(raw, col, valid_ids)
+    else:
+        got = PARSERS[col.kind](raw, col)
+        parsed = got if isinstance(got, Parsed) else Parsed(*got)
     values = parsed.values.cast(col.dtype).alias(col.name)
     problem = parsed.problems
     if not col.nullable:
@@ -400,7 +434,7 @@ def parse_column(raw: pl.Series, col: Column) -> Parsed:
             problem = pl.select(
                 pl.when(pl.lit(empty)).then(pl.lit(reason_for(col, "empty"))).otherwise(pl.lit(problem))
             ).to_series()
-    return Parsed(values, problem.alias(col.name), parsed.distinct)
+    return Parsed(values, problem.alias(col.name), parsed.distinct, parsed.outside)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -417,29 +451,34 @@ class _Checked:
     problems: dict[str, pl.Series]  # column (or key label) -> reason or null
     raw: pl.DataFrame  # the raw cells, for the quarantine's value column
     distinct: dict[str, pl.Series] = field(default_factory=dict)  # column -> its distinct values
+    #: With `valid_ids`: positions of the rows whose taxpayer_id is not a valid taxpayer's.
+    outside: pl.Series | None = None
 
 
-def _check_columns(raw: RawTable) -> _Checked:
+def _check_columns(raw: RawTable, valid_ids: pl.Series | None = None) -> _Checked:
     table = TABLES[raw.name]
     frame = raw.frame
     typed: dict[str, pl.Series] = {}
     problems: dict[str, pl.Series] = {}
     distinct: dict[str, pl.Series] = {}
+    outside = None
     for col in table.columns:
         if col.name in frame.columns:
-            parsed = parse_column(frame.get_column(col.name), col)
+            parsed = parse_column(frame.get_column(col.name), col, valid_ids=valid_ids)
             typed[col.name] = parsed.values
             if parsed.problems.null_count() < parsed.problems.len():
                 problems[col.name] = parsed.problems
             if parsed.distinct is not None:
                 distinct[col.name] = parsed.distinct
+            if parsed.outside is not None:
+                outside = parsed.outside
         else:  # optional column absent from the file: all missing
             typed[col.name] = _nulls(frame.height, col.dtype).alias(col.name)
     extras = [c for c in frame.columns if c not in typed and c != ROW]
     values = pl.DataFrame(
         [*typed.values(), *(frame.get_column(c) for c in extras), frame.get_column(ROW).cast(pl.Int64)]
     )
-    return _Checked(table, raw.file, values, problems, frame, distinct)
+    return _Checked(table, raw.file, values, problems, frame, distinct, outside)
 
 
 def _add_problem(checked: _Checked, column: str, new: pl.Series) -> None:
@@ -457,32 +496,31 @@ def _clean_mask(checked: _Checked, columns: Collection[str]) -> pl.Series:
     return mask
 
 
-def _check_taxpayer_known(checked: _Checked, all_ids: pl.Series, valid_ids: pl.Series) -> None:
-    """Rows whose taxpayer is not in taxpayers, or whose taxpayers row was quarantined."""
-    ids = checked.values.get_column("taxpayer_id")
-    ok = _clean_mask(checked, ["taxpayer_id"]) & ids.is_not_null()
-    uniq = checked.distinct.get("taxpayer_id")
-    if uniq is None:
-        uniq = ids.filter(ok).unique()
-    missing = uniq.filter(~uniq.is_in(valid_ids.implode()))
-    if missing.is_empty():
+def _check_taxpayer_known(checked: _Checked, all_ids: pl.Series) -> None:
+    """Rows whose taxpayer is not in taxpayers, or whose taxpayers row was quarantined.
+
+    Reads `checked.outside` (the rows whose id is not a valid taxpayer's, from _check_columns with
+    valid_ids); a row whose id is itself malformed keeps that reason.
+    """
+    outside = checked.outside
+    if outside is None or outside.is_empty():
         return
-    dropped = missing.filter(missing.is_in(all_ids.implode()))
+    ids = checked.values.get_column("taxpayer_id")
+    own = checked.problems.get("taxpayer_id")
+    if own is not None:
+        outside = outside.filter(own.gather(outside).is_null())
+        if outside.is_empty():
+            return
     col = checked.table.column("taxpayer_id")
     absent_reason = f"{_who(col)}在 taxpayers 表中不存在：请先在 taxpayers 中登记该纳税人，或更正识别号"
     dropped_reason = (
         f"{_who(col)}对应的 taxpayers 记录因数据问题已被隔离（见 taxpayers 的隔离记录）："
         "更正该纳税人信息后本行才能使用"
     )
-    problem = pl.select(
-        pl.when(~pl.lit(ok))
-        .then(None)
-        .when(pl.lit(ids).is_in(dropped.implode()))
-        .then(pl.lit(dropped_reason))
-        .when(pl.lit(ids).is_in(missing.implode()))
-        .then(pl.lit(absent_reason))
-        .otherwise(None)
-    ).to_series()
+    reasons = _const_where(pl.repeat(True, outside.len(), eager=True), dropped_reason)
+    absent = _positions_outside(ids.gather(outside), all_ids)  # not even among the quarantined taxpayers
+    reasons = reasons.scatter(absent, absent_reason)
+    problem = _nulls(ids.len()).scatter(outside, reasons)
     _add_problem(checked, "taxpayer_id", problem)
 
 
@@ -616,16 +654,19 @@ def validate_tables(
         if name not in raw_tables:
             out[name] = empty_table(table)
             continue
-        checked = _check_columns(raw_tables[name])
-        if name in ("indicators", "claims"):
-            _check_taxpayer_known(checked, all_ids, valid_ids)
+        members = name in ("indicators", "claims")
+        checked = _check_columns(raw_tables[name], valid_ids if members else None)
+        if members:
+            _check_taxpayer_known(checked, all_ids)
         if name == "claims" and known_incentives is not None:
             _check_incentives(checked, known_incentives)
         _check_duplicates(checked)
         kept = _kept(checked)
         if name == "taxpayers":
-            all_ids = checked.values.get_column("taxpayer_id").drop_nulls().unique()
-            valid_ids = kept.get_column("taxpayer_id").unique()
+            # Compared by anti-joins, which need no distinct values: valid ids are unique once duplicates
+            # are quarantined.
+            all_ids = checked.values.get_column("taxpayer_id").drop_nulls()
+            valid_ids = kept.get_column("taxpayer_id")
         out[name] = kept
         q = _quarantine_lines(checked)
         if q.height:

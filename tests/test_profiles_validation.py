@@ -94,6 +94,28 @@ def test_unknown_incentive_check_is_skipped_without_a_catalogue() -> None:
     assert q["column"].to_list() == ["incentive"] and tables["claims"].height == 0
 
 
+def test_ids_in_claims_are_matched_trimmed_and_upper_cased_and_each_bad_one_gets_its_own_reason() -> None:
+    from sample_data.broken import BAD_CHECK, C, E
+
+    raw = {
+        "taxpayers": _raw("taxpayers", [_taxpayer(), _taxpayer(C, entity_type="company")]),
+        "claims": _raw("claims", [
+            {"taxpayer_id": A, "period": "2025", "incentive": "small_low_profit_cit"},  # row 2: fine
+            {"taxpayer_id": f"  {A.lower()}\u3000", "period": "2024", "incentive": "small_low_profit_cit"},  # 3
+            {"taxpayer_id": BAD_CHECK, "period": "2025", "incentive": "hnte_15pct"},  # 4: malformed
+            {"taxpayer_id": E, "period": "2025", "incentive": "hnte_15pct"},  # 5: never registered
+            {"taxpayer_id": C, "period": "2025", "incentive": "hnte_15pct"},  # 6: its taxpayers row is bad
+            {"taxpayer_id": " ", "period": "2025", "incentive": "hnte_15pct"},  # 7: empty
+        ]),
+    }
+    tables, q = validate_tables(raw)
+    assert tables["claims"].select(ROW, "taxpayer_id").rows() == [(2, A), (3, A)]
+    lines = {row: reason for file, row, column, _, reason in q.rows()
+             if file == "claims.csv" and column == "taxpayer_id"}
+    assert sorted(lines) == [4, 5, 6, 7]
+    assert "第18位" in lines[4] and "不存在" in lines[5] and "已被隔离" in lines[6] and "为空" in lines[7]
+
+
 def test_duplicates_keep_the_first_and_name_it() -> None:
     rows = [{"taxpayer_id": A, "period": p} for p in ("2025", "2025Q1", "2025", "2025q1", "2025")]
     tables, q = validate_tables(
