@@ -188,7 +188,7 @@ def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool,
         try:
             write_outputs(result, out_dir, data_source=display_url(data))
         finally:
-            if result.findings_parts:
+            if result.findings_files:
                 cleanup_streaming(out_dir / ".streaming")
         progress.update(task, total=1, completed=1)
     if not quiet:

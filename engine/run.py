@@ -6,8 +6,8 @@ never leaves a half-written findings file that looks complete.
 
 `evaluate_streaming` is the same run for data larger than memory: the data folder is split by taxpayer
 in one streaming pass (profiles.streaming), each bucket is validated and evaluated by `evaluate_period`,
-its findings go to a part file, and `write_outputs` streams the parts into the findings files with
-Polars sinks. Memory is bounded by one bucket.
+its findings are appended to findings.parquet and findings.csv in the work folder (`FindingsWriter`),
+and `write_outputs` moves them into place. Memory is bounded by one bucket.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import polars as pl
 from engine.batch import build_query
 from engine.catalogue import Catalogue
 from engine.errors import ZhixiangError
-from engine.findings import FINDINGS_CSV_COLUMNS, KIND_LABELS, KINDS
+from engine.findings import FINDINGS_CSV_COLUMNS, FINDINGS_SCHEMA, KIND_LABELS, KINDS
 from profiles.periods import Period, period_kind_expr
 
 #: Polars 2 streams by default; for a table that fits in memory the in-memory engine runs this wide,
@@ -56,9 +56,9 @@ class RunResult:
     taxpayers_evaluated: int
     timings: dict[str, float] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)  # table -> sha256 of its file
-    #: Streaming runs: the findings live in these part files and `findings` holds only the columns the
-    #: summaries read (SUMMARY_COLUMNS).
-    findings_parts: list[Path] = field(default_factory=list)
+    #: Streaming runs: findings.parquet and findings.csv already written (in the work folder), and
+    #: `findings` holds only the columns the summaries read (SUMMARY_COLUMNS).
+    findings_files: dict[str, Path] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Findings per kind."""
@@ -138,13 +138,83 @@ FINDINGS_ZSTD_LEVEL = 1
 SUMMARY_COLUMNS = ("rule_id", "kind", "district", "estimated_amount", "risk_tier")
 
 
+class FindingsWriter:
+    """findings.parquet and findings.csv written a bucket at a time, on a background thread.
+
+    Writing (Parquet encoding, CSV formatting) runs while the next bucket is read and validated — mostly
+    one core's work — so it costs little wall time; at most one bucket's findings wait in the queue.
+    No second pass reads the findings again.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        import queue
+        import threading
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.files = {"findings.parquet": folder / "findings.parquet", "findings.csv": folder / "findings.csv"}
+        self._queue: queue.Queue[pl.DataFrame | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._appended = False
+        self._thread = threading.Thread(target=self._work, name="findings-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        import pyarrow.parquet as pq
+
+        parquet = None
+        try:
+            with self.files["findings.csv"].open("wb") as csv:
+                first = True
+                while (findings := self._queue.get()) is not None:
+                    if self._error is not None:
+                        continue  # drain: the error is raised by append() or close()
+                    table = findings.to_arrow()
+                    if parquet is None:
+                        parquet = pq.ParquetWriter(self.files["findings.parquet"], table.schema, compression="zstd",
+                                                   compression_level=FINDINGS_ZSTD_LEVEL)
+                    parquet.write_table(table)
+                    findings.select(FINDINGS_CSV_COLUMNS).write_csv(csv, include_header=first, include_bom=first)
+                    first = False
+        except BaseException as exc:  # reported to the caller; keep draining so append() never blocks forever
+            self._error = exc
+            while self._queue.get() is not None:
+                pass
+        finally:
+            if parquet is not None:
+                parquet.close()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise OutputError(f"写入评估结果失败：{self._error}") from self._error
+
+    def append(self, findings: pl.DataFrame) -> None:
+        """Queue one bucket's findings (waits while the previous one is still being written)."""
+        self._raise()
+        self._queue.put(findings)
+        self._appended = True
+
+    def close(self) -> dict[str, Path]:
+        """Wait for the writes to finish; a run without findings still gets the header and the schema."""
+        if not self._appended:
+            self._queue.put(pl.DataFrame(schema=FINDINGS_SCHEMA))
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+        return self.files
+
+    def abort(self) -> None:
+        """Stop the writer after a failed run (the files are left incomplete, for the caller to remove)."""
+        self._queue.put(None)
+        self._thread.join()
+
+
 def evaluate_streaming(catalogue: Catalogue, source: str | Path, period: Period, workdir: Path, *,
                        buckets: int | None = None,
                        on_bucket: Callable[[int, int], None] | None = None) -> RunResult:
     """`evaluate_period` over a data folder larger than memory, one bucket of taxpayers at a time.
 
-    `workdir` receives the bucketed inputs and the findings parts (`write_outputs` reads the parts;
-    `cleanup_streaming` removes the folder). `buckets` defaults to about 125,000 taxpayers each.
+    `workdir` receives the bucketed inputs and the findings files (`write_outputs` moves them into the
+    output folder; `cleanup_streaming` removes the rest). `buckets` defaults to about 125,000 taxpayers each.
     The quarantine covers the rows this run reads: every taxpayer and risk event, the indicators and
     claims of the period, and rows whose period is malformed. Findings are sorted within a bucket.
     """
@@ -155,24 +225,27 @@ def evaluate_streaming(catalogue: Catalogue, source: str | Path, period: Period,
     with timed(timings, "partition"):
         k_total = buckets or plan_buckets(Path(source), period.text)
         split = bucket_source(source, period=period.text, buckets=k_total, workdir=workdir / "buckets")
-    parts_dir = workdir / "findings"
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    parts, light, summaries, checked, extra = [], [], [], [], []
+    writer = FindingsWriter(workdir / "findings")
+    light, summaries, checked, extra = [], [], [], []
     taxpayers = 0
-    with timed(timings, "validate_evaluate"):
-        for k in range(k_total):
-            profiles = load_bucket(split, k, known_incentives=catalogue.known_incentives)
-            part = evaluate_period(catalogue, profiles, period)
-            parts.append(parts_dir / f"part-{k:05d}.parquet")
-            part.findings.write_parquet(parts[-1], compression_level=FINDINGS_ZSTD_LEVEL)
-            light.append(part.findings.select(SUMMARY_COLUMNS))
-            summaries.append(part.summary)
-            checked.append(profiles.quarantine.cast(QUARANTINE_SCHEMA))  # type: ignore[arg-type]
-            extra.append(part.quarantine.slice(profiles.quarantine.height))
-            taxpayers += part.taxpayers_evaluated
-            del profiles, part
-            if on_bucket is not None:
-                on_bucket(k + 1, k_total)
+    with timed(timings, "validate_evaluate_write"):
+        try:
+            for k in range(k_total):
+                profiles = load_bucket(split, k, known_incentives=catalogue.known_incentives)
+                part = evaluate_period(catalogue, profiles, period)
+                writer.append(part.findings)
+                light.append(part.findings.select(SUMMARY_COLUMNS))
+                summaries.append(part.summary)
+                checked.append(profiles.quarantine.cast(QUARANTINE_SCHEMA))  # type: ignore[arg-type]
+                extra.append(part.quarantine.slice(profiles.quarantine.height))
+                taxpayers += part.taxpayers_evaluated
+                del profiles, part
+                if on_bucket is not None:
+                    on_bucket(k + 1, k_total)
+        except BaseException:
+            writer.abort()
+            raise
+        files = writer.close()
     # In the order evaluate_period gives for the whole table: validation lines by table and row, then
     # the claims whose period kind no rule judges.
     order = {path.name: i for i, path in enumerate(split.files.values())}
@@ -189,7 +262,7 @@ def evaluate_streaming(catalogue: Catalogue, source: str | Path, period: Period,
     timings["buckets"] = k_total
     return RunResult(period=period, ruleset_version=catalogue.version, findings=pl.concat(light),
                      summary=summary, quarantine=quarantine, taxpayers_evaluated=taxpayers, timings=timings,
-                     inputs=inputs, findings_parts=parts)
+                     inputs=inputs, findings_files=files)
 
 
 def cleanup_streaming(workdir: Path) -> None:
@@ -215,10 +288,9 @@ def write_outputs(result: RunResult, out: Path, *, data_source: str = "") -> dic
     }
     tmp = {name: path.with_name(f".{path.name}.tmp") for name, path in paths.items()}
     try:
-        if result.findings_parts:
-            parts = pl.scan_parquet(result.findings_parts, hive_partitioning=False)
-            parts.sink_parquet(tmp["findings.parquet"], compression_level=FINDINGS_ZSTD_LEVEL, engine="streaming")
-            parts.select(FINDINGS_CSV_COLUMNS).sink_csv(tmp["findings.csv"], include_bom=True, engine="streaming")
+        if result.findings_files:  # written by the streaming run; moved into place below
+            for name, path in result.findings_files.items():
+                _replace(path, tmp[name])
         else:
             result.findings.write_parquet(tmp["findings.parquet"], compression_level=FINDINGS_ZSTD_LEVEL)
             result.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp["findings.csv"], include_bom=True)

@@ -134,3 +134,28 @@ def test_inputs_too_large_for_memory_stream_automatically(sample_parquet: Path, 
     _run(["--data", str(sample_parquet), "--period", "2025", "--out", str(tmp_path / "small")])
     timings = json.loads((tmp_path / "small" / "summary.json").read_text(encoding="utf-8"))["timings_seconds"]
     assert "partition" not in timings
+
+
+def test_findings_writer_appends_buckets_in_order_and_reports_a_failed_write(tmp_path: Path) -> None:
+    from engine.findings import FINDINGS_SCHEMA
+    from engine.run import FindingsWriter, OutputError
+
+    catalogue = load_catalogue()
+    findings = evaluate_period(catalogue, load_profiles(BROKEN, known_incentives=catalogue.known_incentives),
+                               parse_period("2025")).findings
+    writer = FindingsWriter(tmp_path / "ok")
+    for part in (findings.head(3), findings.slice(3)):
+        writer.append(part)
+    files = writer.close()
+    assert pl.read_parquet(files["findings.parquet"]).equals(findings)
+    assert pl.read_csv(files["findings.csv"]).height == findings.height  # one header, BOM-stripped by Polars
+    empty = FindingsWriter(tmp_path / "empty").close()
+    assert pl.read_parquet(empty["findings.parquet"]).schema == pl.Schema(FINDINGS_SCHEMA)
+
+    broken = FindingsWriter(tmp_path / "bad")
+    broken.append(findings)
+    broken.append(findings.with_columns(pl.col("estimated_amount").cast(pl.Float64)))  # a schema the file lacks
+    with pytest.raises(OutputError, match="写入评估结果失败"):
+        for _ in range(3):  # the error surfaces at the next append or at close, never hangs
+            broken.append(findings)
+        broken.close()
