@@ -168,8 +168,9 @@ def bucket_source(root: str | Path, *, period: str, buckets: int, workdir: Path)
         lf = lf.with_columns(bucket_of("taxpayer_id", buckets).alias(_BUCKET))
         # One table at a time, small row groups: every bucket's open file buffers a row group, so at 80
         # buckets the four tables at once with default row groups peaked at 5.1 GB; this way, 1.7 GB.
+        # zstd level 1: these files are read once, by this run; ~10% faster than the default level.
         lf.sink_parquet(pl.PartitionBy(workdir / name, key=_BUCKET, include_key=False), mkdir=True,
-                        row_group_size=_ROW_GROUP, engine="streaming")
+                        row_group_size=_ROW_GROUP, compression="zstd", compression_level=1, engine="streaming")
     schemas = {name: lf.collect_schema() for name, lf in scans.items()}
     return BucketedSource(root, workdir, buckets, period, files, rows, schemas)
 
