@@ -153,6 +153,9 @@ class SmtpBackend:
         msg["X-Zhixiang-Package"] = letter.package_id
         msg.set_content(package.text, subtype="plain", charset="utf-8")
         msg.add_alternative(package.html, subtype="html", charset="utf-8")
+        if package.pdf is not None:  # when the e-mail channel gets PDFs (--pdf-for email / [letters] pdf_channels)
+            msg.add_attachment(package.pdf, maintype="application", subtype="pdf",
+                               filename=f"税费优惠政策礼包-{letter.package_id}.pdf")
         return msg
 
     def send(self, package: Package) -> None:

@@ -1,7 +1,8 @@
 """The outbox: one folder per channel, a manifest, a preview page — the `file` delivery back-end.
 
     OUT/etax/<taxpayer>.html, .pdf     电子税务局: the letter to show and its printable PDF
-    OUT/email/<taxpayer>.html, .txt    电子邮件: HTML body and plain-text alternative
+    OUT/email/<taxpayer>.html, .txt    电子邮件: HTML body and plain-text alternative (+ .pdf, attached,
+                                       when e-mails carry PDFs)
     OUT/sms/<taxpayer>.txt             短信: one text within 70 characters
     OUT/post/<taxpayer>.pdf            邮寄: the PDF to print
     OUT/manifest.csv                   one row per package (UTF-8 with BOM, so Excel reads it)
@@ -111,7 +112,7 @@ class Outbox:
             files.append((f"{channel}/{stem}.txt", package.text.encode("utf-8")))
         if package.sms is not None and channel == "sms":
             files.append((f"{channel}/{stem}.txt", (package.sms + "\n").encode("utf-8")))
-        if package.pdf is not None and channel in ("etax", "post"):
+        if package.pdf is not None:  # post always; e-tax and e-mail when configured (pdf_channels)
             files.append((f"{channel}/{stem}.pdf", package.pdf))
         for rel, data in files:
             path = self.root / rel

@@ -110,6 +110,25 @@ def test_email_packages_are_sent_over_smtp(tmp_path: Path, smtp_server: tuple[Ma
     assert len(sent) == 5 and {r["backend"] for r in sent} == {"smtp"}
 
 
+def test_email_carries_the_pdf_when_the_email_channel_gets_pdfs(tmp_path: Path,
+                                                               smtp_server: tuple[MailSink, int]) -> None:
+    sink, port = smtp_server
+    report = _notify(tmp_path, [_smtp(port)], pdf_channels=("email",))
+    assert report.failed == 0 and report.delivered["smtp"] == 1
+    msg = sink.messages[0]
+    assert msg.get_content_type() == "multipart/mixed"
+    (attachment,) = list(msg.iter_attachments())
+    package_id = msg["X-Zhixiang-Package"]
+    assert attachment.get_content_type() == "application/pdf"
+    assert attachment.get_filename() == f"税费优惠政策礼包-{package_id}.pdf"
+    pdf = attachment.get_content()
+    assert pdf.startswith(b"%PDF")
+    (row,) = [r for r in read_manifest(tmp_path / "out" / "manifest.csv") if r["channel"] == "email"]
+    assert "email/" in row["files"] and ".pdf" in row["files"]
+    assert pdf == next((tmp_path / "out" / "email").glob("*.pdf")).read_bytes()  # the outbox keeps what was sent
+    assert msg.get_body(("html",)) is not None  # the letter itself is still the body
+
+
 def test_temporary_smtp_failure_is_retried(tmp_path: Path, smtp_server: tuple[MailSink, int]) -> None:
     sink, port = smtp_server
     sink.defer_data = 2
