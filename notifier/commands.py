@@ -22,7 +22,7 @@ from rich.table import Table
 from engine.catalogue import DEFAULT_RULES_DIR
 from engine.errors import EXIT_RUNTIME_ERROR, exit_on_user_error
 from notifier.db import DEFAULT_STATE_URL, STATE_URL_ENV
-from notifier.delivery import Backend, RetryPolicy, SmtpBackend, SmtpSettings, WebhookBackend, WebhookSettings
+from notifier.delivery import Backend, RetryPolicy, smtp_backend, webhook_backend
 from notifier.letters import CHANNEL_LABELS
 from notifier.letters_run import DEFAULT_PDF_CHANNELS, SKIP_LABELS, NotifyOptions, NotifyReport, notify
 from notifier.outbox import STATUS_LABELS
@@ -116,10 +116,8 @@ def notify_command(findings: Path, out: Path, state: str | None, as_of: object, 
     if "smtp" in deliver:
         if not smtp_host or not smtp_from:
             raise click.UsageError("--deliver smtp 需要 --smtp-host 和 --smtp-from")
-        backends.append(SmtpBackend(SmtpSettings(
-            host=smtp_host, port=smtp_port, sender=smtp_from, starttls=smtp_starttls, use_ssl=smtp_ssl,
-            username=os.environ.get("ZHIXIANG_SMTP_USER"), password=os.environ.get("ZHIXIANG_SMTP_PASSWORD"),
-        )))
+        backends.append(smtp_backend(host=smtp_host, port=smtp_port, sender=smtp_from, starttls=smtp_starttls,
+                                     use_ssl=smtp_ssl))
     if "webhook" in deliver:
         if not webhook_url:
             raise click.UsageError("--deliver webhook 需要 --webhook-url")
@@ -127,8 +125,7 @@ def notify_command(findings: Path, out: Path, state: str | None, as_of: object, 
         unknown = channels - set(CHANNELS)
         if unknown:
             raise click.BadParameter(f"未知渠道 {', '.join(sorted(unknown))}", param_hint="--webhook-channels")
-        backends.append(WebhookBackend(WebhookSettings(
-            url=webhook_url, token=os.environ.get("ZHIXIANG_WEBHOOK_TOKEN"), channels=channels)))
+        backends.append(webhook_backend(url=webhook_url, channels=channels))
     options = NotifyOptions(
         findings=findings,
         out=out,

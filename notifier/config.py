@@ -5,6 +5,8 @@
     [schedule]  hour, minute, timezone, misfire_grace_hours # env ZHIXIANG_SCHEDULE__HOUR, ...
     [periods]   which periods are due and how far back to re-evaluate
     [letters]   cool-down and what counts as a material change (passed to the suppression ledger)
+    [delivery]  smtp / webhook besides the file outbox, retries, and how many nights an undelivered letter
+                is sent again ([delivery.smtp], [delivery.webhook]; secrets from the environment)
     [cases]     service levels by tier (passed to the case ledger)
     [locks] [logging] [report]
 
@@ -151,6 +153,60 @@ class Letters(_Section):
     sms_signature: str = "杭州税务"
 
 
+class SmtpServer(_Section):
+    """The SMTP server of the e-mail channel (login from ZHIXIANG_SMTP_USER / ZHIXIANG_SMTP_PASSWORD)."""
+
+    host: str = ""
+    port: int = Field(default=25, gt=0, lt=65536)
+    sender: str = Field(default="", description="发件人地址")
+    starttls: bool = False
+    ssl: bool = False
+
+
+class WebhookEndpoint(_Section):
+    """The message centre's endpoint (bearer token from ZHIXIANG_WEBHOOK_TOKEN)."""
+
+    url: str = ""
+    channels: list[Literal["etax", "email", "sms", "post"]] = Field(default=["etax", "sms"],
+                                                                     description="经消息中心推送的渠道")
+
+
+class Delivery(_Section):
+    """Sending the night's letters beyond the file outbox; an undelivered letter is tried again on later nights."""
+
+    backends: list[Literal["smtp", "webhook"]] = Field(default=[], description="除发件箱外的发送方式")
+    retries: int = Field(default=3, ge=0, le=10, description="一次发送失败后的重试次数")
+    retry_delay_seconds: float = Field(default=1.0, ge=0, le=300)
+    retry_days: int = Field(default=7, ge=0, le=90, description="未送达的信函在此后多少天内每晚重发")
+    smtp: SmtpServer = SmtpServer()
+    webhook: WebhookEndpoint = WebhookEndpoint()
+
+    @model_validator(mode="after")
+    def _servers_given(self) -> Delivery:
+        if "smtp" in self.backends and not (self.smtp.host and self.smtp.sender):
+            raise ValueError("backends 含 smtp 时必须设置 [delivery.smtp] 的 host 和 sender")
+        if "webhook" in self.backends and not self.webhook.url:
+            raise ValueError("backends 含 webhook 时必须设置 [delivery.webhook] 的 url")
+        return self
+
+    def build(self) -> list[Any]:
+        """The configured back-ends (notifier.delivery), ready to send."""
+        from notifier.delivery import smtp_backend, webhook_backend
+
+        out: list[Any] = []
+        if "smtp" in self.backends:
+            s = self.smtp
+            out.append(smtp_backend(host=s.host, port=s.port, sender=s.sender, starttls=s.starttls, use_ssl=s.ssl))
+        if "webhook" in self.backends:
+            out.append(webhook_backend(url=self.webhook.url, channels=frozenset(self.webhook.channels)))
+        return out
+
+    def retry_policy(self) -> Any:
+        from notifier.delivery import RetryPolicy
+
+        return RetryPolicy(attempts=self.retries + 1, delay=self.retry_delay_seconds)
+
+
 class Cases(_Section):
     """Risk cases: the service levels (calendar days to finish a case) by tier."""
 
@@ -193,6 +249,7 @@ class Config(_Section):
     schedule: Schedule = Schedule()
     periods: Periods = Periods()
     letters: Letters = Letters()
+    delivery: Delivery = Delivery()
     cases: Cases = Cases()
     locks: Locks = Locks()
     logging: Logging = Logging()

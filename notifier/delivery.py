@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import smtplib
 import ssl
 import time
@@ -275,3 +276,24 @@ class WebhookBackend:
 
     def close(self) -> None:
         return None
+
+
+# ----------------------------------------------------------------------------------- from settings
+
+#: Where the back-ends' secrets come from: the environment, never a file or the command line.
+SMTP_USER_ENV = "ZHIXIANG_SMTP_USER"
+SMTP_PASSWORD_ENV = "ZHIXIANG_SMTP_PASSWORD"
+WEBHOOK_TOKEN_ENV = "ZHIXIANG_WEBHOOK_TOKEN"
+
+
+def smtp_backend(*, host: str, port: int, sender: str, starttls: bool = False, use_ssl: bool = False) -> SmtpBackend:
+    """The SMTP back-end of `notify --deliver smtp` and of the nightly's [delivery] (login from the environment)."""
+    return SmtpBackend(SmtpSettings(host=host, port=port, sender=sender, starttls=starttls, use_ssl=use_ssl,
+                                    username=os.environ.get(SMTP_USER_ENV),
+                                    password=os.environ.get(SMTP_PASSWORD_ENV)))
+
+
+def webhook_backend(*, url: str, channels: frozenset[str]) -> WebhookBackend:
+    """The webhook back-end of `notify --deliver webhook` and of the nightly's [delivery] (token from the
+    environment)."""
+    return WebhookBackend(WebhookSettings(url=url, token=os.environ.get(WEBHOOK_TOKEN_ENV), channels=channels))

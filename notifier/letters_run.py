@@ -27,6 +27,7 @@ from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.errors import InputError
 from engine.findings import FINDINGS_SCHEMA
 from notifier.db import open_state
+from notifier.deliveries import DeliveryLog
 from notifier.delivery import Backend, Package, RetryPolicy, deliver
 from notifier.letters import (
     CHANNEL_LABELS,
@@ -181,8 +182,9 @@ class _Pending:
 
 class _Run:
     def __init__(self, options: NotifyOptions, catalogue: Catalogue, renderer: LetterRenderer,
-                 ledger: SuppressionLedger, outbox: Outbox, report: NotifyReport) -> None:
+                 ledger: SuppressionLedger, outbox: Outbox, report: NotifyReport, log: DeliveryLog) -> None:
         self.o = options
+        self.log = log
         self.catalogue = catalogue
         self.renderer = renderer
         self.ledger = ledger
@@ -320,8 +322,15 @@ class _Run:
             return "queued", [], "file"
         notes: list[str] = []
         ok = True
+        letter = package.letter
         for backend in backends:
+            if self.log.already_sent(letter.package_id, backend.name):  # a redone run: never twice
+                self.report.delivered[backend.name] += 1
+                notes.append(f"{backend.name} 已于本业务日此前发送，不重复发送")
+                continue
             result = deliver(backend, package, self.o.retry)
+            self.log.log(package_id=letter.package_id, backend=backend.name, taxpayer_id=letter.taxpayer_id,
+                         channel=letter.channel, ok=result.ok, attempts=result.attempts, error=result.error)
             if result.ok:
                 self.report.delivered[backend.name] += 1
                 if result.attempts > 1:
@@ -385,7 +394,7 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
         ledger = SuppressionLedger(engine, options.as_of, options.suppression)
         outbox = Outbox(options.out)
         outbox.prepare()
-        run = _Run(options, catalogue, renderer, ledger, outbox, report)
+        run = _Run(options, catalogue, renderer, ledger, outbox, report, DeliveryLog(engine, options.as_of))
         total = frame.get_column("taxpayer_id").n_unique()
         report.taxpayers = total
         done = 0

@@ -4,7 +4,8 @@
     evaluate  the periods due as of the day (config [periods]), each with the whole catalogue
     diff      against the previous successful run: new / changed / persisting / resolved
     cases     feed the case ledger (new cases, refreshed evidence, 已消除 for resolved problems)
-    letters   policy packages for new or changed taxpayer-facing findings, through the suppression ledger
+    letters   policy packages for new or changed taxpayer-facing findings, through the suppression ledger,
+              to the outbox and the [delivery] back-ends (and again for letters earlier nights could not deliver)
     tasks     task lists per tax authority from the case ledger
     report    the run report (HTML, Chinese, charts inline)
     publish   the run folder, complete with its marker file, moved into place in one rename
@@ -19,6 +20,8 @@ with its marker. Why a crash at any point loses and duplicates nothing:
 - letters are recorded as sent only in the commit transaction, after their outbox is in place; a
   crash between publish and commit redoes the day, renders the same packages (a package id is a
   function of the taxpayer, the day and the news) and replaces the folder with an identical one.
+Outside deliveries (SMTP, webhook) cannot wait for the commit: each is logged in its own transaction
+(notifier/deliveries.py), and the redone day skips what its log says went out.
 The next start finds the attempt still `running` with its process gone (or its heartbeat stale), marks
 it abandoned, removes its staging folder and does the day from the beginning.
 """
@@ -44,10 +47,11 @@ from sqlalchemy.engine import Engine
 
 from engine.catalogue import Catalogue, load_catalogue
 from engine.errors import ZhixiangError
-from engine.findings import FINDINGS_CSV_COLUMNS, KINDS, empty_findings
+from engine.findings import FINDINGS_CSV_COLUMNS, FINDINGS_KEY, KINDS, empty_findings
 from engine.run import QUARANTINE_SCHEMA, RunResult, evaluate_period, write_outputs
 from notifier.config import Config, due_periods
 from notifier.db import open_state
+from notifier.deliveries import undelivered_taxpayers
 from notifier.diff import diff_counts, diff_findings, news, write_diff
 from notifier.runs import (
     RunRecord,
@@ -334,12 +338,20 @@ class _Pipeline:
             return
         assert self.s.diff is not None
         fresh = news(self.s.findings, self.s.diff)
+        cfg = self.config
+        # Letters earlier nights could not deliver (server down, refused) go again with today's findings.
+        retry = undelivered_taxpayers(self.engine, self.as_of, cfg.delivery.retry_days) if cfg.delivery.backends \
+            else set()
+        if retry:
+            again = self.s.findings.filter(pl.col("taxpayer_id").is_in(list(retry)))
+            fresh = pl.concat([fresh, again.join(fresh, on=list(FINDINGS_KEY), how="anti")])
+            log.info("重发此前未送达的信函：%d 户", again.get_column("taxpayer_id").n_unique(),
+                     extra={"run_id": self.run.run_id})
         facing = [is_taxpayer_facing(r) for r in fresh.select("kind", "estimated_amount", "risk_tier").iter_rows(
             named=True)]
         fresh = fresh.filter(pl.Series(facing, dtype=pl.Boolean)) if facing else fresh
         source = self.staging / "letters-findings.parquet"
         fresh.write_parquet(source)
-        cfg = self.config
         reported = [0]
 
         def progress(done: int, total: int) -> None:  # a line per tenth: PDFs can take minutes
@@ -351,7 +363,8 @@ class _Pipeline:
             findings=source, out=self.staging / "letters", state_url=cfg.state_url, as_of=self.as_of,
             rules_dir=cfg.paths.rules, templates=cfg.paths.templates, suppression=cfg.suppression_policy(),
             office=cfg.office(), jobs=cfg.letters.jobs or os.cpu_count() or 1,
-            pdf_channels=tuple(cfg.letters.pdf_channels), record=False), progress=progress)
+            pdf_channels=tuple(cfg.letters.pdf_channels), backends=tuple(cfg.delivery.build()),
+            retry=cfg.delivery.retry_policy(), record=False), progress=progress)
         for warning in self.s.letters.warnings:
             self.s.warnings.append(f"信函：{warning}")
         if self.s.letters.failed:
