@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from notifier.db import open_state
 from notifier.delivery import (
@@ -28,51 +24,10 @@ from notifier.delivery import (
 from notifier.letters_run import NotifyOptions, NotifyReport, notify
 from notifier.outbox import read_manifest
 from notifier.suppression import history
+from tests.conftest import MailSink, free_port
 from tests.test_letters_findings import AS_OF, ID_FIVE, ID_ONE, ID_REMINDER, ID_SMS, RULES, all_rows, write_findings
 
 FAST = RetryPolicy(attempts=3, delay=0.01, backoff=2.0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-# ---------------------------------------------------------------------------------------------- SMTP
-
-class MailSink:
-    """An aiosmtpd handler that keeps messages, and can refuse or defer them on demand."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.refuse_rcpt: str | None = None
-        self.defer_data = 0  # answer DATA with 451 this many times first
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
-        if self.refuse_rcpt and address == self.refuse_rcpt:
-            return "550 5.1.1 mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        if self.defer_data > 0:
-            self.defer_data -= 1
-            return "451 4.3.0 try again later"
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
-        return "250 Message accepted"
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[MailSink, int]]:
-    sink = MailSink()
-    port = _free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
 
 
 def _notify(tmp_path: Path, backends: list[Any], *, out: str = "out", rows: list[dict] | None = None,  # type: ignore[type-arg]
@@ -158,7 +113,7 @@ def test_refused_recipient_is_reported_and_not_recorded(tmp_path: Path, smtp_ser
 
 
 def test_unreachable_smtp_server_is_retried_then_reported(tmp_path: Path) -> None:
-    report = _notify(tmp_path, [_smtp(_free_port())])
+    report = _notify(tmp_path, [_smtp(free_port())])
     [(_, _, error)] = report.delivery_failures
     assert "无法连接邮件服务器" in error
     row = next(r for r in read_manifest(tmp_path / "out" / "manifest.csv") if r["taxpayer_id"] == ID_FIVE)

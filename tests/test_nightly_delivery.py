@@ -5,40 +5,20 @@ process killed at a stage."""
 from __future__ import annotations
 
 import signal
-import socket
 from collections import Counter
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from notifier.config import ConfigError, load_config
 from notifier.db import open_state
 from notifier.deliveries import delivery_rows
 from notifier.nightly import run_nightly
 from notifier.outbox import read_manifest
-from tests.test_letters_delivery import MailSink
+from tests.conftest import MailSink, free_port
 from tests.test_nightly import DAY, NEXT_DAY, _nightly_process
 from tests.test_nightly_data import AS_OF, make_config, write_config, write_data_folder
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[MailSink, int]]:
-    sink, port = MailSink(), _free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
 
 
 def _delivery(port: int) -> str:
@@ -60,8 +40,8 @@ def _email_packages(run_dir: Path) -> dict[str, str]:
             if r["channel"] == "email"}
 
 
-def test_a_day_redone_after_a_crash_sends_no_e_mail_twice(tmp_path: Path, smtp: tuple[MailSink, int]) -> None:
-    sink, port = smtp
+def test_a_day_redone_after_a_crash_sends_no_e_mail_twice(tmp_path: Path, smtp_server: tuple[MailSink, int]) -> None:
+    sink, port = smtp_server
     data = write_data_folder(tmp_path / "data")
     state = f"sqlite:///{tmp_path / 'state.sqlite'}"
     config = write_config(tmp_path, state, data=data, extra=_delivery(port))
@@ -83,11 +63,11 @@ def test_a_day_redone_after_a_crash_sends_no_e_mail_twice(tmp_path: Path, smtp: 
 
 
 def test_letters_not_delivered_go_again_on_a_later_night(tmp_path: Path, state_url: str,
-                                                        smtp: tuple[MailSink, int]) -> None:
-    sink, port = smtp
+                                                        smtp_server: tuple[MailSink, int]) -> None:
+    sink, port = smtp_server
     data = write_data_folder(tmp_path / "data")
     state = state_url
-    down = run_nightly(make_config(tmp_path, state, data=data, extra=_delivery(_free_port())), DAY)  # nobody there
+    down = run_nightly(make_config(tmp_path, state, data=data, extra=_delivery(free_port())), DAY)  # nobody there
     assert down.status == "succeeded"
     undelivered = _email_packages(down.output_dir)
     assert undelivered and not sink.messages
