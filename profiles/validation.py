@@ -157,12 +157,10 @@ def _few_distinct(s: pl.Series) -> pl.Series | None:
 
 @dataclass
 class Parsed:
-    """One column after parsing: typed values, a reason per row (null = fine), and, for text
-    columns checked through their distinct values, those values (reused by later checks)."""
+    """One column after parsing: typed values and a reason per row (null = fine)."""
 
     values: pl.Series
     problems: pl.Series
-    distinct: pl.Series | None = None
     #: Member ids (_parse_member_id): positions of the rows whose id is not a valid taxpayer's.
     outside: pl.Series | None = None
 
@@ -184,15 +182,15 @@ def _text_column(
     mapped = normalize(uniq)
     changed = (mapped != uniq).fill_null(True)
     values = s if not changed.any() else s.replace(uniq.filter(changed), mapped.filter(changed))
-    targets = mapped.drop_nulls().unique()
     if check is None:
-        return Parsed(values, _nulls(s.len()), targets)
+        return Parsed(values, _nulls(s.len()))
+    targets = mapped.drop_nulls().unique()
     verdict = check(targets)
     bad = verdict.is_not_null()
     if not bad.any():
-        return Parsed(values, _nulls(s.len()), targets)
+        return Parsed(values, _nulls(s.len()))
     mapping = dict(zip(targets.filter(bad).to_list(), verdict.filter(bad).to_list(), strict=True))
-    return Parsed(values, values.replace_strict(mapping, default=None, return_dtype=pl.String), targets)
+    return Parsed(values, values.replace_strict(mapping, default=None, return_dtype=pl.String))
 
 
 def _retry(values: pl.Series, raw: pl.Series, parse: Callable[[pl.Series], pl.Series]) -> pl.Series:
@@ -434,7 +432,7 @@ def parse_column(raw: pl.Series, col: Column, *, valid_ids: pl.Series | None = N
             problem = pl.select(
                 pl.when(pl.lit(empty)).then(pl.lit(reason_for(col, "empty"))).otherwise(pl.lit(problem))
             ).to_series()
-    return Parsed(values, problem.alias(col.name), parsed.distinct, parsed.outside)
+    return Parsed(values, problem.alias(col.name), parsed.outside)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,7 +448,6 @@ class _Checked:
     values: pl.DataFrame  # contract columns (typed) + extra columns + ROW
     problems: dict[str, pl.Series]  # column (or key label) -> reason or null
     raw: pl.DataFrame  # the raw cells, for the quarantine's value column
-    distinct: dict[str, pl.Series] = field(default_factory=dict)  # column -> its distinct values
     #: With `valid_ids`: positions of the rows whose taxpayer_id is not a valid taxpayer's.
     outside: pl.Series | None = None
 
@@ -460,7 +457,6 @@ def _check_columns(raw: RawTable, valid_ids: pl.Series | None = None) -> _Checke
     frame = raw.frame
     typed: dict[str, pl.Series] = {}
     problems: dict[str, pl.Series] = {}
-    distinct: dict[str, pl.Series] = {}
     outside = None
     for col in table.columns:
         if col.name in frame.columns:
@@ -468,8 +464,6 @@ def _check_columns(raw: RawTable, valid_ids: pl.Series | None = None) -> _Checke
             typed[col.name] = parsed.values
             if parsed.problems.null_count() < parsed.problems.len():
                 problems[col.name] = parsed.problems
-            if parsed.distinct is not None:
-                distinct[col.name] = parsed.distinct
             if parsed.outside is not None:
                 outside = parsed.outside
         else:  # optional column absent from the file: all missing
@@ -478,7 +472,7 @@ def _check_columns(raw: RawTable, valid_ids: pl.Series | None = None) -> _Checke
     values = pl.DataFrame(
         [*typed.values(), *(frame.get_column(c) for c in extras), frame.get_column(ROW).cast(pl.Int64)]
     )
-    return _Checked(table, raw.file, values, problems, frame, distinct, outside)
+    return _Checked(table, raw.file, values, problems, frame, outside)
 
 
 def _add_problem(checked: _Checked, column: str, new: pl.Series) -> None:
