@@ -166,8 +166,6 @@ class FindingsWriter:
             with self.files["findings.csv"].open("wb") as csv:
                 first = True
                 while (findings := self._queue.get()) is not None:
-                    if self._error is not None:
-                        continue  # drain: the error is raised by append() or close()
                     table = findings.to_arrow()
                     if parquet is None:
                         parquet = pq.ParquetWriter(self.files["findings.parquet"], table.schema, compression="zstd",
