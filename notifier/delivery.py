@@ -68,6 +68,7 @@ class DeliveryResult:
     ok: bool
     attempts: int
     error: str = ""
+    retryable: bool = False  # the last failure may go away by itself (server down, timeout, 4xx/5xx reply)
 
 
 class Backend(Protocol):
@@ -96,7 +97,7 @@ def deliver(backend: Backend, package: Package, retry: RetryPolicy,
         except DeliveryError as exc:
             if not exc.retryable or attempt > len(waits):
                 how = "" if exc.retryable else "（不可重试）"
-                return DeliveryResult(backend.name, False, attempt, f"{exc}{how}")
+                return DeliveryResult(backend.name, False, attempt, f"{exc}{how}", retryable=exc.retryable)
             sleep(waits[attempt - 1])
 
 

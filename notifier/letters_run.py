@@ -28,7 +28,7 @@ from engine.errors import InputError
 from engine.findings import FINDINGS_SCHEMA
 from notifier.db import open_state
 from notifier.deliveries import DeliveryLog
-from notifier.delivery import Backend, Package, RetryPolicy, deliver
+from notifier.delivery import Backend, DeliveryResult, Package, RetryPolicy, deliver
 from notifier.letters import (
     CHANNEL_LABELS,
     Letter,
@@ -47,6 +47,9 @@ from notifier.suppression import SentRecord, SuppressionLedger, SuppressionPolic
 FINDINGS_FILE = "findings.parquet"
 CHUNK = 64  # taxpayers rendered together (PDFs of a chunk go to the worker processes at once)
 LEDGER_FLUSH = 100  # delivered packages recorded per transaction
+#: After this many packages in a row fail through a back-end for a reason that may pass (server down,
+#: timeouts), the rest of the run stops trying it; the delivery log lets a later run send them.
+OUTAGE_AFTER = 5
 #: Channels whose package includes a PDF. By default only post: a PDF costs ~1 s of WeasyPrint layout and
 #: font subsetting per letter, against ~0.2 ms for the print-ready HTML the e-tax bureau shows.
 DEFAULT_PDF_CHANNELS: tuple[str, ...] = ("post",)
@@ -185,6 +188,7 @@ class _Run:
                  ledger: SuppressionLedger, outbox: Outbox, report: NotifyReport, log: DeliveryLog) -> None:
         self.o = options
         self.log = log
+        self.outage: Counter[str] = Counter()  # back-end → packages in a row that failed for a retryable reason
         self.catalogue = catalogue
         self.renderer = renderer
         self.ledger = ledger
@@ -328,7 +332,13 @@ class _Run:
                 self.report.delivered[backend.name] += 1
                 notes.append(f"{backend.name} 已于本业务日此前发送，不重复发送")
                 continue
-            result = deliver(backend, package, self.o.retry)
+            if self.outage[backend.name] >= OUTAGE_AFTER:
+                # The server is down: waiting out every package's retries could take the whole night.
+                result = DeliveryResult(backend.name, False, 0, f"{backend.name} 已连续 {OUTAGE_AFTER} 份发送失败，"
+                                        "本次运行不再尝试（下次运行重发）", retryable=True)
+            else:
+                result = deliver(backend, package, self.o.retry)
+                self.outage[backend.name] = self.outage[backend.name] + 1 if result.retryable else 0
             self.log.log(package_id=letter.package_id, backend=backend.name, taxpayer_id=letter.taxpayer_id,
                          channel=letter.channel, ok=result.ok, attempts=result.attempts, error=result.error)
             if result.ok:

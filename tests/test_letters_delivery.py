@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from notifier.db import open_state
+from notifier.deliveries import delivery_rows
 from notifier.delivery import (
     DeliveryError,
     RetryPolicy,
@@ -118,6 +119,40 @@ def test_unreachable_smtp_server_is_retried_then_reported(tmp_path: Path) -> Non
     assert "无法连接邮件服务器" in error
     row = next(r for r in read_manifest(tmp_path / "out" / "manifest.csv") if r["taxpayer_id"] == ID_FIVE)
     assert row["status"] == "failed" and "尝试 3 次" in row["note"]
+
+
+def test_a_server_that_stays_down_is_given_up_for_the_run_after_five_packages(tmp_path: Path) -> None:
+    from notifier.letters_run import OUTAGE_AFTER
+    from profiles.ids import make_credit_code
+
+    template = [r for r in all_rows() if r["taxpayer_id"] == ID_ONE]
+    ids = [make_credit_code("330106", f"MA2Y{i:04d}") for i in range(OUTAGE_AFTER + 3)]
+    rows = [{**r, "taxpayer_id": tid} for tid in ids for r in template]
+    tried: list[str] = []
+
+    class Down:
+        name = "webhook"
+        channels = frozenset({"etax"})
+
+        def send(self, package: Any) -> None:
+            tried.append(package.letter.taxpayer_id)
+            raise DeliveryError("连接消息中心超时", retryable=True)
+
+        def close(self) -> None:
+            pass
+
+    report = _notify(tmp_path, [Down()], rows=rows, channel_override="etax")
+    assert report.packages == len(ids) and len(report.delivery_failures) == len(ids)
+    assert len(tried) == OUTAGE_AFTER * FAST.attempts  # five packages with their retries; no more waiting
+    notes = {r["taxpayer_id"]: r["note"] for r in read_manifest(tmp_path / "out" / "manifest.csv")}
+    given_up = [tid for tid in ids if "不再尝试" in notes[tid]]
+    assert len(given_up) == 3 and all(r["status"] == "failed" for r in read_manifest(tmp_path / "out" / "manifest.csv"))
+    engine = open_state(str(tmp_path / "state.sqlite"))
+    try:  # logged as failed, so a later night sends them
+        assert {r["status"] for r in delivery_rows(engine, ids)} == {"failed"}
+        assert len(delivery_rows(engine, ids)) == len(ids)
+    finally:
+        engine.dispose()
 
 
 # ------------------------------------------------------------------------------------------- webhook
