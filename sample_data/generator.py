@@ -314,6 +314,13 @@ def make_taxpayers(rng: np.random.Generator, n: int) -> pl.DataFrame:
 # Indicators
 
 
+def _hnte_covers_2025(frame: pl.DataFrame) -> np.ndarray:
+    """Per row: an HNTE certificate issued by and valid through 2025-12-31 (missing dates: no)."""
+    covers = pl.col("hnte_cert_issued_on").le(date(2025, 12, 31)) & pl.col("hnte_cert_valid_until").ge(
+        date(2025, 12, 31))
+    return frame.select(covers).to_series().fill_null(False).to_numpy()
+
+
 def _year_rows(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame:
     n = tp.height
     individual = (tp["entity_type"] == "individual_business").to_numpy()
@@ -340,15 +347,7 @@ def _year_rows(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame:
     hires = np.where(~individual & (rng.random(n) < 0.03), rng.integers(1, 6, n), 0)
     key_owner = tp["key_group_owner"].to_numpy()
     startup_due = np.where(key_owner | (hires > 0), np.maximum(sales * 0.02, 1_000), np.nan)
-    hnte_valid = (
-        tp.select(
-            pl.col("hnte_cert_issued_on").le(date(2025, 12, 31))
-            & pl.col("hnte_cert_valid_until").ge(date(2025, 12, 31))
-        )
-        .to_series()
-        .fill_null(False)
-        .to_numpy()
-    )
+    hnte_valid = _hnte_covers_2025(tp)
     listed = (
         (section == "C") & hnte_valid & (tp["vat_status"] == "general").to_numpy() & (rng.random(n) < 0.4)
     )
@@ -531,15 +530,7 @@ def make_claims(
         & (assets <= SLP_ASSETS_CAP)
         & (ti > 0)
     )
-    hnte_ok = (
-        y.select(
-            pl.col("hnte_cert_issued_on").le(date(2025, 12, 31))
-            & pl.col("hnte_cert_valid_until").ge(date(2025, 12, 31))
-        )
-        .to_series()
-        .fill_null(False)
-        .to_numpy()
-    )
+    hnte_ok = _hnte_covers_2025(y)
     has_cert = y["hnte_cert_issued_on"].is_not_null().to_numpy()
     negative = _starts_with(y["industry_code"], RD_NEGATIVE_PREFIXES)
     rd = col("rd_expense", 0)
