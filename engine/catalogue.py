@@ -22,6 +22,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from engine import ir
+from engine.drafting import drafting_note_problems
 from engine.errors import RuleError, RuleProblem, did_you_mean
 from engine.expressions import ExpressionError, parse_expression
 from engine.rulefile import CatalogueSettings, RuleFile
@@ -220,6 +221,8 @@ def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
             problems.append(_at(path, doc, ("id",), f"规则编号 {spec.id!r} 与文件名 {path.stem!r} 不一致",
                                 expected=f"id: {path.stem}"))
             continue
+        problems.extend(drafting_note_problems(path, data.decode("utf-8"), spec,
+                                               lambda loc, doc=doc: _position(doc, loc)))
         raw[spec.id] = (path, spec, doc, data)
     rule_ids = set(raw) | unusable
     rules: dict[str, Rule] = {}
