@@ -109,7 +109,8 @@ def test_finished_text_passes(tmp_path: Path) -> None:
     assert "noted" in catalogue.rules
     # Bare 核实/确认 are finished Chinese; a verified basis's article is taxpayer-facing.
     assert DRAFTING_NOTE.search("经税务机关核实后办理退税，确认无误后提交") is None
-    noted = clean.replace("article: 第三条", "article: 第三条（条款号未核实）").replace("    verification: unverified\n", "")
+    noted = (clean.replace("article: 第三条", "article: 第三条（条款号未核实）")
+             .replace("    verification: unverified\n", ""))
     assert [p.message.split("：")[0] for p in _load(tmp_path, noted).problems] == ["basis.0.article"]
 
 
