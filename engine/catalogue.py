@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +239,7 @@ def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
             problems.append(_at(path, doc, ("id",), f"规则编号 {spec.id!r} 与文件名 {path.stem!r} 不一致",
                                 expected=f"id: {path.stem}"))
             continue
-        problems.extend(drafting_note_problems(path, data.decode("utf-8"), spec,
-                                               lambda loc, doc=doc: _position(doc, loc)))
+        problems.extend(drafting_note_problems(path, data.decode("utf-8"), spec, partial(_position, doc)))
         raw[spec.id] = (path, spec, doc, data)
     rule_ids = set(raw) | unusable
     rules: dict[str, Rule] = {}
