@@ -162,6 +162,11 @@ INDICATORS = Table(
         Column("advanced_mfg_listed", "bool", "列入先进制造业企业名单", required=False),
         Column("equipment_cost", "money", "新购进设备器具购置额", unit="元", required=False),
         Column("equipment_max_unit_cost", "money", "新购进设备器具最高单位价值", unit="元", required=False),
+        Column("equipment_cost_eligible", "money", "新购进单位价值不超过500万元的设备器具金额", unit="元",
+               required=False,
+               doc="Sum of this year's newly bought equipment items each of unit value <= 5,000,000 (财政部 税务总局公告"
+                   "2023年第37号 第一条: judged item by item); empty = not reported, then equipment_cost counts only "
+                   "when equipment_max_unit_cost <= 5,000,000"),
         Column("key_group_hires", "int", "招用重点群体人数", unit="人", required=False),
         Column("startup_taxes_due", "money", "可扣减税费合计（增值税、城建税及附加、个人所得税或企业所得税）",
                unit="元", required=False),
