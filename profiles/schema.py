@@ -127,6 +127,10 @@ TAXPAYERS = Table(
                empty_means="未持有高新技术企业证书"),
         Column("hnte_cert_valid_until", "date", "高新技术企业证书有效期至",
                empty_means="未持有高新技术企业证书"),
+        Column("hnte_recert_failed", "bool", "高新技术企业资格期满当年年底前未重新取得资格", required=False,
+               doc="For the year the certificate on file expires in: true = not re-certified by 31 December "
+                   "(15% not lawful for that year, 国家税务总局公告2017年第24号), false = re-certified; empty = not "
+                   "known, and a claim for that year is 待核实"),
         Column("phone", "string", "联系电话"),
         Column("email", "string", "电子邮箱"),
         Column("preferred_channel", "enum", "首选通知渠道", values=CHANNELS),
