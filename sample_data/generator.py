@@ -414,9 +414,19 @@ def _items_and_other_reliefs(rng: np.random.Generator, tp: pl.DataFrame, year: p
     individual = (tp["entity_type"] == "individual_business").to_numpy()
     income = year["taxable_income"].cast(pl.Float64).fill_null(0).to_numpy()
     other = individual & (income > 0) & (rng.random(n) < 0.05)
+    # 小型微利 by the last 汇算清缴 (2022年第3号 一): mostly what this year's figures say, a few changed status.
+    emp = year["employees_qavg"].fill_null(np.nan).to_numpy()
+    assets = year["assets_qavg"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    slp_now = (income <= SLP_INCOME_CAP) & (emp <= SLP_EMPLOYEES_CAP) & (assets <= SLP_ASSETS_CAP) \
+        & ~tp["restricted_industry"].fill_null(True).to_numpy()
+    h1 = slp_now ^ (rng.random(n) < 0.12)
+    h2 = slp_now ^ (rng.random(n) < 0.08)
+    known = ~individual & (rng.random(n) < 0.96)
     return year.with_columns(
         _money(np.nan_to_num(eligible), reported).alias("equipment_cost_eligible"),
         _money(np.round(np.minimum(income * 0.01, 2_000), 2), other).alias("other_iit_relief"),
+        pl.select(pl.when(pl.lit(known)).then(pl.lit(h1))).to_series().alias("slp_settled_h1"),
+        pl.select(pl.when(pl.lit(known)).then(pl.lit(h2))).to_series().alias("slp_settled_h2"),
     )
 
 
@@ -581,6 +591,7 @@ def make_claims(
     hires = col("key_group_hires", 0)
     owner = col("key_group_owner")
     startup = col("startup_taxes_due", 0)
+    settled = col("slp_settled_h1") | col("slp_settled_h2")  # 六税两费 of a general-taxpayer enterprise
     parts = [
         _claims_for(rng, ids, per, "small_low_profit_cit", slp, enterprise & (ti > 0), ti * 0.2, 0.88, 0.02),
         _claims_for(
@@ -588,7 +599,7 @@ def make_claims(
             ids,
             per,
             "six_taxes_two_fees_half",
-            (small_scale | slp | individual) & (six > 0),
+            (small_scale | settled | individual) & (six > 0),
             enterprise,
             six * 0.5,
             0.8,
