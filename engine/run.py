@@ -245,19 +245,21 @@ def evaluate_streaming(catalogue: Catalogue, source: str | Path, period: Period,
     claims of the period, and rows whose period is malformed. Findings are sorted within a bucket.
     """
     from profiles.sources import file_sha256
-    from profiles.streaming import bucket_source, load_bucket, plan_buckets
+    from profiles.streaming import bucket_source, load_bucket, owner_income_totals, plan_buckets
 
     timings: dict[str, float] = {}
     with timed(timings, "partition"):
         k_total = buckets or plan_buckets(Path(source), period.text)
         split = bucket_source(source, period=period.text, buckets=k_total, workdir=workdir / "buckets")
+    with timed(timings, "owner_totals"):
+        owners = owner_income_totals(split)  # 个体工商户 run by one owner may sit in different buckets
     writer = FindingsWriter(workdir / "findings")
     light, summaries, checked, extra, unjudged = [], [], [], [], []
     taxpayers = 0
     with timed(timings, "validate_evaluate_write"):
         try:
             for k in range(k_total):
-                profiles = load_bucket(split, k, known_incentives=catalogue.known_incentives)
+                profiles = load_bucket(split, k, known_incentives=catalogue.known_incentives, owner_totals=owners)
                 part = evaluate_period(catalogue, profiles, period)
                 writer.append(part.findings)
                 light.append(part.findings.select(SUMMARY_COLUMNS))

@@ -127,6 +127,10 @@ TAXPAYERS = Table(
                empty_means="未持有高新技术企业证书"),
         Column("hnte_cert_valid_until", "date", "高新技术企业证书有效期至",
                empty_means="未持有高新技术企业证书"),
+        Column("hnte_recert_failed", "bool", "高新技术企业资格期满当年年底前未重新取得资格", required=False,
+               doc="For the year the certificate on file expires in: true = not re-certified by 31 December "
+                   "(15% not lawful for that year, 国家税务总局公告2017年第24号), false = re-certified; empty = not "
+                   "known, and a claim for that year is 待核实"),
         Column("phone", "string", "联系电话"),
         Column("email", "string", "电子邮箱"),
         Column("preferred_channel", "enum", "首选通知渠道", values=CHANNELS),
@@ -134,6 +138,9 @@ TAXPAYERS = Table(
         # Fields added for the catalogue rules beyond the core contract (optional columns).
         Column("software_copyright", "bool", "持有软件著作权或软件产品登记证书", required=False),
         Column("key_group_owner", "bool", "重点群体自主创业人员（就业创业证注明）", required=False),
+        Column("owner_id", "string", "经营者标识（经营者身份证件号码的哈希值）", required=False,
+               doc="Same value for every 个体工商户 run by one person; never the ID number itself. Used to add up "
+                   "the owner's 经营所得 across businesses (indicators.owner_business_income)"),
     ),
 )
 
@@ -179,6 +186,13 @@ INDICATORS = Table(
                    "which the small-scale 1% rate does not cover from 2026"),
         Column("six_taxes_due", "money", "六税两费应纳税额", unit="元"),
         Column("disability_fund_due", "money", "残疾人就业保障金应缴额", unit="元", required=False),
+        Column("slp_settled_h1", "bool", "1月至6月适用的小型微利企业身份（上年办理的汇算清缴结果）", required=False,
+               doc="Year row, 一般纳税人 enterprises (国家税务总局公告2022年第3号 一(一)): the 小型微利 result of the "
+                   "企业所得税汇算清缴 filed in the previous calendar year governs 六税两费 of January–June. A new "
+                   "enterprise before its first 汇算清缴 (一(二)): true if in each month 申报期上月末从业人数 <= 300, "
+                   "资产总额 <= 50,000,000 and not a restricted industry. Empty = not known (待核实)"),
+        Column("slp_settled_h2", "bool", "7月至12月适用的小型微利企业身份（本年办理的汇算清缴结果）", required=False,
+               doc="As slp_settled_h1, for July–December: the result of the 汇算清缴 filed in this calendar year"),
         Column("software_sales", "money", "软件产品销售额", unit="元", required=False),
         Column("software_output_vat", "money", "软件产品销项税额", unit="元", required=False),
         Column("software_input_vat", "money", "软件产品进项税额", unit="元", required=False),
@@ -186,7 +200,21 @@ INDICATORS = Table(
         Column("advanced_mfg_listed", "bool", "列入先进制造业企业名单", required=False),
         Column("equipment_cost", "money", "新购进设备器具购置额", unit="元", required=False),
         Column("equipment_max_unit_cost", "money", "新购进设备器具最高单位价值", unit="元", required=False),
+        Column("equipment_cost_eligible", "money", "新购进单位价值不超过500万元的设备器具金额", unit="元",
+               required=False,
+               doc="Sum of this year's newly bought equipment items each of unit value <= 5,000,000 "
+                   "(财政部 税务总局公告2023年第37号 第一条: judged item by item); empty = not reported, then "
+                   "equipment_cost counts only "
+                   "when equipment_max_unit_cost <= 5,000,000"),
         Column("key_group_hires", "int", "招用重点群体人数", unit="人", required=False),
+        Column("other_iit_relief", "money", "经营所得其他政策减免税额", unit="元", required=False,
+               doc="个体工商户: 经营所得 IIT relief under other policies this period (empty = none reported)"),
+        Column("owner_business_income", "money", "经营者全部个体工商户经营所得合计", unit="元", required=False,
+               doc="Sum of max(taxable_income, 0) over every 个体工商户 with this row's taxpayers.owner_id, same "
+                   "period. Derived when reading a data folder (profiles.derived.add_owner_business_income, a "
+                   "group-by) where the cell is empty and owner_id is known; empty if any of those businesses "
+                   "lacks taxable_income. A given value is kept. Streaming runs (data larger than memory) do not "
+                   "derive it: supply it. For a real-time check put it in the profile"),
         Column("startup_taxes_due", "money", "可扣减税费合计（增值税、城建税及附加、个人所得税或企业所得税）",
                unit="元", required=False),
     ),

@@ -95,6 +95,9 @@ YEAR = {
     "rd_expense": "0.00",
     "six_taxes_due": "30000.00",
     "disability_fund_due": "0.00",
+    # 小型微利 by the last 汇算清缴, for 六税两费 of a general taxpayer (国家税务总局公告2022年第3号 一)
+    "slp_settled_h1": True,
+    "slp_settled_h2": True,
 }
 YEAR_INDIVIDUAL = {
     "sales": "600000.00",
@@ -132,9 +135,9 @@ def _cases() -> list[Case]:
             "杭州超员科技有限公司",
             [
                 (y, slp, "improper", "从业人数301人，超过300人仍享受小型微利"),
-                (y, six, "improper", "一般纳税人且不是小型微利企业，却享受六税两费减半"),
+                (y, six, "improper", "一般纳税人，汇算清缴确定不是小型微利企业，却享受六税两费减半"),
             ],
-            year={"employees_qavg": 301.0, "employees": 301},
+            year={"employees_qavg": 301.0, "employees": 301, "slp_settled_h1": False, "slp_settled_h2": False},
             claims=[SLP, SIX],
         ),
         Case(
@@ -653,6 +656,99 @@ def _cases() -> list[Case]:
                              "period_end_credit_positive_months": 6, "new_credit_vs_prior_year_end": "499999.99",
                              "input_composition_ratio": 1.0}},
             claims=[("2025-10", "vat_credit_refund", "299999.99")],
+        ),
+        *_cit_cases(),
+    ]
+
+
+def _cit_cases() -> list[Case]:
+    """Issue 11 §1/§2 and issue 20 (个体工商户): item-by-item equipment, HNTE lapse, 六税两费 by 汇算清缴, owners."""
+    y = "2025"
+    eq, hnte, six, iit = (
+        "equipment_one_off_deduction", "hnte_15pct", "six_taxes_two_fees_half", "individual_business_iit_half",
+    )
+    settled = {"slp_settled_h1": True, "slp_settled_h2": True}
+    return [
+        Case(
+            300,
+            "杭州逐台扣除机械有限公司",
+            [(y, eq, "compliant", "一台设备600万元不能一次性扣除，其余300万元设备一次性扣除合规（逐项判断）")],
+            taxpayer={"industry_code": "C3484"},
+            year={"equipment_cost": "9000000.00", "equipment_max_unit_cost": "6000000.00",
+                  "equipment_cost_eligible": "3000000.00", **settled},
+            claims=[SLP, SIX, (y, eq, "50000.00")],
+        ),
+        Case(
+            301,
+            "杭州设备待核机械有限公司",
+            [(y, eq, "undetermined", "有一台设备超过500万元，未报送500万元以下设备金额，待核实")],
+            taxpayer={"industry_code": "C3484"},
+            year={"equipment_cost": "9000000.00", "equipment_max_unit_cost": "6000000.00", **settled},
+            claims=[SLP, SIX, (y, eq, "50000.00")],
+        ),
+        Case(
+            302,
+            "杭州高企待认定科技有限公司",
+            [(y, hnte, "undetermined", "高新技术企业证书2025-06-29到期，重新认定结果不明，按15%享受待核实")],
+            taxpayer={"hnte_cert_issued_on": "2022-06-30", "hnte_cert_valid_until": "2025-06-29"},
+            year={"taxable_income": "5000000.00", **settled},
+            claims=[SIX, (y, hnte, "500000.00")],
+        ),
+        Case(
+            303,
+            "杭州高企未续科技有限公司",
+            [(y, hnte, "improper", "高新技术企业证书2025-06-29到期，年底前未重新取得资格，仍按15%享受")],
+            taxpayer={"hnte_cert_issued_on": "2022-06-30", "hnte_cert_valid_until": "2025-06-29",
+                      "hnte_recert_failed": True},
+            year={"taxable_income": "5000000.00", **settled},
+            claims=[SIX, (y, hnte, "500000.00")],
+        ),
+        Case(
+            304,
+            "杭州汇算非小微制造有限公司",
+            [(y, six, "improper", "一般纳税人，本年指标符合但两次汇算清缴均不是小型微利企业，仍享受六税两费减半")],
+            year={"slp_settled_h1": False, "slp_settled_h2": False},
+            claims=[SLP, SIX],
+        ),
+        Case(
+            305,
+            "杭州汇算待核制造有限公司",
+            [(y, six, "undetermined", "一般纳税人，没有汇算清缴确定的小型微利企业身份，六税两费减半待核实")],
+            year={"slp_settled_h1": None, "slp_settled_h2": None},
+            claims=[SLP, SIX],
+        ),
+        Case(
+            306,
+            "杭州下半年小微制造有限公司",
+            [(y, six, "unclaimed", "一般纳税人，本年汇算清缴确定为小型微利企业，7—12月可减半而未享受")],
+            year={"slp_settled_h1": False, "slp_settled_h2": True},
+            claims=[SLP],
+        ),
+        Case(
+            307,
+            "西湖区其他减免便利店",
+            [(y, iit, "unclaimed", "个体工商户经营所得8万元、其他减免2000元，预计减免2250元未享受")],
+            individual=True,
+            year={"taxable_income": "80000.00", "other_iit_relief": "2000.00"},
+            claims=[SIX],
+        ),
+        Case(
+            308,
+            "西湖区同一经营者甲店",
+            [(y, iit, "unclaimed", "同一经营者两户合计230万元，本户80万元，按合计200万元部分分摊减半")],
+            individual=True,
+            taxpayer={"owner_id": "hplanted308"},
+            year={"taxable_income": "800000.00"},
+            claims=[SIX],
+        ),
+        Case(
+            309,
+            "西湖区同一经营者乙店",
+            [(y, iit, "compliant", "同一经营者两户合计230万元，本户150万元，已享受减半")],
+            individual=True,
+            taxpayer={"owner_id": "hplanted308"},
+            year={"taxable_income": "1500000.00"},
+            claims=[SIX, (y, iit, "206902.17")],
         ),
     ]
 
