@@ -134,6 +134,15 @@ TAXPAYERS = Table(
         # Fields added for the catalogue rules beyond the core contract (optional columns).
         Column("software_copyright", "bool", "持有软件著作权或软件产品登记证书", required=False),
         Column("key_group_owner", "bool", "重点群体自主创业人员（就业创业证注明）", required=False),
+        Column("key_group_relief_since", "date", "首次享受重点群体创业就业税费扣减的日期", required=False,
+               doc="个体工商户或企业首次享受财政部 税务总局 人力资源社会保障部 农业农村部公告2023年第15号扣减的所属期起始日; "
+                   "decides whether enjoyment began by 2027-12-31 (第五条: may continue to the end of its three years)"),
+        Column("veteran_owner", "bool", "经营者为自主就业退役士兵", required=False,
+               doc="individual business run by a 自主就业退役士兵 (财政部 税务总局 退役军人事务部公告2023年第14号 第一条)"),
+        Column("veteran_relief_since", "date", "首次享受退役士兵创业就业税费扣减的日期", required=False,
+               doc="first period start of a deduction under 2023年第14号 (individual start-up or hiring)"),
+        Column("blind_massage_org", "bool", "盲人按摩机构", required=False,
+               doc="财税〔2016〕52号: a 盲人按摩机构 needs 5 disabled employees instead of 10"),
     ),
 )
 
@@ -154,7 +163,9 @@ INDICATORS = Table(
         Column("rd_expense", "money", "研发费用", unit="元"),
         Column("incremental_credit", "money", "增量留抵税额", unit="元"),
         Column("six_taxes_due", "money", "六税两费应纳税额", unit="元"),
-        Column("disability_fund_due", "money", "残疾人就业保障金应缴额", unit="元", required=False),
+        Column("disability_fund_due", "money", "残疾人就业保障金应缴额", unit="元", required=False,
+               doc="按规定应缴费额 before any relief: (上年在职职工人数 × 省定比例 − 安置残疾人数) × 上年在职职工年平均工资 "
+                   "(财税〔2015〕72号 第八条), for the year the levy belongs to"),
         Column("software_sales", "money", "软件产品销售额", unit="元", required=False),
         Column("software_output_vat", "money", "软件产品销项税额", unit="元", required=False),
         Column("software_input_vat", "money", "软件产品进项税额", unit="元", required=False),
@@ -164,7 +175,24 @@ INDICATORS = Table(
         Column("equipment_max_unit_cost", "money", "新购进设备器具最高单位价值", unit="元", required=False),
         Column("key_group_hires", "int", "招用重点群体人数", unit="人", required=False),
         Column("startup_taxes_due", "money", "可扣减税费合计（增值税、城建税及附加、个人所得税或企业所得税）",
-               unit="元", required=False),
+               unit="元", required=False,
+               doc="the year's taxes the 重点群体 and 退役士兵 deductions come out of (one pool for both); 城建税 and "
+                   "surcharges computed on the VAT before the deduction"),
+        Column("key_group_hire_months", "int", "招用重点群体人员本年度在职月数合计", unit="人月", required=False,
+               doc="sum over hired persons of the months of the year they worked here within their 36 months "
+                   "(from the month the contract and social insurance began); the hiring limit accrues by month"),
+        Column("veteran_hires", "int", "招用自主就业退役士兵人数", unit="人", required=False),
+        Column("veteran_hire_months", "int", "招用自主就业退役士兵本年度在职月数合计", unit="人月", required=False,
+               doc="as key_group_hire_months, for 自主就业退役士兵 hired under 2023年第14号 第二条"),
+        Column("disabled_wages", "money", "支付给残疾职工的工资", unit="元", required=False,
+               doc="wages paid in the tax year to disabled employees (企业所得税法第三十条(二), 100% extra deduction)"),
+        Column("vat_paid", "money", "本期已缴纳增值税额", unit="元", required=False,
+               doc="VAT actually paid for the period (the ceiling of a 即征即退 refund)"),
+        Column("min_wage_monthly", "money", "所在区县月最低工资标准", unit="元", required=False,
+               doc="the monthly minimum wage approved by the province for the taxpayer's district in the period"),
+        Column("disabled_vat_income_share", "number", "货物、加工修理修配劳务及现代服务、生活服务收入占增值税收入比例",
+               required=False,
+               doc="财税〔2016〕52号: 0-1; resale of purchased goods and 文化体育/娱乐服务 excluded from the numerator"),
     ),
 )
 
