@@ -135,10 +135,10 @@ TAXPAYERS = Table(
         Column("software_copyright", "bool", "持有软件著作权或软件产品登记证书", required=False),
         Column("key_group_owner", "bool", "重点群体自主创业人员（就业创业证注明）", required=False),
         Column("key_group_relief_since", "date", "首次享受重点群体创业就业税费扣减的日期", required=False,
-               doc="个体工商户或企业首次享受财政部 税务总局 人力资源社会保障部 农业农村部公告2023年第15号扣减的所属期起始日; "
-                   "decides whether enjoyment began by 2027-12-31 (第五条: may continue to the end of its three years)"),
+               doc="start of the first period with a deduction under 2023年第15号; decides whether enjoyment "
+                   "began by 2027-12-31 (第五条: it may then continue to the end of its three years)"),
         Column("veteran_owner", "bool", "经营者为自主就业退役士兵", required=False,
-               doc="individual business run by a 自主就业退役士兵 (财政部 税务总局 退役军人事务部公告2023年第14号 第一条)"),
+               doc="individual business run by a 自主就业退役士兵 (2023年第14号 第一条)"),
         Column("veteran_relief_since", "date", "首次享受退役士兵创业就业税费扣减的日期", required=False,
                doc="first period start of a deduction under 2023年第14号 (individual start-up or hiring)"),
         Column("blind_massage_org", "bool", "盲人按摩机构", required=False,
@@ -164,8 +164,8 @@ INDICATORS = Table(
         Column("incremental_credit", "money", "增量留抵税额", unit="元"),
         Column("six_taxes_due", "money", "六税两费应纳税额", unit="元"),
         Column("disability_fund_due", "money", "残疾人就业保障金应缴额", unit="元", required=False,
-               doc="按规定应缴费额 before any relief: (上年在职职工人数 × 省定比例 − 安置残疾人数) × 上年在职职工年平均工资 "
-                   "(财税〔2015〕72号 第八条), for the year the levy belongs to"),
+               doc="按规定应缴费额 before any relief: (上年在职职工人数 × 省定比例 − 安置残疾人数) × "
+                   "上年在职职工年平均工资 (财税〔2015〕72号 第八条), for the year the levy belongs to"),
         Column("software_sales", "money", "软件产品销售额", unit="元", required=False),
         Column("software_output_vat", "money", "软件产品销项税额", unit="元", required=False),
         Column("software_input_vat", "money", "软件产品进项税额", unit="元", required=False),
@@ -192,7 +192,8 @@ INDICATORS = Table(
                doc="the monthly minimum wage approved by the province for the taxpayer's district in the period"),
         Column("disabled_vat_income_share", "number", "货物、加工修理修配劳务及现代服务、生活服务收入占增值税收入比例",
                required=False,
-               doc="财税〔2016〕52号: 0-1; resale of purchased goods and 文化体育/娱乐服务 excluded from the numerator"),
+               doc="财税〔2016〕52号: 0-1; resale of purchased goods and 文化体育/娱乐服务 are not in the "
+                   "numerator"),
     ),
 )
 
