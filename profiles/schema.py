@@ -139,8 +139,6 @@ TAXPAYERS = Table(
                    "began by 2027-12-31 (第五条: it may then continue to the end of its three years)"),
         Column("veteran_owner", "bool", "经营者为自主就业退役士兵", required=False,
                doc="individual business run by a 自主就业退役士兵 (2023年第14号 第一条)"),
-        Column("veteran_relief_since", "date", "首次享受退役士兵创业就业税费扣减的日期", required=False,
-               doc="first period start of a deduction under 2023年第14号 (individual start-up or hiring)"),
         Column("blind_massage_org", "bool", "盲人按摩机构", required=False,
                doc="财税〔2016〕52号: a 盲人按摩机构 needs 5 disabled employees instead of 10"),
     ),
