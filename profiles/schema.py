@@ -156,8 +156,11 @@ INDICATORS = Table(
         Column("taxable_income", "money", "应纳税所得额", unit="元"),
         Column("employees_qavg", "number", "从业人数", unit="人"),
         Column("assets_qavg", "money", "资产总额", unit="元"),
-        Column("employees", "int", "在职职工人数", unit="人"),
-        Column("disabled_employees", "int", "安置残疾人数", unit="人"),
+        Column("employees", "int", "在职职工人数", unit="人",
+               doc="in a VAT period row, the month's employees (for a quarter, the month of the lowest ratio)"),
+        Column("disabled_employees", "int", "安置残疾人数", unit="人",
+               doc="in a VAT period row (month or quarter), the disabled persons employed in the month (for a "
+                   "quarter, the lowest month), as 财税〔2016〕52号 counts them; in a year row, the year's figure"),
         Column("rd_expense", "money", "研发费用", unit="元"),
         Column("incremental_credit", "money", "增量留抵税额", unit="元"),
         Column("six_taxes_due", "money", "六税两费应纳税额", unit="元"),
