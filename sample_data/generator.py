@@ -596,7 +596,10 @@ def make_claims(
     )
     waived = (employees > DISABILITY_EXEMPT_EMPLOYEES) & (rng.random(len(ids)) < 0.03)
     fund_relief = np.where(waived, due, fund_relief)
-    key_group = (owner | (hire_months > 0)) & (startup > 0)
+    # a start-up deduction runs 36 months from the month of registration: in 2025, registered 2022-02 or later
+    recent = (y["registered_on"] >= date(2022, 2, 1)).fill_null(False).to_numpy()
+    key_group = ((owner & recent) | (hire_months > 0)) & (startup > 0)
+    veteran = ((vet_owner & recent) | (vet_months > 0)) & (startup > 0)
     key_group_relief = np.minimum(
         startup, np.where(owner, KEY_GROUP_OWNER_QUOTA, hire_months * KEY_GROUP_HIRE_QUOTA / 12)
     )
@@ -661,7 +664,7 @@ def make_claims(
             enterprise & (due > 0) & ~np.isnan(employees),
             np.zeros(len(ids), dtype=bool),
             fund_relief,
-            0.7,
+            0.9,  # applied by the bureau's 批扣 in Hangzhou: seldom missed
             0.0,
         ),
         _claims_for(
@@ -681,21 +684,21 @@ def make_claims(
             per,
             "key_groups_startup_employment",
             key_group,
-            np.zeros(len(ids), dtype=bool),
+            owner & ~recent & (startup > 0),  # still deducting after the 36 months
             key_group_relief,
             0.7,
-            0.0,
+            0.03,
         ),
         _claims_for(
             rng,
             ids,
             per,
             "veterans_startup_employment",
-            (vet_owner | (vet_months > 0)) & (startup > 0),
-            np.zeros(len(ids), dtype=bool),
+            veteran,
+            vet_owner & ~recent & (startup > 0),
             np.where(key_group, 0.0, veteran_relief),
             0.6,
-            0.0,
+            0.03,
         ),
         _claims_for(
             rng,
