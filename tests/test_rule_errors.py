@@ -143,7 +143,8 @@ GOLDEN = [
     ("base_rule.yaml", 28, 1, "granularty: 不认识的键 granularty", "", "granularity"),
     ("cycle_a.yaml", 12, 41, "规则之间存在循环依赖：cycle_a → cycle_b → cycle_a", "", _NO_SELF),
     ("cycle_b.yaml", 12, 9, "规则之间存在循环依赖：cycle_b → cycle_a → cycle_b", "", _NO_SELF),
-    ("cycle_b.yaml", 13, 15, "申报代码 'SHARED' 已属于规则 cycle_a", "每个申报代码只对应一条规则", ""),
+    ("cycle_b.yaml", 13, 15, "申报代码 'SHARED' 已属于规则 cycle_a（cycle_a.yaml:13），不能再对应规则 cycle_b",
+     "每个申报代码只对应一条规则", ""),
     ("missing_key.yaml", 1, 1, "tax: 缺少必填项 tax", "", ""),
 ]
 
@@ -243,7 +244,8 @@ def test_case_files_report_every_problem_at_once(tmp_path: Path) -> None:
         ("base_rule.cases.yaml", 8, 16, "indicators 中没有字段 employes", "纳税人期间指标（indicators）的字段",
          "employees"),
         ("base_rule.cases.yaml", 15, 3,
-         "案例 expect：Input should be 'unclaimed', 'improper', 'undetermined', 'compliant', 'not_applicable' or 'not_judged'",
+         "案例 expect：Input should be 'unclaimed', 'improper', 'undetermined', 'compliant', 'not_applicable' "
+         "or 'not_judged'",
          "", ""),
         ("base_rule.cases.yaml", 16, 3, "案例名称「正确的案例」重复", "每个案例名称唯一", ""),
     ]
