@@ -135,7 +135,7 @@ GOLDEN = [
     ("base_rule.yaml", 16, 11, "未知名称 taxable_incom：既不是纳税人档案字段，也不是本规则的参数",
      "profiles/schema.py 中的字段，或本文件 parameters 下定义的参数", "taxable_income"),
     ("base_rule.yaml", 19, 11, "未知函数 maxx()",
-     "内置函数之一：claimed, claimed_amount, date, eligible, events, events_since, has, max, min, "
+     "内置函数之一：cit_rate, claimed, claimed_amount, date, eligible, events, events_since, has, max, min, "
      "months_between, period_end, period_kind, period_start, progressive, round, startswith", "max"),
     ("base_rule.yaml", 22, 11, "不能比较日期和数值", "比较两边类型相同（数值与数值、日期与日期、文本与文本）", ""),
     ("base_rule.yaml", 25, 26, "entity_type 没有取值 'enterpise'", "enterprise、individual_business", "enterprise"),
