@@ -141,6 +141,13 @@ TAXPAYERS = Table(
         Column("owner_id", "string", "经营者标识（经营者身份证件号码的哈希值）", required=False,
                doc="Same value for every 个体工商户 run by one person; never the ID number itself. Used to add up "
                    "the owner's 经营所得 across businesses (indicators.owner_business_income)"),
+        Column("key_group_relief_since", "date", "首次享受重点群体创业就业税费扣减的日期", required=False,
+               doc="start of the first period with a deduction under 2023年第15号; decides whether enjoyment "
+                   "began by 2027-12-31 (第五条: it may then continue to the end of its three years)"),
+        Column("veteran_owner", "bool", "经营者为自主就业退役士兵", required=False,
+               doc="individual business run by a 自主就业退役士兵 (2023年第14号 第一条)"),
+        Column("blind_massage_org", "bool", "盲人按摩机构", required=False,
+               doc="财税〔2016〕52号: a 盲人按摩机构 needs 5 disabled employees instead of 10"),
     ),
 )
 
@@ -156,8 +163,11 @@ INDICATORS = Table(
         Column("taxable_income", "money", "应纳税所得额", unit="元"),
         Column("employees_qavg", "number", "从业人数", unit="人"),
         Column("assets_qavg", "money", "资产总额", unit="元"),
-        Column("employees", "int", "在职职工人数", unit="人"),
-        Column("disabled_employees", "int", "安置残疾人数", unit="人"),
+        Column("employees", "int", "在职职工人数", unit="人",
+               doc="in a VAT period row, the month's employees (for a quarter, the month of the lowest ratio)"),
+        Column("disabled_employees", "int", "安置残疾人数", unit="人",
+               doc="in a VAT period row (month or quarter), the disabled persons employed in the month (for a "
+                   "quarter, the lowest month), as 财税〔2016〕52号 counts them; in a year row, the year's figure"),
         Column("rd_expense", "money", "研发费用", unit="元"),
         Column("incremental_credit", "money", "增量留抵税额", unit="元"),
         Column("period_end_credit", "money", "期末留抵税额", unit="元", required=False,
@@ -185,7 +195,6 @@ INDICATORS = Table(
                doc="the part of sales from selling or leasing real estate and transferring land-use rights, "
                    "which the small-scale 1% rate does not cover from 2026"),
         Column("six_taxes_due", "money", "六税两费应纳税额", unit="元"),
-        Column("disability_fund_due", "money", "残疾人就业保障金应缴额", unit="元", required=False),
         Column("slp_settled_h1", "bool", "1月至6月适用的小型微利企业身份（上年办理的汇算清缴结果）", required=False,
                doc="Year row, 一般纳税人 enterprises (国家税务总局公告2022年第3号 一(一)): the 小型微利 result of the "
                    "企业所得税汇算清缴 filed in the previous calendar year governs 六税两费 of January–June. A new "
@@ -193,6 +202,9 @@ INDICATORS = Table(
                    "资产总额 <= 50,000,000 and not a restricted industry. Empty = not known (待核实)"),
         Column("slp_settled_h2", "bool", "7月至12月适用的小型微利企业身份（本年办理的汇算清缴结果）", required=False,
                doc="As slp_settled_h1, for July–December: the result of the 汇算清缴 filed in this calendar year"),
+        Column("disability_fund_due", "money", "残疾人就业保障金应缴额", unit="元", required=False,
+               doc="按规定应缴费额 before any relief: (上年在职职工人数 × 省定比例 − 安置残疾人数) × "
+                   "上年在职职工年平均工资 (财税〔2015〕72号 第八条), for the year the levy belongs to"),
         Column("software_sales", "money", "软件产品销售额", unit="元", required=False),
         Column("software_output_vat", "money", "软件产品销项税额", unit="元", required=False),
         Column("software_input_vat", "money", "软件产品进项税额", unit="元", required=False),
@@ -216,7 +228,25 @@ INDICATORS = Table(
                    "lacks taxable_income. A given value is kept. Streaming runs (data larger than memory) do not "
                    "derive it: supply it. For a real-time check put it in the profile"),
         Column("startup_taxes_due", "money", "可扣减税费合计（增值税、城建税及附加、个人所得税或企业所得税）",
-               unit="元", required=False),
+               unit="元", required=False,
+               doc="the year's taxes the 重点群体 and 退役士兵 deductions come out of (one pool for both); 城建税 and "
+                   "surcharges computed on the VAT before the deduction"),
+        Column("key_group_hire_months", "int", "招用重点群体人员本年度在职月数合计", unit="人月", required=False,
+               doc="sum over hired persons of the months of the year they worked here within their 36 months "
+                   "(from the month the contract and social insurance began); the hiring limit accrues by month"),
+        Column("veteran_hires", "int", "招用自主就业退役士兵人数", unit="人", required=False),
+        Column("veteran_hire_months", "int", "招用自主就业退役士兵本年度在职月数合计", unit="人月", required=False,
+               doc="as key_group_hire_months, for 自主就业退役士兵 hired under 2023年第14号 第二条"),
+        Column("disabled_wages", "money", "支付给残疾职工的工资", unit="元", required=False,
+               doc="wages paid in the tax year to disabled employees (企业所得税法第三十条(二), 100% extra deduction)"),
+        Column("vat_paid", "money", "本期已缴纳增值税额", unit="元", required=False,
+               doc="VAT actually paid for the period (the ceiling of a 即征即退 refund)"),
+        Column("min_wage_monthly", "money", "所在区县月最低工资标准", unit="元", required=False,
+               doc="the monthly minimum wage approved by the province for the taxpayer's district in the period"),
+        Column("disabled_vat_income_share", "number", "货物、加工修理修配劳务及现代服务、生活服务收入占增值税收入比例",
+               required=False,
+               doc="财税〔2016〕52号: 0-1; resale of purchased goods and 文化体育/娱乐服务 are not in the "
+                   "numerator"),
     ),
 )
 

@@ -52,6 +52,9 @@ CATALOGUE_IDS: tuple[str, ...] = (
     "software_vat_refund",
     "advanced_mfg_vat_credit_5pct",
     "equipment_one_off_deduction",
+    "veterans_startup_employment",
+    "disabled_employment_vat_refund",
+    "disabled_wage_extra_deduction",
 )
 
 TAX_YEAR = "2025"
@@ -71,6 +74,10 @@ VAT_EXEMPT_QUARTER = 300_000
 VAT_EXEMPT_MONTH = 100_000
 EQUIPMENT_UNIT_CAP = 5_000_000
 DISABILITY_EXEMPT_EMPLOYEES = 30
+DISABILITY_TIER_RATIO = 0.01  # 财政部公告2023年第8号 一: ≥ 1% pays 50%, below pays 90%
+KEY_GROUP_OWNER_QUOTA, KEY_GROUP_HIRE_QUOTA = 20_000, 6_000  # 2023年第15号 (national amounts)
+VETERAN_OWNER_QUOTA, VETERAN_HIRE_QUOTA = 20_000, 6_000  # 2023年第14号 (national amounts)
+MIN_WAGE_MONTHLY = 2_490  # sample figure for the districts' monthly minimum wage
 
 
 @dataclass(frozen=True)
@@ -282,6 +289,9 @@ def make_taxpayers(rng: np.random.Generator, n: int) -> pl.DataFrame:
         & (rng.random(n) < 0.55)
     )
     key_group_owner = individual & (rng.random(n) < 0.06)
+    veteran_owner = individual & ~key_group_owner & (rng.random(n) < 0.03)
+    # 福利企业: a few enterprises employing disabled people at 25% or more (财税〔2016〕52号)
+    welfare = ~individual & general & (rng.random(n) < 0.004)
 
     return pl.DataFrame(
         {
@@ -304,6 +314,13 @@ def make_taxpayers(rng: np.random.Generator, n: int) -> pl.DataFrame:
             "opt_out": rng.random(n) < 0.03,
             "software_copyright": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(software))).to_series(),
             "key_group_owner": key_group_owner,
+            # enjoyment of a start-up deduction begins in the month of registration
+            "key_group_relief_since": pl.select(
+                pl.when(pl.lit(key_group_owner)).then(pl.lit(registered.astype("datetime64[D]")).dt.month_start())
+            ).to_series(),
+            "veteran_owner": pl.select(pl.when(pl.lit(individual)).then(pl.lit(veteran_owner))).to_series(),
+            "blind_massage_org": pl.select(pl.when(pl.lit(welfare)).then(pl.lit(False))).to_series(),
+            "__welfare": welfare,
             "__sales": sales,
             "__industry": industry,
         }
@@ -330,7 +347,10 @@ def _year_rows(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame:
     qavg_raw = np.where(individual, 1 + rng.poisson(1.6, n), np.maximum(1, sales / per_head))
     employees_qavg = np.round(qavg_raw * 8) / 8  # mean of quarterly averages: multiples of 1/8
     employees = np.maximum(1, np.round(employees_qavg * rng.uniform(0.9, 1.1, n))).astype(np.int64)
+    welfare = tp["__welfare"].to_numpy()
+    employees = np.where(welfare, np.maximum(employees, 40), employees)
     disabled = np.where(employees > 20, rng.binomial(employees, 0.009), 0)
+    disabled = np.where(welfare, np.ceil(employees * rng.uniform(0.25, 0.45, n)), disabled).astype(np.int64)
     assets = sales * rng.lognormal(np.log(0.75), 0.6, n) * np.where(section == "K", 4.0, 1.0)
     margin = np.where(individual, rng.uniform(-0.02, 0.3, n), rng.normal(0.06, 0.08, n))
     taxable_income = sales * margin
@@ -345,8 +365,15 @@ def _year_rows(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame:
     equipment_cost = np.where(buys, rng.lognormal(np.log(300_000), 1.2, n), np.nan)
     equipment_max = equipment_cost * rng.uniform(0.15, 1.0, n)
     hires = np.where(~individual & (rng.random(n) < 0.03), rng.integers(1, 6, n), 0)
+    hire_months = hires + rng.binomial(hires * 11, 0.7)  # each hire works 1–12 months of the year
+    vet_hires = np.where(~individual & (rng.random(n) < 0.015), rng.integers(1, 4, n), 0)
+    vet_months = vet_hires + rng.binomial(vet_hires * 11, 0.7)
     key_owner = tp["key_group_owner"].to_numpy()
-    startup_due = np.where(key_owner | (hires > 0), np.maximum(sales * 0.02, 1_000), np.nan)
+    vet_owner = tp["veteran_owner"].fill_null(False).to_numpy()
+    startup_due = np.where(
+        key_owner | vet_owner | (hires > 0) | (vet_hires > 0), np.maximum(sales * 0.02, 1_000), np.nan
+    )
+    disabled_wages = np.where(~individual & (disabled > 0), disabled * rng.uniform(45_000, 90_000, n), np.nan)
     hnte_valid = _hnte_covers_2025(tp)
     listed = (
         (section == "C") & hnte_valid & (tp["vat_status"] == "general").to_numpy() & (rng.random(n) < 0.4)
@@ -378,6 +405,10 @@ def _year_rows(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame:
             "equipment_max_unit_cost": _money(np.nan_to_num(equipment_max), buys),
             "key_group_hires": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(hires))).to_series(),
             "startup_taxes_due": _money(np.nan_to_num(startup_due), ~np.isnan(startup_due)),
+            "key_group_hire_months": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(hire_months))).to_series(),
+            "veteran_hires": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(vet_hires))).to_series(),
+            "veteran_hire_months": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(vet_months))).to_series(),
+            "disabled_wages": _money(np.nan_to_num(disabled_wages), ~np.isnan(disabled_wages)),
         }
     )
 
@@ -436,6 +467,8 @@ def _vat_rows(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) ->
     general = (tp["vat_status"] == "general").to_numpy()
     software = tp["software_copyright"].fill_null(False).to_numpy()
     listed = year["advanced_mfg_listed"]
+    welfare = tp["__welfare"].to_numpy()
+    staff, disabled = year["employees"].to_numpy(), year["disabled_employees"].to_numpy()
     sales = tp["__sales"].to_numpy()
     growth = rng.uniform(0.85, 1.2, tp.height)
     parts = []
@@ -456,6 +489,9 @@ def _vat_rows(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) ->
         input_vat = period_sales * 0.13 * rng.uniform(0.35, 0.9, rows)
         soft_sales = np.where(soft, period_sales * rng.uniform(0.3, 0.9, rows), 0.0)
         missing_sales = rng.random(rows) < 0.003
+        wf = np.repeat(welfare[idx], k)
+        vat_paid = np.maximum(period_sales * 0.13 - input_vat, 0.0)
+        months = 3 if per_year == 4 else 1
         parts.append(
             pl.DataFrame(
                 {
@@ -468,6 +504,15 @@ def _vat_rows(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) ->
                     "software_input_vat": _money(soft_sales * 0.13 * rng.uniform(0.05, 0.3, rows), soft),
                     "creditable_input_vat": _money(input_vat, gen),
                     "advanced_mfg_listed": listed.gather(np.repeat(idx, k)),
+                    "employees": pl.select(pl.when(pl.lit(wf)).then(pl.lit(np.repeat(staff[idx], k)))).to_series(),
+                    "disabled_employees": pl.select(
+                        pl.when(pl.lit(wf)).then(pl.lit(np.repeat(disabled[idx], k)))
+                    ).to_series(),
+                    "vat_paid": _money(vat_paid, wf & gen),
+                    "min_wage_monthly": _money(np.full(rows, float(MIN_WAGE_MONTHLY)), wf),
+                    "disabled_vat_income_share": pl.Series(np.where(wf, rng.uniform(0.6, 1.0, rows), np.nan))
+                    .fill_nan(None),
+                    "__months": np.full(rows, months),
                     "__tp": np.repeat(idx, k),
                 }
             )
@@ -668,6 +713,32 @@ def make_claims(
     owner = col("key_group_owner")
     startup = col("startup_taxes_due", 0)
     settled = col("slp_settled_h1") | col("slp_settled_h2")  # 六税两费 of a general-taxpayer enterprise
+    hire_months = col("key_group_hire_months", 0)
+    owner = col("key_group_owner")
+    startup = col("startup_taxes_due", 0)
+    vet_owner = col("veteran_owner")
+    vet_months = col("veteran_hire_months", 0)
+    disabled = col("disabled_employees", 0)
+    due = col("disability_fund_due", 0)
+    # 残保金: exempt up to 30 staff, else 50% off at a ratio of 1% or more, 10% off below; a few firms over 30
+    # staff have the whole levy waived (违规享受).
+    fund_relief = due * np.where(
+        employees <= DISABILITY_EXEMPT_EMPLOYEES, 1.0, np.where(disabled >= employees * DISABILITY_TIER_RATIO, 0.5, 0.1)
+    )
+    waived = (employees > DISABILITY_EXEMPT_EMPLOYEES) & (rng.random(len(ids)) < 0.03)
+    fund_relief = np.where(waived, due, fund_relief)
+    # a start-up deduction runs 36 months from the month of registration: in 2025, registered 2022-02 or later
+    recent = (y["registered_on"] >= date(2022, 2, 1)).fill_null(False).to_numpy()
+    key_group = ((owner & recent) | (hire_months > 0)) & (startup > 0)
+    veteran = ((vet_owner & recent) | (vet_months > 0)) & (startup > 0)
+    key_group_relief = np.minimum(
+        startup, np.where(owner, KEY_GROUP_OWNER_QUOTA, hire_months * KEY_GROUP_HIRE_QUOTA / 12)
+    )
+    veteran_relief = np.minimum(
+        startup, np.where(vet_owner, VETERAN_OWNER_QUOTA, vet_months * VETERAN_HIRE_QUOTA / 12)
+    )
+    wages = col("disabled_wages", 0)
+    wage_saving = np.minimum(wages, np.maximum(np.nan_to_num(ti), 0)) * np.where(slp, 0.05, 0.25)
     parts = [
         _claims_for(rng, ids, per, "small_low_profit_cit", slp, enterprise & (ti > 0), ti * 0.2, 0.88, 0.02),
         _claims_for(
@@ -721,11 +792,11 @@ def make_claims(
             ids,
             per,
             "disability_fund_relief",
-            enterprise & (employees <= DISABILITY_EXEMPT_EMPLOYEES) & (col("disability_fund_due", 0) > 0),
-            enterprise & (col("disability_fund_due", 0) > 0),
-            col("disability_fund_due", 0),
-            0.7,
-            0.02,
+            enterprise & (due > 0) & ~np.isnan(employees),
+            np.zeros(len(ids), dtype=bool),
+            fund_relief,
+            0.9,  # applied by the bureau's 批扣 in Hangzhou: seldom missed
+            0.0,
         ),
         _claims_for(
             rng,
@@ -743,10 +814,32 @@ def make_claims(
             ids,
             per,
             "key_groups_startup_employment",
-            (owner | (hires > 0)) & (startup > 0),
-            np.zeros(len(ids), dtype=bool),
-            np.minimum(startup, np.where(owner, 20_000, hires * 6_000)),
+            key_group,
+            owner & ~recent & (startup > 0),  # still deducting after the 36 months
+            key_group_relief,
             0.7,
+            0.03,
+        ),
+        _claims_for(
+            rng,
+            ids,
+            per,
+            "veterans_startup_employment",
+            veteran,
+            vet_owner & ~recent & (startup > 0),
+            np.where(key_group, 0.0, veteran_relief),
+            0.6,
+            0.03,
+        ),
+        _claims_for(
+            rng,
+            ids,
+            per,
+            "disabled_wage_extra_deduction",
+            enterprise & (disabled > 0) & (wages > 0),
+            np.zeros(len(ids), dtype=bool),
+            wage_saving,
+            0.6,
             0.0,
         ),
     ]
@@ -851,6 +944,23 @@ def make_claims(
                 refund,
                 0.8,
                 0.0,
+            )
+        )
+        vdisabled = vcol("disabled_employees")
+        vpaid = vcol("vat_paid")
+        bad_grade = tp["credit_grade"].is_in(["C", "D"]).fill_null(False).to_numpy()[t]
+        welfare = vdisabled > 0
+        parts.append(
+            _claims_for(
+                rng,
+                vids,
+                vper,
+                "disabled_employment_vat_refund",
+                welfare & ~bad_grade & (vpaid > 0),
+                welfare & bad_grade,
+                np.minimum(vpaid, vdisabled * MIN_WAGE_MONTHLY * 4 * vat["__months"].to_numpy()),
+                0.8,
+                0.5,
             )
         )
         listed = vat["advanced_mfg_listed"].fill_null(False).to_numpy()

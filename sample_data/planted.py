@@ -750,6 +750,124 @@ def _cit_cases() -> list[Case]:
             year={"taxable_income": "1500000.00"},
             claims=[SIX, (y, iit, "206902.17")],
         ),
+        # Employment rules (numbers 201–219): 残保金分档, 重点群体人月, 退役士兵, 安置残疾人即征即退, 残疾人工资加计扣除
+        Case(
+            201,
+            "杭州五百人制造有限公司",
+            [(y, "disability_fund_relief", "unclaimed",
+              "在职500人、安置2人（0.4%），应缴55万元应按90%缴纳，批扣未减免5.5万元")],
+            taxpayer={"industry_code": "C3484"},
+            year={
+                "employees": 500,
+                "employees_qavg": 500.0,
+                "assets_qavg": "80000000.00",
+                "disabled_employees": 2,
+                "disability_fund_due": "550000.00",
+            },
+        ),
+        Case(
+            202,
+            "杭州五百零一人制造有限公司",
+            [(y, "disability_fund_relief", "improper",
+              "在职501人、安置5人（低于1%），应按90%缴纳却按50%减免")],
+            taxpayer={"industry_code": "C3484"},
+            year={
+                "employees": 501,
+                "employees_qavg": 501.0,
+                "assets_qavg": "80000000.00",
+                "disabled_employees": 5,
+                "disability_fund_due": "251500.00",
+            },
+            claims=[(y, "disability_fund_relief", "125750.00")],
+        ),
+        Case(
+            203,
+            "杭州按月招用科技有限公司",
+            [(y, "key_groups_startup_employment", "unclaimed",
+              "1月、2月各招用1名重点群体人员，全年23人月，可扣减11500元（不是2人×6000元）")],
+            year={"key_group_hires": 2, "key_group_hire_months": 23, "startup_taxes_due": "50000.00"},
+            claims=[SLP, SIX],
+        ),
+        Case(
+            204,
+            "杭州缺人月科技有限公司",
+            [(y, "key_groups_startup_employment", "undetermined",
+              "招用2名重点群体人员但缺在职人月数，不按全年估算，待核实")],
+            year={"key_group_hires": 2, "startup_taxes_due": "50000.00"},
+            claims=[SLP, SIX],
+        ),
+        Case(
+            205,
+            "西湖区退役士兵便利店",
+            [(y, "veterans_startup_employment", "unclaimed",
+              "退役士兵2024年3月登记的个体工商户，未扣减2万元")],
+            individual=True,
+            taxpayer={"veteran_owner": True, "registered_on": "2024-03-15"},
+            year={"startup_taxes_due": "30000.00"},
+            claims=[SIX, (y, "individual_business_iit_half", "3750.00")],
+        ),
+        Case(
+            206,
+            "杭州退役人月为零科技有限公司",
+            [(y, "veterans_startup_employment", "improper",
+              "招用的退役士兵本年度在职0个月，仍扣减")],
+            year={"veteran_hires": 1, "veteran_hire_months": 0, "startup_taxes_due": "50000.00"},
+            claims=[SLP, SIX, (y, "veterans_startup_employment", "6000.00")],
+        ),
+        Case(
+            207,
+            "杭州福利四十人制造有限公司",
+            [("2025-03", "disabled_employment_vat_refund", "unclaimed",
+              "安置残疾人10人、占40人的25%（含本数），未申请即征即退（限额99600元）")],
+            taxpayer={"industry_code": "C3484"},
+            vat={
+                "2025-03": {
+                    "sales": "1500000.00",
+                    "employees": 40,
+                    "disabled_employees": 10,
+                    "vat_paid": "200000.00",
+                    "min_wage_monthly": "2490.00",
+                    "disabled_vat_income_share": 0.8,
+                }
+            },
+            claims=[SLP, SIX],
+        ),
+        Case(
+            208,
+            "杭州福利四十一人制造有限公司",
+            [
+                ("2025-03", "disabled_employment_vat_refund", "improper",
+                 "安置残疾人10人、占41人的24.4%（低于25%），仍申请即征即退"),
+                ("2026-01", "disabled_employment_vat_refund", "not_judged",
+                 "2026年起是否延续未核实，不判定（不判为违规享受）"),
+            ],
+            taxpayer={"industry_code": "C3484"},
+            vat={
+                period: {
+                    "sales": "1500000.00",
+                    "employees": 41,
+                    "disabled_employees": 10,
+                    "vat_paid": "200000.00",
+                    "min_wage_monthly": "2490.00",
+                    "disabled_vat_income_share": 0.8,
+                }
+                for period in ("2025-03", "2026-01")
+            },
+            claims=[
+                SLP,
+                SIX,
+                ("2025-03", "disabled_employment_vat_refund", "99600.00"),
+                ("2026-01", "disabled_employment_vat_refund", "99600.00"),
+            ],
+        ),
+        Case(
+            209,
+            "杭州残疾职工工资科技有限公司",
+            [(y, "disabled_wage_extra_deduction", "unclaimed",
+              "支付残疾职工工资10万元未加计扣除，小型微利企业按5%预计少缴5000元")],
+            year={"disabled_employees": 2, "disabled_wages": "100000.00"},
+            claims=[SLP, SIX],
+        ),
     ]
 
 
