@@ -111,6 +111,9 @@ class Rule:
     file: str
     version: str  # sha256 of the rule file's bytes (first 12 hex digits)
     depends_on: tuple[str, ...] = ()
+    #: The periods the catalogue judges (rule file `judged`); None: from effective_from / open-ended.
+    judged_from: date | None = None
+    judged_to: date | None = None
 
     def applies_to_kind(self, kind: str) -> bool:
         return kind in self.granularity
@@ -119,10 +122,21 @@ class Rule:
         """Whether the effective window overlaps the period."""
         return self.effective_from <= period.end and (self.effective_to is None or self.effective_to >= period.start)
 
+    def judges(self, period: Period) -> bool:
+        """Whether the judged window overlaps the period (outside it the catalogue says nothing)."""
+        start = self.judged_from or self.effective_from
+        return start <= period.end and (self.judged_to is None or self.judged_to >= period.start)
+
     @property
     def window_label(self) -> str:
         end = self.effective_to.isoformat() if self.effective_to else "长期"
         return f"{self.effective_from.isoformat()} 至 {end}"
+
+    @property
+    def judged_label(self) -> str:
+        start = self.judged_from or self.effective_from
+        end = self.judged_to.isoformat() if self.judged_to else "长期"
+        return f"{start.isoformat()} 至 {end}"
 
     @property
     def basis_text(self) -> str:
@@ -144,8 +158,26 @@ class Catalogue:
     code_to_rule: Mapping[str, str] = field(default_factory=dict)
 
     def active(self, period: Period) -> list[Rule]:
-        """Rules judged for this period: granularity matches the period's kind (window checked later)."""
-        return [r for r in self.rules.values() if r.applies_to_kind(period.kind)]
+        """Rules judged for this period: granularity matches the period's kind and the catalogue covers the
+        period (effective window checked later)."""
+        return [r for r in self.rules.values() if r.applies_to_kind(period.kind) and self.judges(r, period)]
+
+    def not_judged(self, period: Period) -> list[Rule]:
+        """Rules of this period's kind that the catalogue does not judge for it (see `judges`)."""
+        return [r for r in self.rules.values() if r.applies_to_kind(period.kind) and not self.judges(r, period)]
+
+    def judges(self, rule: Rule, period: Period) -> bool:
+        """The period is inside the rule's judged window and inside those of the rules it reads through
+        eligible(): a rule cannot be judged on a qualification the catalogue does not judge."""
+        return rule.judges(period) and all(self.judges(self.rules[d], period)
+                                           for d in rule.depends_on if d in self.rules)
+
+    def not_judged_detail(self, rule: Rule, period: Period) -> str:
+        """Why `rule` is not judged for `period`, in Chinese, for the run summary and `explain`."""
+        if not rule.judges(period):
+            return f"本目录判定的所属期范围为 {rule.judged_label}，所属期 {period.label} 不在其内"
+        deps = [d for d in rule.depends_on if d in self.rules and not self.judges(self.rules[d], period)]
+        return f"所依据的规则 {'、'.join(deps)} 未判定所属期 {period.label}"
 
     @property
     def known_incentives(self) -> frozenset[str]:
@@ -424,6 +456,12 @@ def _build_rule(
         ))
     if spec.effective.to is not None and spec.effective.to < spec.effective.from_:
         problems.append(_at(path, doc, ("effective", "to"), "截止日期早于起始日期"))
+    judged_from = spec.judged.from_ if spec.judged else None
+    judged_to = spec.judged.to if spec.judged else None
+    if judged_to is not None and judged_to < (judged_from or spec.effective.from_):
+        problems.append(_at(path, doc, ("judged", "to"),
+                            "judged.to 早于判定范围的起始日期" + ("" if judged_from else "（缺省为 effective.from）"),
+                            expected="judged.to 不早于 judged.from（缺省为 effective.from）"))
     if len(problems) > before or scope is None or benefit is None:
         return None
     exprs = (scope, *(c.expr for c in conditions), benefit)
@@ -454,6 +492,8 @@ def _build_rule(
         file=str(path),
         version=hashlib.sha256(data).hexdigest()[:12],
         depends_on=tuple(deps),
+        judged_from=judged_from,
+        judged_to=judged_to,
     )
 
 

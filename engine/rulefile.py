@@ -37,6 +37,18 @@ class Window(_Strict):
     to: dt.date | None = Field(None, description="截止日期（含），空表示长期有效")
 
 
+class JudgedWindow(_Strict):
+    """The periods this catalogue judges for a rule (both ends optional).
+
+    A period outside it is not judged at all: no finding, and the run lists the rule as not judged. Inside it
+    but outside `effective`, the policy was not (or no longer) in force and a claim is 违规享受.
+    """
+
+    from_: dt.date | None = Field(None, alias="from",
+                                  description="起始日期（含），缺省同 effective.from：更早的所属期本目录不判定")
+    to: dt.date | None = Field(None, description="截止日期（含），缺省为长期：之后的所属期照常判定")
+
+
 class ParameterValueSpec(_Strict):
     """A parameter's value from a date on, with the law that set it."""
 
@@ -92,7 +104,7 @@ class CaseSpec(_Strict):
     indicators: dict[str, Any] = Field(default_factory=dict)
     claims: list[dict[str, Any]] = Field(default_factory=list)
     risk_events: list[dict[str, Any]] = Field(default_factory=list)
-    expect: Literal["unclaimed", "improper", "undetermined", "compliant", "not_applicable"]
+    expect: Literal["unclaimed", "improper", "undetermined", "compliant", "not_applicable", "not_judged"]
     expect_conditions: dict[str, Literal["pass", "fail", "unknown"]] = Field(default_factory=dict)
     expect_amount: Any = None
 
@@ -107,6 +119,10 @@ class RuleFile(_Strict):
     verification_note: str = Field("", description="未核实之处的说明")
     basis: list[BasisRef] = Field(min_length=1)
     effective: Window
+    judged: JudgedWindow | None = Field(
+        None, description="本目录判定的所属期范围：范围外的所属期不判定（不出结论，运行汇总中列明"
+                          "“目录未覆盖该所属期”）；范围内但不在执行期限内的申报为违规享受。"
+                          "缺省自 effective.from 起、长期")
     granularity: list[Granularity] = Field(min_length=1, description="判定期间：year / quarter / month")
     scope: ScopeSpec
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)

@@ -243,7 +243,7 @@ def test_case_files_report_every_problem_at_once(tmp_path: Path) -> None:
         ("base_rule.cases.yaml", 8, 16, "indicators 中没有字段 employes", "纳税人期间指标（indicators）的字段",
          "employees"),
         ("base_rule.cases.yaml", 15, 3,
-         "案例 expect：Input should be 'unclaimed', 'improper', 'undetermined', 'compliant' or 'not_applicable'",
+         "案例 expect：Input should be 'unclaimed', 'improper', 'undetermined', 'compliant', 'not_applicable' or 'not_judged'",
          "", ""),
         ("base_rule.cases.yaml", 16, 3, "案例名称「正确的案例」重复", "每个案例名称唯一", ""),
     ]
