@@ -856,7 +856,7 @@ def make_tech_claims(
         _claims_for(rng, ids, per, "technology_transfer_cit", (tti > 0) & registered, tti > 0,
                     reduction * 0.25, 0.8, 0.3),
         _claims_for(rng, ids, per, "ic_machine_tool_rd_120", listed & (rd > 0), has_listed & (rd > 0),
-                    rd * 0.2 * 0.25, 0.8, 0.01),
+                    rd * 0.2 * 0.25, 0.8, 0.003),
         _claims_for(rng, ids, per, "incubator_tax_exempt", certified & (incubator_tax > 0), incubator_tax > 0,
                     incubator_tax, 0.85, 0.6),
         _claims_for(rng, ids, per, "nev_purchase_tax", vehicles > 0, none,
