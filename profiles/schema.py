@@ -182,14 +182,16 @@ INDICATORS = Table(
         Column("ic_machine_tool_listed", "bool", "列入集成电路企业或工业母机企业清单", required=False,
                doc="Tax year: on the list of 集成电路 or 工业母机 enterprises issued for that year "
                    "(财政部 税务总局 国家发展改革委 工业和信息化部公告2023年第44号 二、三)."),
-        Column("incubator_certified", "bool", "国家级、省级科技企业孵化器、大学科技园或国家备案众创空间", required=False,
+        Column("incubator_certified", "bool", "国家级、省级科技企业孵化器、大学科技园或国家备案众创空间",
+               required=False,
                doc="Tax year: certified during the year (财政部 税务总局 科技部 教育部公告2023年第42号); one certified "
                    "in the year enjoys from the month after certification, one whose status is cancelled stops the "
                    "month after."),
         Column("incubator_property_land_tax", "money", "孵化用房产、土地的房产税和城镇土地使用税", unit="元",
-               required=False, doc="Tax year: the 房产税 and 城镇土地使用税 due, before any relief, on the property and "
-                                   "land the incubator uses itself or provides to its incubated firms, for the months "
-                                   "in which it was certified; 0 when none."),
+               required=False,
+               doc="Tax year: the 房产税 and 城镇土地使用税 due, before any relief, on the property and land the "
+                   "incubator uses itself or provides to its incubated firms, for the months in which it was "
+                   "certified; 0 when none."),
         Column("agri_self_produced_sales", "money", "销售自产农产品销售额", unit="元", required=False,
                doc="VAT period: sales of primary farm products the taxpayer grew or bred itself; 0 when none."),
         Column("nev_listed_vehicles", "int", "购置列入免征车辆购置税目录的新能源汽车辆数", unit="辆", required=False,
