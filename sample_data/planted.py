@@ -546,20 +546,20 @@ def _cases() -> list[Case]:
 
 
 def _tech_cases() -> list[Case]:
-    """Technology and other incentives (issue 11 §4); numbers 200–219."""
+    """Technology and other incentives (issue 11 §4); numbers 400–419 (other helpers use 61–68, 201–209, 300–309)."""
     y = "2025"
     big = {"taxable_income": "10000000.00", "employees_qavg": 400.0, "employees": 400, "assets_qavg": "80000000.00"}
     vat_month = {"sales": "2000000.00", "creditable_input_vat": "100000.00", "incremental_credit": "0"}
     return [
         Case(
-            200,
+            400,
             "杭州技转临界科技有限公司",
             [(y, "technology_transfer_cit", "unclaimed",
               "技术转让所得恰为500万元（全额免征部分的上限），合同已登记，未享受减免")],
             year={**big, "tech_transfer_income": "5000000.00", "tech_contract_registered": True},
         ),
         Case(
-            201,
+            401,
             "杭州技转未登记科技有限公司",
             [(y, "technology_transfer_cit", "improper",
               "技术转让合同未经科技部门认定登记，仍享受技术转让所得减免")],
@@ -567,14 +567,14 @@ def _tech_cases() -> list[Case]:
             claims=[(y, "technology_transfer_cit", "200000.00")],
         ),
         Case(
-            202,
+            402,
             "杭州技转缺数科技有限公司",
             [(y, "technology_transfer_cit", "undetermined", "缺少技术合同认定登记信息，申报技术转让所得减免待核实")],
             year={**big, "tech_transfer_income": "800000.00"},
             claims=[(y, "technology_transfer_cit", "200000.00")],
         ),
         Case(
-            203,
+            403,
             "杭州技术开发漏享网络科技有限公司",
             [("2025-06", "technology_transfer_vat_exempt", "unclaimed",
               "技术开发收入100万元、合同已登记，未免征增值税（扣除分摊进项后预计少缴1万元）")],
@@ -582,7 +582,7 @@ def _tech_cases() -> list[Case]:
             vat={"2025-06": {**vat_month, "tech_service_sales": "1000000.00", "tech_contract_registered": True}},
         ),
         Case(
-            204,
+            404,
             "杭州技术开发未登记网络科技有限公司",
             [("2025-06", "technology_transfer_vat_exempt", "improper",
               "技术开发合同未经省级科技主管部门认定登记，仍免征增值税")],
@@ -591,7 +591,7 @@ def _tech_cases() -> list[Case]:
             claims=[("2025-06", "technology_transfer_vat_exempt", "40000.00")],
         ),
         Case(
-            205,
+            405,
             "杭州芯片清单微电子有限公司",
             [(y, "ic_machine_tool_rd_120", "unclaimed",
               "列入集成电路企业清单、研发费用200万元，只按100%加计扣除，未享受提高的20%")],
@@ -600,7 +600,7 @@ def _tech_cases() -> list[Case]:
             claims=[(y, "rd_super_deduction", "500000.00")],
         ),
         Case(
-            206,
+            406,
             "杭州芯片未入清单微电子有限公司",
             [(y, "ic_machine_tool_rd_120", "improper",
               "未列入集成电路企业或工业母机企业清单，仍按120%加计扣除")],
@@ -609,7 +609,7 @@ def _tech_cases() -> list[Case]:
             claims=[(y, "rd_super_deduction", "500000.00"), (y, "ic_machine_tool_rd_120", "100000.00")],
         ),
         Case(
-            207,
+            407,
             "杭州创新孵化器有限公司",
             [(y, "incubator_tax_exempt", "unclaimed",
               "省级科技企业孵化器，孵化用房产土地应纳房产税和城镇土地使用税18万元，未享受免征")],
@@ -617,7 +617,7 @@ def _tech_cases() -> list[Case]:
             year={**big, "incubator_certified": True, "incubator_property_land_tax": "180000.00"},
         ),
         Case(
-            208,
+            408,
             "杭州未认定众创空间管理有限公司",
             [(y, "incubator_tax_exempt", "improper",
               "不具有孵化器、大学科技园或国家备案众创空间资格，仍免征房产税和城镇土地使用税")],
@@ -626,7 +626,7 @@ def _tech_cases() -> list[Case]:
             claims=[(y, "incubator_tax_exempt", "90000.00")],
         ),
         Case(
-            209,
+            409,
             "余杭区自产鲜果店",
             [("2025Q3", "agri_self_produced_vat_exempt", "unclaimed",
               "自产水果的农业生产者，季度销售额300,000.01元超过免税标准，自产农产品25万元未免税")],
@@ -638,7 +638,7 @@ def _tech_cases() -> list[Case]:
             claims=[SIX, ("2025Q3", "small_scale_vat_1pct", "500.00")],
         ),
         Case(
-            210,
+            410,
             "余杭区贩销鲜果店",
             [("2025Q3", "agri_self_produced_vat_exempt", "improper",
               "不从事农业生产的水果零售店，销售购进水果按自产农产品免税")],
@@ -651,14 +651,14 @@ def _tech_cases() -> list[Case]:
                     ("2025Q3", "agri_self_produced_vat_exempt", "2800.00")],
         ),
         Case(
-            211,
+            411,
             "杭州新能源购车漏享贸易有限公司",
             [(y, "nev_purchase_tax", "unclaimed",
               "购置1辆目录内新能源汽车、应纳车辆购置税恰为3万元，未申报免征")],
             year={**big, "nev_listed_vehicles": 1, "nev_purchase_tax": "30000.00", "nev_max_vehicle_tax": "30000.00"},
         ),
         Case(
-            212,
+            412,
             "杭州非目录车型物流有限公司",
             [(y, "nev_purchase_tax", "improper",
               "未购置列入减免目录的新能源汽车，仍申报免征车辆购置税")],
