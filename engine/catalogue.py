@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,17 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from engine import ir
+from engine.drafting import drafting_note_problems
 from engine.errors import RuleError, RuleProblem, did_you_mean
 from engine.expressions import ExpressionError, parse_expression
-from engine.rulefile import CatalogueSettings, RuleFile
+from engine.rulefile import CatalogueSettings, ClaimCodeMapping, ClaimCodesFile, RuleFile
 from engine.typecheck import TypeChecker
 from profiles.periods import Period
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 SETTINGS_FILE = "_catalogue.yaml"
+#: The bureau's 减免性质代码 → rule mapping, editable without touching rule logic.
+CLAIM_CODES_FILE = "_claim_codes.yaml"
 CASES_SUFFIX = ".cases.yaml"
 
 
@@ -66,6 +70,19 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class ClaimCode:
+    """A code a claim may carry, the rule it stands for, and where that is said."""
+
+    code: str
+    rule_id: str
+    verified: bool | None  # None: a plain code in a rule file, verification not stated
+    source: str
+    file: str
+    line: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class Condition:
     """A named eligibility condition with its Chinese label and its expression."""
 
@@ -99,7 +116,7 @@ class Rule:
     conditions: tuple[Condition, ...]  # including generated "not stacked with" conditions
     parameters: Mapping[str, Parameter]
     excludes: tuple[str, ...]
-    claim_codes: tuple[str, ...]  # the rule id first, then the declared codes
+    claim_codes: tuple[str, ...]  # the rule id first, then the codes of the rule file and of _claim_codes.yaml
     benefit_label: str
     benefit: ir.Node
     benefit_source: str
@@ -156,6 +173,8 @@ class Catalogue:
     version: str
     directory: str
     code_to_rule: Mapping[str, str] = field(default_factory=dict)
+    #: Every official code (not the rule ids) with its rule, verification and source.
+    claim_code_info: Mapping[str, ClaimCode] = field(default_factory=dict)
 
     def active(self, period: Period) -> list[Rule]:
         """Rules judged for this period: granularity matches the period's kind and the catalogue covers the
@@ -220,6 +239,7 @@ def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
             problems.append(_at(path, doc, ("id",), f"规则编号 {spec.id!r} 与文件名 {path.stem!r} 不一致",
                                 expected=f"id: {path.stem}"))
             continue
+        problems.extend(drafting_note_problems(path, data.decode("utf-8"), spec, partial(_position, doc)))
         raw[spec.id] = (path, spec, doc, data)
     rule_ids = set(raw) | unusable
     rules: dict[str, Rule] = {}
@@ -228,7 +248,12 @@ def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
         if rule is not None:
             rules[rid] = rule
     ordered = _order(rules, raw, problems)
-    code_to_rule = _claim_codes(rules, raw, problems)
+    mapped = _load_claim_code_file(root, yaml, rule_ids, problems)
+    code_to_rule, code_info = _claim_codes(rules, raw, mapped, problems)
+    # A rule's claim codes include those the bureau mapped to it in _claim_codes.yaml.
+    rules = {rid: replace(rule, claim_codes=(*rule.claim_codes, *(
+        c for c, info in code_info.items() if info.rule_id == rid and c not in rule.claim_codes)))
+        for rid, rule in rules.items()}
     if problems:
         raise RuleError(problems)
     if not ordered:
@@ -236,13 +261,15 @@ def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
     digest = hashlib.sha256()
     for rid in sorted(raw):
         digest.update(raw[rid][3])
-    digest.update((root / SETTINGS_FILE).read_bytes() if (root / SETTINGS_FILE).exists() else b"")
+    for name in (SETTINGS_FILE, CLAIM_CODES_FILE):
+        digest.update((root / name).read_bytes() if (root / name).exists() else b"")
     return Catalogue(
         rules={rid: rules[rid] for rid in ordered},
         settings=settings,
         version=digest.hexdigest()[:12],
         directory=str(root),
         code_to_rule=code_to_rule,
+        claim_code_info=code_info,
     )
 
 
@@ -480,7 +507,7 @@ def _build_rule(
         conditions=tuple(conditions),
         parameters=params,
         excludes=tuple(sorted(exclusive & raw.keys())),
-        claim_codes=(spec.id, *spec.claim_codes),
+        claim_codes=(spec.id, *(c if isinstance(c, str) else c.code for c in spec.claim_codes)),
         benefit_label=spec.benefit.label,
         benefit=benefit,
         benefit_source=spec.benefit.formula,
@@ -574,14 +601,60 @@ def _order(rules: Mapping[str, Rule], raw: Mapping[str, tuple[Path, RuleFile, An
     return order
 
 
+def _load_claim_code_file(root: Path, yaml: YAML, rule_ids: set[str], problems: list[RuleProblem]
+                          ) -> list[tuple[ClaimCodeMapping, Path, Any, int]]:
+    """The entries of rules/_claim_codes.yaml with where each is written (empty when there is no such file)."""
+    path = root / CLAIM_CODES_FILE
+    if not path.exists():
+        return []
+    doc = _read_yaml(path, path.read_bytes(), yaml, problems)
+    if doc is None:
+        return []
+    try:
+        spec = ClaimCodesFile.model_validate(_plain(doc))
+    except ValidationError as exc:
+        problems.extend(_validation_problems(path, doc, exc))
+        return []
+    out = []
+    for i, entry in enumerate(spec.codes):
+        if entry.rule not in rule_ids:
+            problems.append(_at(path, doc, ("codes", i, "rule"), f"没有编号为 {entry.rule!r} 的规则",
+                                suggestion=did_you_mean(entry.rule, rule_ids)))
+            continue
+        out.append((entry, path, doc, i))
+    return out
+
+
 def _claim_codes(rules: Mapping[str, Rule], raw: Mapping[str, tuple[Path, RuleFile, Any, bytes]],
-                 problems: list[RuleProblem]) -> dict[str, str]:
-    owner: dict[str, str] = {}
-    for rid, rule in rules.items():
-        for i, code in enumerate(rule.claim_codes):
-            if code in owner and owner[code] != rid:
-                path, _, doc, _ = raw[rid]
-                problems.append(_at(path, doc, ("claim_codes", i - 1), f"申报代码 {code!r} 已属于规则 {owner[code]}",
-                                    expected="每个申报代码只对应一条规则"))
-            owner.setdefault(code, rid)
-    return owner
+                 mapped: list[tuple[ClaimCodeMapping, Path, Any, int]], problems: list[RuleProblem]
+                 ) -> tuple[dict[str, str], dict[str, ClaimCode]]:
+    """Every code a claim may carry → its rule: the rule ids, the codes rule files list, then the bureau's
+    mapping file. A code that would stand for two rules is refused where it is written the second time."""
+    owner: dict[str, str] = {rid: rid for rid in rules}
+    info: dict[str, ClaimCode] = {}
+
+    def claim(code: str, rid: str, path: Path, doc: Any, loc: tuple[Any, ...], verified: bool | None, source: str,
+              name: str = "") -> None:
+        line, _ = _position(doc, loc)
+        if code in owner and owner[code] != rid:
+            first = info.get(code)
+            where = f"（{Path(first.file).name}:{first.line}）" if first else "（规则编号）"
+            problems.append(_at(path, doc, loc,
+                                f"申报代码 {code!r} 已属于规则 {owner[code]}{where}，不能再对应规则 {rid}",
+                                expected="每个申报代码只对应一条规则"))
+            return
+        owner[code] = rid
+        known = info.get(code)
+        if known is None or (verified and not known.verified):  # the better-attested entry describes the code
+            info[code] = ClaimCode(code, rid, verified, source, str(path), line, name)
+
+    for rid in rules:
+        path, spec, doc, _ = raw[rid]
+        for i, entry in enumerate(spec.claim_codes):
+            if isinstance(entry, str):
+                claim(entry, rid, path, doc, ("claim_codes", i), None, "")
+            else:
+                claim(entry.code, rid, path, doc, ("claim_codes", i, "code"), entry.verified, entry.source)
+    for entry, path, doc, i in mapped:
+        claim(entry.code, entry.rule, path, doc, ("codes", i, "code"), entry.verified, entry.source, entry.name)
+    return owner, info

@@ -95,6 +95,27 @@ class ClaimGuide(_Strict):
     steps: list[str] = Field(default_factory=list, description="办理步骤")
 
 
+class ClaimCodeSpec(_Strict):
+    """A code the claims data carry for this incentive (an official 减免性质代码), and whether it is verified."""
+
+    code: str = Field(min_length=1, description="减免性质代码，如 0001011608")
+    verified: bool = Field(False, description="是否已对照官方减免性质代码表核实")
+    source: str = Field("", description="代码的出处（文件、代码表或核实方式）")
+
+
+class ClaimCodeMapping(ClaimCodeSpec):
+    """One line of rules/_claim_codes.yaml: a code the bureau maps to a rule without editing the rule."""
+
+    rule: str = Field(pattern=ID_PATTERN, description="该代码对应的政策编号")
+    name: str = Field("", description="减免项目名称（代码表中的名称）")
+
+
+class ClaimCodesFile(_Strict):
+    """rules/_claim_codes.yaml: 减免性质代码 → rule, maintained by the bureau."""
+
+    codes: list[ClaimCodeMapping] = Field(default_factory=list)
+
+
 class CaseSpec(_Strict):
     """One test case beside a rule: a small profile and the expected outcome."""
 
@@ -128,7 +149,10 @@ class RuleFile(_Strict):
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
     conditions: list[ConditionSpec] = Field(default_factory=list)
     excludes: list[str] = Field(default_factory=list, description="不得同时享受的政策编号")
-    claim_codes: list[str] = Field(default_factory=list, description="申报中代表本政策的代码，如减免性质代码")
+    claim_codes: list[str | ClaimCodeSpec] = Field(
+        default_factory=list,
+        description="申报中代表本政策的代码（减免性质代码）：写代码本身，或 {code, verified, source} "
+                    "注明是否核实及出处；也可在 rules/_claim_codes.yaml 中登记")
     benefit: BenefitSpec
     risk: RiskSpec
     claim: ClaimGuide

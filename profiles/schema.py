@@ -156,6 +156,30 @@ INDICATORS = Table(
         Column("disabled_employees", "int", "安置残疾人数", unit="人"),
         Column("rd_expense", "money", "研发费用", unit="元"),
         Column("incremental_credit", "money", "增量留抵税额", unit="元"),
+        Column("period_end_credit", "money", "期末留抵税额", unit="元", required=False,
+               doc="the period-end input-tax credit carried forward (增值税申报表 期末留抵税额)"),
+        Column("new_credit_vs_prior_year_end", "money", "新增留抵税额（与上年12月31日相比）", unit="元",
+               required=False,
+               doc="period-end credit minus the credit on 31 December of the previous year (留抵退税 from the "
+                   "September 2025 filing period, industries outside the monthly full refund)"),
+        Column("incremental_credit_positive_months", "int", "连续增量留抵税额大于零的月数", unit="个月",
+               required=False,
+               doc="consecutive months up to and including this period whose incremental credit (over the "
+                   "31 March 2019 credit) was above zero; a quarterly filer counts three months a quarter"),
+        Column("period_end_credit_positive_months", "int", "连续期末留抵税额大于零的月数", unit="个月",
+               required=False,
+               doc="consecutive months up to and including this period whose period-end credit was above "
+                   "zero; a quarterly filer counts three months a quarter"),
+        Column("input_composition_ratio", "number", "进项构成比例", required=False,
+               doc="as a fraction (0.8 for 80%): input VAT on special invoices, toll e-invoices, customs "
+                   "payment certificates and tax payment certificates deducted since April 2019, over all "
+                   "input VAT deducted in the same months (amounts transferred out are not subtracted)"),
+        Column("small_micro_enterprise", "bool", "留抵退税小微企业", required=False,
+               doc="small or micro enterprise as classified for the 2022 full credit refund "
+                   "(财政部 税务总局公告2022年第14号); empty when not known"),
+        Column("real_estate_sales", "money", "销售、出租不动产和转让土地使用权销售额", unit="元", required=False,
+               doc="the part of sales from selling or leasing real estate and transferring land-use rights, "
+                   "which the small-scale 1% rate does not cover from 2026"),
         Column("six_taxes_due", "money", "六税两费应纳税额", unit="元"),
         Column("disability_fund_due", "money", "残疾人就业保障金应缴额", unit="元", required=False),
         Column("software_sales", "money", "软件产品销售额", unit="元", required=False),

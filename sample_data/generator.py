@@ -438,6 +438,76 @@ def _vat_rows(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) ->
     return frame
 
 
+#: 留抵退税 industries (GB/T 4754 prefixes): full monthly refund of incremental credit from 2022-07
+#: (财政部 税务总局公告2022年第14号、第21号) and monthly refund of period-end credit from the 2025-08 所属期
+#: (2025年第7号 as reported); real estate development.
+CREDIT_FULL_2022 = ("C", "M", "D", "I65", "N77", "G", "F", "A", "H", "O", "P", "Q", "R")
+CREDIT_FULL_2025 = ("C", "M", "I65", "N77")
+REAL_ESTATE_DEV = ("K701",)
+
+
+def _credit_columns(rng: np.random.Generator, tp: pl.DataFrame, vat: pl.DataFrame) -> pl.DataFrame:
+    """留抵退税 history columns and small-scale real-estate sales, from their own random stream.
+
+    Period-end credit = incremental credit + part of a per-taxpayer 2019 base; consecutive positive
+    months are run lengths over each taxpayer's periods (a quarter counts three months) plus a carry
+    from before 2025; the new credit over the previous 31 December uses the last 2025 period.
+    """
+    if vat.height == 0:
+        return vat
+    n = tp.height
+    t = vat["__tp"].to_numpy()
+    rows = vat.height
+    general = (tp["vat_status"] == "general").to_numpy()
+    small = (tp["vat_status"] == "small_scale").to_numpy()
+    codes = tp["industry_code"]
+    base = np.where(general & (rng.random(n) < 0.15), rng.lognormal(np.log(40_000), 1.0, n), 0.0)
+    carry = np.where(rng.random(n) < 0.5, rng.integers(0, 18, n), 0)
+    ratio = np.round(rng.uniform(0.55, 1.0, n), 4)
+    ratio_known = general & (rng.random(n) >= 0.04)
+    micro = tp["__sales"].to_numpy() < 20_000_000
+    micro_known = general & (rng.random(n) >= 0.05)
+    lessor = small & (rng.random(n) < np.where(_starts_with(codes, ("K", "L")), 0.25, 0.04))
+    share = rng.uniform(0.2, 1.0, n)
+    re_known = small & (rng.random(n) >= 0.03)
+
+    incr = vat["incremental_credit"].cast(pl.Float64).fill_null(0.0).to_numpy()
+    gen_rows = general[t]
+    used = np.where(rng.random(rows) < 0.4, 0.0, rng.uniform(0.0, 1.0, rows))  # base partly used up
+    period_end = np.where(gen_rows, incr + base[t] * np.where(incr > 0, 1.0, used), np.nan)
+    sales = vat["sales"].cast(pl.Float64).fill_null(0.0).to_numpy()
+    frame = vat.with_columns(
+        pl.Series("__pe", period_end),
+        pl.Series("__incr", incr),
+        pl.Series("__carry", carry[t]),
+        pl.Series("__step", np.where(vat["period"].str.contains("Q").to_numpy(), 3, 1)),
+    )
+    runs = []
+    for value, name in (("__incr", "incremental_credit_positive_months"),
+                        ("__pe", "period_end_credit_positive_months")):
+        pos = pl.col(value).fill_nan(0.0) > 0
+        stretch = (~pos).cum_sum().over("__tp")
+        months = (pos.cast(pl.Int64) * pl.col("__step")).cum_sum().over(["__tp", stretch])
+        runs.append(pl.when(pos).then(months + pl.when(stretch == 0).then(pl.col("__carry")).otherwise(0))
+                    .otherwise(0).alias(name))
+    prior_2025 = base * rng.uniform(0.3, 1.2, n)
+    last_2025 = pl.col("__pe").filter(pl.col("period").str.starts_with("2025")).last().over("__tp")
+    prior = pl.when(pl.col("period").str.starts_with("2025")).then(pl.Series(prior_2025[t])).otherwise(last_2025)
+    frame = frame.with_columns(
+        *runs,
+        (pl.col("__pe") - prior).alias("__new"),
+    )
+    return frame.with_columns(
+        _money(np.nan_to_num(period_end), gen_rows).alias("period_end_credit"),
+        _money(np.nan_to_num(frame["__new"].fill_null(0.0).to_numpy()), gen_rows).alias("new_credit_vs_prior_year_end"),
+        pl.when(pl.lit(gen_rows)).then(pl.col("incremental_credit_positive_months")),
+        pl.when(pl.lit(gen_rows)).then(pl.col("period_end_credit_positive_months")),
+        pl.Series("input_composition_ratio", np.where(ratio_known[t], ratio[t], np.nan)).fill_nan(None),
+        pl.select(pl.when(pl.lit(micro_known[t])).then(pl.lit(micro[t]))).to_series().alias("small_micro_enterprise"),
+        _money(np.where(lessor[t], sales * share[t], 0.0), re_known[t]).alias("real_estate_sales"),
+    ).drop("__pe", "__incr", "__carry", "__step", "__new")
+
+
 #: Tables longer than this are left in generation order (sorting millions of rows costs more than
 #: generating them); smaller ones are sorted by taxpayer so that a person can read them.
 SORT_MAX_ROWS = 2_000_000
@@ -512,9 +582,15 @@ def _starts_with(codes: pl.Series, prefixes: tuple[str, ...]) -> np.ndarray:
 
 
 def make_claims(
-    rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame, vat: pl.DataFrame, events: pl.DataFrame
+    rng: np.random.Generator,
+    tp: pl.DataFrame,
+    year: pl.DataFrame,
+    vat: pl.DataFrame,
+    events: pl.DataFrame,
+    *,
+    aux: np.random.Generator | None = None,
 ) -> pl.DataFrame:
-    """Claims with realistic error rates, per incentive."""
+    """Claims with realistic error rates, per incentive (留抵退税 draws from `aux` when given)."""
     y = pl.concat([year, tp.drop("taxpayer_id", "__sales", "__industry")], how="horizontal")  # same order
     ids, per = y["taxpayer_id"], y["period"]
 
@@ -669,15 +745,37 @@ def make_claims(
         incr = vcol("incremental_credit")
         grade_ok = tp["credit_grade"].is_in(["A", "B"]).fill_null(False).to_numpy()[t]
         manufacturing = _starts_with(tp["industry_code"], ("C",))[t]
+        pe = vcol("period_end_credit") if "period_end_credit" in vat.columns else incr
+        new = vcol("new_credit_vs_prior_year_end") if "new_credit_vs_prior_year_end" in vat.columns else incr
+        inc_m = vcol("incremental_credit_positive_months") if "incremental_credit_positive_months" in vat.columns else 0
+        pe_m = vcol("period_end_credit_positive_months") if "period_end_credit_positive_months" in vat.columns else 0
+        ratio = vcol("input_composition_ratio", 1.0) if "input_composition_ratio" in vat.columns else 1.0
+        micro = (vat["small_micro_enterprise"].fill_null(False).to_numpy()
+                 if "small_micro_enterprise" in vat.columns else np.zeros(len(t), dtype=bool))
+        codes = tp["industry_code"]
+        full_old = _starts_with(codes, CREDIT_FULL_2022)[t] | micro
+        full_new, estate = _starts_with(codes, CREDIT_FULL_2025)[t], _starts_with(codes, REAL_ESTATE_DEV)[t]
+        new_regime = pl.select(
+            pl.when(pl.lit(vper).str.contains("Q")).then(pl.lit(vper) >= "2025Q4").otherwise(pl.lit(vper) >= "2025-08")
+        ).to_series().to_numpy()
+        six_incr = (inc_m >= 6) & (incr >= 500_000)
+        ok_old = (incr > 0) & (full_old | six_incr)
+        ok_new = (full_new & (pe > 0)) | (estate & six_incr) | (~full_new & ~estate & (pe_m >= 6) & (new >= 500_000))
+        refund = ratio * np.where(
+            new_regime,
+            np.where(full_new, pe, np.where(estate, incr * 0.6,
+                                            np.minimum(new, 1e8) * 0.6 + np.maximum(new - 1e8, 0) * 0.3)),
+            incr * np.where(full_old, 1.0, 0.6),
+        )
         parts.append(
             _claims_for(
-                rng,
+                aux if aux is not None else rng,
                 vids,
                 vper,
                 "vat_credit_refund",
-                general & grade_ok & clean & (incr > 0),
-                general & (incr > 0),
-                incr * 0.9 * np.where(manufacturing, 1.0, 0.6),
+                general & grade_ok & clean & np.where(new_regime, ok_new, ok_old),
+                general & ((incr > 0) | (pe > 0)),
+                refund,
                 0.5,
                 0.05,
             )
@@ -887,8 +985,10 @@ def generate(n_taxpayers: int, *, seed: int = 2026, planted: bool = True) -> dic
     tp = make_taxpayers(rng, n_taxpayers)
     year = _year_rows(rng, tp)
     vat = _vat_rows(rng, tp, year)
+    aux = np.random.default_rng([seed, 1120])  # 留抵退税/不动产 columns (issues 11, 20): own stream
+    vat = _credit_columns(aux, tp, vat)
     events = make_risk_events(rng, tp)
-    claims = make_claims(rng, tp, year, vat, events)
+    claims = make_claims(rng, tp, year, vat, events, aux=aux)
     tech_rng = np.random.default_rng([seed, 11])  # issue 11 §4: a stream of its own, earlier draws unchanged
     tp, year, vat = add_tech_figures(tech_rng, tp, year, vat)
     claims = _sorted(

@@ -106,6 +106,12 @@ YEAR_INDIVIDUAL = {
     "six_taxes_due": "1800.00",
 }
 SLP = ("2025", "small_low_profit_cit", "200000.00")
+
+
+def _manufacturer_credit(credit: str) -> dict[str, Any]:
+    """A manufacturer's VAT month with the same incremental and period-end credit (进项构成比例 100%)."""
+    return {"sales": "900000.00", "incremental_credit": credit, "period_end_credit": credit,
+            "input_composition_ratio": 1.0}
 SIX = ("2025", "six_taxes_two_fees_half", "15000.00")
 
 
@@ -308,7 +314,7 @@ def _cases() -> list[Case]:
               "纳税信用等级为M级，仍申请留抵退税")],
             taxpayer={"credit_grade": "M", "industry_code": "C3484"},
             year={"taxable_income": "5000000.00"},
-            vat={"2025-09": {"sales": "900000.00", "incremental_credit": "200000.00"}},
+            vat={"2025-09": _manufacturer_credit("200000.00")},
             claims=[("2025-09", "vat_credit_refund", "120000.00")],
         ),
         Case(
@@ -324,7 +330,7 @@ def _cases() -> list[Case]:
             ],
             taxpayer={"credit_grade": "A", "industry_code": "C3484"},
             year={"taxable_income": "5000000.00"},
-            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "150000.00"}},
+            vat={"2025-12": _manufacturer_credit("150000.00")},
             claims=[("2025-12", "vat_credit_refund", "90000.00")],
             events=[("refund_fraud", "2023-01-31")],
         ),
@@ -341,7 +347,7 @@ def _cases() -> list[Case]:
             ],
             taxpayer={"credit_grade": "A", "industry_code": "C3484"},
             year={"taxable_income": "5000000.00"},
-            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "150000.00"}},
+            vat={"2025-12": _manufacturer_credit("150000.00")},
             claims=[("2025-12", "vat_credit_refund", "90000.00")],
             events=[("refund_fraud", "2022-11-30")],
         ),
@@ -358,7 +364,7 @@ def _cases() -> list[Case]:
             ],
             taxpayer={"credit_grade": "A", "industry_code": "C3484"},
             year={"taxable_income": "5000000.00"},
-            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "120000.00"}},
+            vat={"2025-12": _manufacturer_credit("120000.00")},
             events=[("instant_refund", "2019-03-31")],
         ),
         Case(
@@ -368,7 +374,7 @@ def _cases() -> list[Case]:
               "2019-04-01享受过即征即退，仍申请留抵退税")],
             taxpayer={"credit_grade": "B", "industry_code": "C3484"},
             year={"taxable_income": "5000000.00"},
-            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "120000.00"}},
+            vat={"2025-12": _manufacturer_credit("120000.00")},
             claims=[("2025-12", "vat_credit_refund", "72000.00")],
             events=[("instant_refund", "2019-04-01")],
         ),
@@ -379,7 +385,7 @@ def _cases() -> list[Case]:
               "36个月内两次因偷税受处罚，仍申请留抵退税")],
             taxpayer={"credit_grade": "A", "industry_code": "C3484"},
             year={"taxable_income": "5000000.00"},
-            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "100000.00"}},
+            vat={"2025-12": _manufacturer_credit("100000.00")},
             claims=[("2025-12", "vat_credit_refund", "60000.00")],
             events=[("tax_evasion_penalty", "2024-03-15"), ("tax_evasion_penalty", "2025-05-20")],
         ),
@@ -396,7 +402,7 @@ def _cases() -> list[Case]:
             ],
             taxpayer={"credit_grade": "A", "industry_code": "C3484"},
             year={"taxable_income": "5000000.00"},
-            vat={"2025-12": {"sales": "900000.00", "incremental_credit": "100000.00"}},
+            vat={"2025-12": _manufacturer_credit("100000.00")},
             claims=[("2025-12", "vat_credit_refund", "60000.00")],
             events=[("tax_evasion_penalty", "2024-03-15")],
         ),
@@ -540,6 +546,130 @@ def _cases() -> list[Case]:
             taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "quarter", "industry_code": "F5179"},
             year={"six_taxes_due": "8000.00"},
             claims=[SLP],
+        ),
+        # 小规模纳税人：免税与减按1%同期并存；2026年起不动产租售不适用1%（问题单11）
+        Case(
+            61,
+            "杭州部分专票商贸有限公司",
+            [
+                ("2025Q3", "small_scale_vat_exemption", "compliant",
+                 "部分销售额放弃免税开具专票按1%纳税，其余免税，两项并存合规"),
+                ("2025Q3", "small_scale_vat_1pct", "compliant", "就开具专票的部分销售额按1%纳税，与免税并存合规"),
+            ],
+            taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "quarter", "industry_code": "F5213"},
+            vat={"2025Q3": {"sales": "200000.00", "real_estate_sales": "0.00"}},
+            claims=[SLP, SIX, ("2025Q3", "small_scale_vat_exemption", "1500.00"),
+                    ("2025Q3", "small_scale_vat_1pct", "1000.00")],
+        ),
+        Case(
+            62,
+            "杭州商铺出租商贸有限公司",
+            [
+                (
+                    "2026Q1",
+                    "small_scale_vat_1pct",
+                    "unclaimed",
+                    "季度销售额50万元，其中出租不动产10万元不适用1%，其余40万元未减按1%（预计少缴8000元）",
+                )
+            ],
+            taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "quarter", "industry_code": "F5213"},
+            vat={"2026Q1": {"sales": "500000.00", "real_estate_sales": "100000.00"}},
+            claims=[SLP, SIX],
+        ),
+        Case(
+            63,
+            "杭州租售不明商贸有限公司",
+            [
+                (
+                    "2026Q1",
+                    "small_scale_vat_1pct",
+                    "undetermined",
+                    "2026年起不动产租售不适用1%，缺少不动产租售销售额，无法判断",
+                )
+            ],
+            taxpayer={"vat_status": "small_scale", "vat_filing_cycle": "quarter", "industry_code": "K7020"},
+            vat={"2026Q1": {"sales": "500000.00"}},
+            claims=[SLP, SIX],
+        ),
+        # 留抵退税：39号六个月与50万元、2025年第7号（问题单11、20）
+        Case(
+            64,
+            "杭州连续六月咨询有限公司",
+            [
+                (
+                    "2025-06",
+                    "vat_credit_refund",
+                    "unclaimed",
+                    "一般行业连续6个月增量留抵大于零、第六个月50万元，未申请（预计500000 × 80% × 60% = 240000元）",
+                )
+            ],
+            taxpayer={"credit_grade": "A", "industry_code": "L7212"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-06": {"sales": "900000.00", "incremental_credit": "500000.00", "period_end_credit": "500000.00",
+                             "incremental_credit_positive_months": 6, "small_micro_enterprise": False,
+                             "input_composition_ratio": 0.8}},
+        ),
+        Case(
+            65,
+            "杭州连续五月咨询有限公司",
+            [("2025-06", "vat_credit_refund", "improper", "一般行业非小微企业，增量留抵只连续5个月大于零，仍申请退税")],
+            taxpayer={"credit_grade": "A", "industry_code": "L7212"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-06": {"sales": "900000.00", "incremental_credit": "600000.00", "period_end_credit": "600000.00",
+                             "incremental_credit_positive_months": 5, "small_micro_enterprise": False,
+                             "input_composition_ratio": 0.8}},
+            claims=[("2025-06", "vat_credit_refund", "288000.00")],
+        ),
+        Case(
+            66,
+            "杭州划型不明咨询有限公司",
+            [
+                (
+                    "2025-06",
+                    "vat_credit_refund",
+                    "undetermined",
+                    "一般行业只连续5个月，是否小微企业（可全额退还）不明，申请退税待核实",
+                )
+            ],
+            taxpayer={"credit_grade": "A", "industry_code": "L7212"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-06": {"sales": "900000.00", "incremental_credit": "600000.00", "period_end_credit": "600000.00",
+                             "incremental_credit_positive_months": 5, "input_composition_ratio": 0.8}},
+            claims=[("2025-06", "vat_credit_refund", "288000.00")],
+        ),
+        Case(
+            67,
+            "杭州期末留抵制造有限公司",
+            [
+                (
+                    "2025-09",
+                    "vat_credit_refund",
+                    "unclaimed",
+                    "制造业2025年9月期末留抵1234567.89元 × 进项构成比例80%，未申请（预计987654.31元）",
+                )
+            ],
+            taxpayer={"credit_grade": "A", "industry_code": "C3484"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-09": {"sales": "900000.00", "incremental_credit": "0.00", "period_end_credit": "1234567.89",
+                             "input_composition_ratio": 0.8}},
+        ),
+        Case(
+            68,
+            "杭州新增不足咨询有限公司",
+            [
+                (
+                    "2025-10",
+                    "vat_credit_refund",
+                    "improper",
+                    "一般行业新增留抵税额499999.99元，低于50万元，仍申请退税",
+                )
+            ],
+            taxpayer={"credit_grade": "A", "industry_code": "L7212"},
+            year={"taxable_income": "5000000.00"},
+            vat={"2025-10": {"sales": "900000.00", "incremental_credit": "499999.99", "period_end_credit": "800000.00",
+                             "period_end_credit_positive_months": 6, "new_credit_vs_prior_year_end": "499999.99",
+                             "input_composition_ratio": 1.0}},
+            claims=[("2025-10", "vat_credit_refund", "299999.99")],
         ),
         *_tech_cases(),
     ]

@@ -93,13 +93,16 @@ def test_events_report_new_changed_and_resolved_findings(catalogue: Catalogue) -
 
 def test_risk_events_move_the_vat_refund_in_and_out_of_the_window(catalogue: Catalogue) -> None:
     doc = small_firm()
-    doc["indicators"] = [{"period": "2026Q3", "incremental_credit": "100000", "sales": "5000000"}]
+    # 留抵退税 is judged for 2023–2025 (the 2026 rules under the VAT Law are not verified).
+    doc["indicators"] = [{"period": "2025Q3", "incremental_credit": "100000", "sales": "5000000",
+                          "input_composition_ratio": 0.9}]
     checker = RealtimeChecker(catalogue)
-    state = checker.start(profile_from_json(doc, known_incentives=catalogue.known_incentives), QUARTER)
+    state = checker.start(profile_from_json(doc, known_incentives=catalogue.known_incentives),
+                          parse_period("2025Q3"))
     assert state.findings["vat_credit_refund"]["kind"] == "unclaimed"
-    # 36 months before 2026-09-30 starts after 2023-09-30: an older fraud does not count, a later one does.
-    assert apply_event(state, FilingEvent("risk_event", {"event": "refund_fraud", "occurred_on": "2023-09-30"})) == []
-    changes = apply_event(state, FilingEvent("risk_event", {"event": "refund_fraud", "occurred_on": "2023-10-01"}))
+    # 36 months before 2025-09-30 starts after 2022-09-30: an older fraud does not count, a later one does.
+    assert apply_event(state, FilingEvent("risk_event", {"event": "refund_fraud", "occurred_on": "2022-09-30"})) == []
+    changes = apply_event(state, FilingEvent("risk_event", {"event": "refund_fraud", "occurred_on": "2022-10-01"}))
     assert [(c.change, c.finding["rule_id"]) for c in changes] == [("resolved", "vat_credit_refund")]
 
 

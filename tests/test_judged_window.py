@@ -113,6 +113,26 @@ def test_a_claim_before_effective_from_of_a_rule_without_judged_is_not_judged(tm
         assert all(r["reason"] == "目录未覆盖该所属期" for r in document["not_judged"])
 
 
+def test_a_streaming_run_counts_the_unjudged_claims_of_every_bucket(tmp_path: Path) -> None:
+    from engine.run import evaluate_streaming
+
+    catalogue = _catalogue(tmp_path)
+    profiles = _profiles("2022", ["plain"])
+    second = {**TAXPAYER, "taxpayer_id": make_credit_code(org_body="00000002")}
+    folder = tmp_path / "data"
+    folder.mkdir()
+    pl.concat([profiles.taxpayers, pl.DataFrame([second], schema=TAXPAYERS.polars_schema)]).write_parquet(
+        folder / "taxpayers.parquet")
+    profiles.indicators.write_parquet(folder / "indicators.parquet")
+    pl.concat([profiles.claims, profiles.claims.with_columns(pl.lit(second["taxpayer_id"]).alias("taxpayer_id"))]
+              ).write_parquet(folder / "claims.parquet")
+    profiles.risk_events.write_parquet(folder / "risk_events.parquet")
+    result = evaluate_streaming(catalogue, folder, parse_period("2022"), tmp_path / "work", buckets=3)
+    counted = dict(result.not_judged.select("rule_id", "claims").iter_rows())
+    assert counted == {"plain": 2, "reader": 0, "until": 0}
+    assert not any(r == "plain" for r in result.findings["rule_id"].to_list())
+
+
 def test_after_the_end_of_the_policy_a_claim_is_improper_unless_the_catalogue_stops_judging(tmp_path: Path) -> None:
     for result in _both(tmp_path, "2026", ["plain", "until"]):
         assert _kinds(result)["plain"] == "improper"  # judged open-ended: the policy ended

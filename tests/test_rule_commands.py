@@ -80,3 +80,15 @@ def test_test_of_a_broken_catalogue_exits_with_the_rule_error(tmp_path: Path) ->
     assert result.exit_code == EXIT_RULE_ERROR
     assert "缺少必填项" in result.output
     assert "Traceback" not in result.output
+
+
+def test_table_writes_the_readme_block(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- zhixiang rules table: start -->\n<!-- zhixiang rules table: end -->\n",
+                      encoding="utf-8")
+    result = CliRunner().invoke(main, ["rules", "table", "--write", "--readme", str(readme)])
+    assert result.exit_code == 0, result.output
+    text = readme.read_text(encoding="utf-8")
+    assert "| `small_low_profit_cit` | 小型微利企业" in text and "| 编号 | 名称 | 依据 |" in text
+    printed = CliRunner().invoke(main, ["rules", "table"])
+    assert printed.exit_code == 0 and printed.output in text
