@@ -148,6 +148,9 @@ TAXPAYERS = Table(
                doc="individual business run by a 自主就业退役士兵 (2023年第14号 第一条)"),
         Column("blind_massage_org", "bool", "盲人按摩机构", required=False,
                doc="财税〔2016〕52号: a 盲人按摩机构 needs 5 disabled employees instead of 10"),
+        Column("agri_producer", "bool", "农业生产者（从事种植业、养殖业、林业、牧业、水产业生产）", required=False,
+               doc="The taxpayer itself grows, breeds or catches what it sells (增值税暂行条例实施细则第三十五条; "
+                   "增值税法第二十四条). A trader of bought-in produce is not."),
     ),
 )
 
@@ -247,6 +250,39 @@ INDICATORS = Table(
                required=False,
                doc="财税〔2016〕52号: 0-1; resale of purchased goods and 文化体育/娱乐服务 are not in the "
                    "numerator"),
+        # Technology and other incentives (issue 11 §4).
+        Column("tech_transfer_income", "money", "技术转让所得", unit="元", required=False,
+               doc="Tax year: income from transferring technology (专利、软件著作权、集成电路布图设计、植物新品种、"
+                   "生物医药新品种 — ownership, or licences of 5 years or more) minus its cost and related taxes "
+                   "(国税函〔2009〕212号 二), as on A107020; 0 when none."),
+        Column("tech_contract_registered", "bool", "技术合同已经科技（商务）主管部门认定登记", required=False,
+               doc="Every technology transfer / development contract of the period is registered with the "
+                   "provincial science department (cross-border: commerce department)."),
+        Column("tech_service_sales", "money", "技术转让、技术开发及相关技术咨询、技术服务销售额", unit="元",
+               required=False, doc="VAT period: sales under registered technology transfer or development contracts, "
+                                   "with the consulting and services invoiced together with them; 0 when none."),
+        Column("ic_machine_tool_listed", "bool", "列入集成电路企业或工业母机企业清单", required=False,
+               doc="Tax year: on the list of 集成电路 or 工业母机 enterprises issued for that year "
+                   "(财政部 税务总局 国家发展改革委 工业和信息化部公告2023年第44号 二、三)."),
+        Column("incubator_certified", "bool", "国家级、省级科技企业孵化器、大学科技园或国家备案众创空间",
+               required=False,
+               doc="Tax year: certified during the year (财政部 税务总局 科技部 教育部公告2023年第42号); one certified "
+                   "in the year enjoys from the month after certification, one whose status is cancelled stops the "
+                   "month after."),
+        Column("incubator_property_land_tax", "money", "孵化用房产、土地的房产税和城镇土地使用税", unit="元",
+               required=False,
+               doc="Tax year: the 房产税 and 城镇土地使用税 due, before any relief, on the property and land the "
+                   "incubator uses itself or provides to its incubated firms, for the months in which it was "
+                   "certified; 0 when none."),
+        Column("agri_self_produced_sales", "money", "销售自产农产品销售额", unit="元", required=False,
+               doc="VAT period: sales of primary farm products the taxpayer grew or bred itself; 0 when none."),
+        Column("nev_listed_vehicles", "int", "购置列入免征车辆购置税目录的新能源汽车辆数", unit="辆", required=False,
+               doc="Vehicles bought in the period (date of the 机动车销售统一发票) whose model was listed in 《减免车辆"
+                   "购置税的新能源汽车车型目录》 on that date."),
+        Column("nev_purchase_tax", "money", "上述新能源汽车减免前应纳车辆购置税合计", unit="元", required=False,
+               doc="Sum over those vehicles of 计税价格 × 10% (车辆购置税法第四条), before any relief."),
+        Column("nev_max_vehicle_tax", "money", "上述新能源汽车中单辆最高应纳车辆购置税", unit="元", required=False,
+               doc="The largest single-vehicle tax among them (decides whether the per-vehicle cap binds)."),
     ),
 )
 

@@ -55,6 +55,13 @@ CATALOGUE_IDS: tuple[str, ...] = (
     "veterans_startup_employment",
     "disabled_employment_vat_refund",
     "disabled_wage_extra_deduction",
+    # technology and other incentives (issue 11 §4)
+    "technology_transfer_cit",
+    "technology_transfer_vat_exempt",
+    "ic_machine_tool_rd_120",
+    "incubator_tax_exempt",
+    "agri_self_produced_vat_exempt",
+    "nev_purchase_tax",
 )
 
 TAX_YEAR = "2025"
@@ -73,6 +80,7 @@ SLP_ASSETS_CAP = 50_000_000
 VAT_EXEMPT_QUARTER = 300_000
 VAT_EXEMPT_MONTH = 100_000
 EQUIPMENT_UNIT_CAP = 5_000_000
+TECH_TRANSFER_EXEMPT_CAP = 5_000_000
 DISABILITY_EXEMPT_EMPLOYEES = 30
 DISABILITY_TIER_RATIO = 0.01  # 财政部公告2023年第8号 一: ≥ 1% pays 50%, below pays 90%
 KEY_GROUP_OWNER_QUOTA, KEY_GROUP_HIRE_QUOTA = 20_000, 6_000  # 2023年第15号 (national amounts)
@@ -709,9 +717,6 @@ def make_claims(
     # Item by item (2023年第37号 第一条): the items up to 5,000,000 count, one dearer machine does not spoil them.
     eq_eligible = np.where(np.isnan(col("equipment_cost_eligible")),
                            np.where(eq_max <= EQUIPMENT_UNIT_CAP, eq_cost, 0), col("equipment_cost_eligible", 0))
-    hires = col("key_group_hires", 0)
-    owner = col("key_group_owner")
-    startup = col("startup_taxes_due", 0)
     settled = col("slp_settled_h1") | col("slp_settled_h2")  # 六税两费 of a general-taxpayer enterprise
     hire_months = col("key_group_hire_months", 0)
     owner = col("key_group_owner")
@@ -1013,6 +1018,123 @@ def make_risk_events(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame
 
 
 # ----------------------------------------------------------------------------------------------
+# Technology and other incentives (issue 11 §4): their own random stream, so adding them leaves every
+# figure drawn before unchanged.
+
+
+def _bool_where(mask: np.ndarray, values: np.ndarray) -> pl.Series:
+    """values where mask, null elsewhere."""
+    return pl.select(pl.when(pl.lit(mask)).then(pl.lit(values))).to_series()
+
+
+def add_tech_figures(
+    rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame, vat: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The columns of the technology and other incentives, for a sensible share of taxpayers.
+
+    * technology transfer (CIT, year): ~5% of manufacturing, software and research firms, contracts
+      registered for most of them; technology services (VAT periods): ~15% of software and research firms;
+    * 集成电路 / 工业母机 list: about half of the IC design firms with R&D;
+    * incubators: ~4% of research and investment-management firms, with the property and land tax due;
+    * farmers: a third of the fruit-and-vegetable shops sell their own produce (agri_producer);
+    * new-energy vehicles: ~6% of enterprises and 2% of individual businesses bought 1–4 listed vehicles.
+    """
+    n = tp.height
+    individual = (tp["entity_type"] == "individual_business").to_numpy()
+    enterprise = ~individual
+    codes = tp["industry_code"]
+    section = codes.str.slice(0, 1).to_numpy()
+    tech = enterprise & np.isin(section, ["C", "I", "M"])
+    rd = year["rd_expense"].cast(pl.Float64).fill_null(0).to_numpy()
+    transfers = tech & (rng.random(n) < 0.05)
+    transfer_income = np.where(transfers, rng.lognormal(np.log(900_000), 1.1, n), 0.0)
+    registered = rng.random(n) < 0.9
+    services = enterprise & np.isin(codes.to_numpy(), ["I6513", "I6511", "I6520", "I6531", "M7320", "M7340"]) & (
+        rng.random(n) < 0.15)
+    services_registered = rng.random(n) < 0.92
+    listed = enterprise & (codes == "I6520").to_numpy() & (rd > 0) & (rng.random(n) < 0.5)
+    incubator = enterprise & np.isin(codes.to_numpy(), ["M7320", "L7212"]) & (rng.random(n) < 0.04)
+    incubator_ok = rng.random(n) < 0.9
+    farmer_shop = individual & (codes == "F5223").to_numpy()
+    farmer = farmer_shop & (rng.random(n) < 0.35)
+    buys = np.where(individual, rng.random(n) < 0.02, rng.random(n) < 0.06)
+    vehicles = np.where(buys, np.where(individual, 1, rng.integers(1, 5, n)), 0)
+    per_vehicle = rng.uniform(8_000, 45_000, (n, 4)).round(2)
+    per_vehicle[np.arange(4)[None, :] >= vehicles[:, None]] = 0.0
+    year = year.with_columns(
+        tech_transfer_income=_money(transfer_income, enterprise),
+        tech_contract_registered=_bool_where(transfers, registered),
+        ic_machine_tool_listed=_bool_where(enterprise & (rd > 0), listed),
+        incubator_certified=_bool_where(incubator, incubator_ok),
+        incubator_property_land_tax=_money(rng.lognormal(np.log(150_000), 0.8, n), incubator),
+        nev_listed_vehicles=pl.Series(vehicles.astype(np.int64)),
+        nev_purchase_tax=_money(per_vehicle.sum(axis=1), vehicles > 0),
+        nev_max_vehicle_tax=_money(per_vehicle.max(axis=1), vehicles > 0),
+    )
+    tp = tp.with_columns(agri_producer=_bool_where(farmer_shop, farmer))
+    if vat.height:
+        t = vat["__tp"].to_numpy()
+        rows = vat.height
+        vsales = vat["sales"].cast(pl.Float64).fill_null(0).to_numpy()
+        tech_share = np.where(services[t], rng.uniform(0.05, 0.4, rows), 0.0)
+        agri_share = np.where(farmer[t], rng.uniform(0.5, 1.0, rows), 0.0)
+        vat = vat.with_columns(
+            tech_service_sales=_money(vsales * tech_share, services[t]),
+            tech_contract_registered=_bool_where(services[t], services_registered[t]),
+            agri_self_produced_sales=_money(vsales * agri_share, farmer_shop[t]),
+        )
+    return tp, year, vat
+
+
+def make_tech_claims(
+    rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame, vat: pl.DataFrame
+) -> pl.DataFrame:
+    """Claims of the technology and other incentives, with realistic error rates."""
+    ids, per = year["taxpayer_id"], year["period"]
+
+    def col(frame: pl.DataFrame, name: str, fill: float = 0.0) -> np.ndarray:
+        s = frame[name]
+        if s.dtype == pl.Boolean:
+            return s.fill_null(False).to_numpy()
+        return s.cast(pl.Float64).fill_null(fill).to_numpy()
+
+    tti = col(year, "tech_transfer_income")
+    registered = col(year, "tech_contract_registered")
+    reduction = np.minimum(tti, TECH_TRANSFER_EXEMPT_CAP) + np.maximum(tti - TECH_TRANSFER_EXEMPT_CAP, 0) * 0.5
+    rd = col(year, "rd_expense")
+    listed = col(year, "ic_machine_tool_listed")
+    has_listed = year["ic_machine_tool_listed"].is_not_null().to_numpy()
+    incubator_tax = col(year, "incubator_property_land_tax")
+    certified = col(year, "incubator_certified")
+    vehicles = col(year, "nev_listed_vehicles")
+    n = year.height
+    none = np.zeros(n, dtype=bool)
+    parts = [
+        _claims_for(rng, ids, per, "technology_transfer_cit", (tti > 0) & registered, tti > 0,
+                    reduction * 0.25, 0.8, 0.3),
+        _claims_for(rng, ids, per, "ic_machine_tool_rd_120", listed & (rd > 0), has_listed & (rd > 0),
+                    rd * 0.2 * 0.25, 0.8, 0.003),
+        _claims_for(rng, ids, per, "incubator_tax_exempt", certified & (incubator_tax > 0), incubator_tax > 0,
+                    incubator_tax, 0.85, 0.6),
+        _claims_for(rng, ids, per, "nev_purchase_tax", vehicles > 0, none,
+                    np.minimum(col(year, "nev_purchase_tax"), vehicles * 30_000), 0.95, 0.0),
+    ]
+    if vat.height:
+        t = vat["__tp"].to_numpy()
+        vids, vper = vat["taxpayer_id"], vat["period"]
+        tech_sales = col(vat, "tech_service_sales")
+        vreg = col(vat, "tech_contract_registered")
+        agri = col(vat, "agri_self_produced_sales")
+        producer = tp["agri_producer"].fill_null(False).to_numpy()[t]
+        shop = tp["agri_producer"].is_not_null().to_numpy()[t]
+        parts.append(_claims_for(rng, vids, vper, "technology_transfer_vat_exempt", (tech_sales > 0) & vreg,
+                                 tech_sales > 0, tech_sales * 0.03, 0.85, 0.3))
+        parts.append(_claims_for(rng, vids, vper, "agri_self_produced_vat_exempt", producer & (agri > 0),
+                                 shop & ~producer, agri * 0.01, 0.85, 0.04))
+    return _conform(pl.concat(parts), CLAIMS.polars_schema)
+
+
+# ----------------------------------------------------------------------------------------------
 # Whole data sets
 
 
@@ -1030,6 +1152,11 @@ def generate(n_taxpayers: int, *, seed: int = 2026, planted: bool = True) -> dic
     vat = _credit_columns(aux, tp, vat)
     events = make_risk_events(rng, tp)
     claims = make_claims(rng, tp, year, vat, events, aux=aux)
+    tech_rng = np.random.default_rng([seed, 11])  # issue 11 §4: a stream of its own, earlier draws unchanged
+    tp, year, vat = add_tech_figures(tech_rng, tp, year, vat)
+    claims = _sorted(
+        pl.concat([claims, make_tech_claims(tech_rng, tp, year, vat)]), ["taxpayer_id", "period", "incentive"]
+    )
     tables = {
         "taxpayers": _conform(tp, TAXPAYERS.polars_schema),
         "indicators": _sorted(
