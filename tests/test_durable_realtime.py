@@ -96,9 +96,10 @@ def test_events_report_new_changed_and_resolved_findings(catalogue: Catalogue) -
 
 def test_risk_events_move_the_vat_refund_in_and_out_of_the_window(catalogue: Catalogue) -> None:
     doc = small_firm()
-    # 留抵退税 is judged for 2023–2025 (the 2026 rules under the VAT Law are not verified).
-    doc["indicators"] = [{"period": "2025Q3", "incremental_credit": "100000", "sales": "5000000",
-                          "input_composition_ratio": 0.9}]
+    # 留抵退税 is judged for 2023–2025 (the 2026 rules under the VAT Law are not verified). A quarterly 2025Q3 is
+    # filed in October 2025, under 2025年第7号: software (I65) is refunded its period-end credit.
+    doc["indicators"] = [{"period": "2025Q3", "incremental_credit": "100000", "period_end_credit": "100000",
+                          "sales": "5000000", "input_composition_ratio": 0.9}]
     checker = RealtimeChecker(catalogue)
     state = checker.start(profile_from_json(doc, known_incentives=catalogue.known_incentives),
                           parse_period("2025Q3"))
