@@ -39,7 +39,7 @@ ENV_PREFIX = "ZHIXIANG_"
 #: Variables of the same prefix that are not configuration keys (read elsewhere).
 ENV_NOT_CONFIG = frozenset({"ZHIXIANG_CONFIG", "ZHIXIANG_TEST_PG_URL", "ZHIXIANG_PG_DIR",
                             "ZHIXIANG_NIGHTLY_FAULT", "ZHIXIANG_SMTP_USER", "ZHIXIANG_SMTP_PASSWORD",
-                            "ZHIXIANG_WEBHOOK_TOKEN"})
+                            "ZHIXIANG_WEBHOOK_TOKEN", "ZHIXIANG_PYTHON", "ZHIXIANG_VENV", "ZHIXIANG_WHEEL_CACHE"})
 #: The file read when neither --config nor ZHIXIANG_CONFIG names one (and it exists).
 DEFAULT_CONFIG_FILE = "zhixiang.toml"
 
