@@ -31,8 +31,10 @@ from engine.findings import STATUS_LABELS
 from notifier.case_queries import Case, CaseFilter, find_cases
 from notifier.case_status import OPEN_STATUSES
 from notifier.cases import TIER_LABELS
+from profiles import excel
 
-CellKind = Literal["text", "wrap", "money", "date", "int"]
+#: "id": an id, code or period — text, kept text in Excel when the CSV is opened (profiles.excel).
+CellKind = Literal["text", "id", "wrap", "money", "date", "int"]
 
 MONEY_FORMAT = "#,##0.00"
 DATE_FORMAT = "yyyy-mm-dd"
@@ -64,13 +66,13 @@ def evidence_text(evidence: Iterable[Mapping[str, Any]]) -> str:
 
 
 COLUMNS: tuple[TaskColumn, ...] = (
-    TaskColumn("案件编号", 36, "text", lambda c, _: c.case_no),
+    TaskColumn("案件编号", 36, "id", lambda c, _: c.case_no),
     TaskColumn("状态", 9, "text", lambda c, _: c.status),
     TaskColumn("风险等级", 10, "text", lambda c, _: TIER_LABELS.get(c.tier, c.tier)),
-    TaskColumn("纳税人识别号", 22, "text", lambda c, _: c.taxpayer_id),
+    TaskColumn("纳税人识别号", 22, "id", lambda c, _: c.taxpayer_id),
     TaskColumn("纳税人名称", 30, "text", lambda c, _: c.taxpayer_name),
     TaskColumn("区县", 10, "text", lambda c, _: c.district),
-    TaskColumn("所属期", 9, "text", lambda c, _: c.period),
+    TaskColumn("所属期", 9, "id", lambda c, _: c.period),
     TaskColumn("优惠政策", 28, "text", lambda c, _: c.rule_name),
     TaskColumn("规则编号", 24, "text", lambda c, _: c.rule_id),
     TaskColumn("涉及金额（元）", 16, "money", lambda c, _: c.amount),
@@ -83,8 +85,8 @@ COLUMNS: tuple[TaskColumn, ...] = (
     TaskColumn("剩余天数", 10, "int", lambda c, as_of: c.days_left(as_of) if c.is_open else None),
     TaskColumn("承办人", 10, "text", lambda c, _: c.assignee or ""),
     TaskColumn("核实结论", 10, "text", lambda c, _: c.resolution or ""),
-    TaskColumn("主管税务机关", 16, "text", lambda c, _: c.tax_authority),
-    TaskColumn("证据所属运行", 22, "text", lambda c, _: c.evidence_run_id),
+    TaskColumn("主管税务机关", 16, "id", lambda c, _: c.tax_authority),
+    TaskColumn("证据所属运行", 22, "id", lambda c, _: c.evidence_run_id),
 )
 HEADERS: tuple[str, ...] = tuple(col.header for col in COLUMNS)
 
@@ -184,7 +186,7 @@ def _write_sheet(ws: WriteOnlyWorksheet, rows: Sequence[Case], as_of: date) -> N
 
 
 def _cell(ws: WriteOnlyWorksheet, col: TaskColumn, value: Any) -> WriteOnlyCell:
-    if col.kind in ("text", "wrap"):
+    if col.kind in ("text", "id", "wrap"):
         text = ILLEGAL_CHARACTERS_RE.sub("", str(value or ""))[:_CELL_LIMIT]
         cell = WriteOnlyCell(ws, value=text)
         cell.data_type = "s"  # never a formula, whatever the text starts with
@@ -199,12 +201,9 @@ def _cell(ws: WriteOnlyWorksheet, col: TaskColumn, value: Any) -> WriteOnlyCell:
     return cell
 
 
-#: Characters that make Excel read a CSV cell as a formula (CSV injection); such texts get a leading '.
-_FORMULA_START = re.compile(r"^[=+\-@\t\r]")
-
-
 def write_csv(path: Path, rows: Sequence[Case], *, as_of: date) -> None:
-    """The task list as CSV: UTF-8 with BOM, the workbook's headers and columns, plain numbers and ISO dates."""
+    """The task list as CSV: UTF-8 with BOM, the workbook's headers and columns, plain numbers and ISO dates,
+    Excel-safe texts and ids kept text (profiles.excel)."""
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(HEADERS)
@@ -215,9 +214,10 @@ def write_csv(path: Path, rows: Sequence[Case], *, as_of: date) -> None:
 def _csv_value(col: TaskColumn, value: Any) -> str:
     if value is None:
         return ""
+    if col.kind == "id":
+        return excel.keep_text(str(value))
     if col.kind in ("text", "wrap"):
-        text = str(value)
-        return "'" + text if _FORMULA_START.match(text) else text
+        return excel.neutralise(str(value))
     if isinstance(value, date):
         return value.isoformat()
     return str(value)

@@ -57,7 +57,7 @@ def test_notify_writes_the_outbox(tmp_path: Path, findings: Path) -> None:
     # Excel reads the manifest: plain CSV with the columns the issue names
     with open(out / "manifest.csv", encoding="utf-8-sig", newline="") as fh:
         header = next(csv.reader(fh))
-    assert {"taxpayer_id", "channel", "files", "incentives", "total_estimated_saving"} <= set(header)
+    assert {"纳税人识别号", "渠道", "文件", "优惠政策编号", "预计可享金额合计（元）"} <= set(header)
     # re-running into the same folder replaces the outbox
     again = zx(*notify_args(findings, out, tmp_path / "state2.sqlite", "--channel-override", "post"))
     assert again.exit_code == 0, again.output

@@ -63,8 +63,8 @@ def test_outputs_are_complete_and_excel_friendly(tmp_path: Path) -> None:
     raw = (tmp_path / "findings.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # BOM: Excel opens UTF-8 correctly
     header = raw[3:].split(b"\n", 1)[0].decode()
-    for column in ("taxpayer_id", "period", "rule_id", "kind", "estimated_amount", "risk_tier", "reasons"):
-        assert column in header.split(",")
+    for column in ("纳税人识别号", "所属期", "规则编号", "结果", "涉及金额（元）", "风险等级", "判定理由"):
+        assert column in header.split(",")  # Chinese headers for analysts (profiles/excel.py)
     findings = pl.read_parquet(tmp_path / "findings.parquet")
     assert findings.height > 0
     assert pl.read_csv(tmp_path / "findings.csv", infer_schema=False).height == findings.height
@@ -79,7 +79,8 @@ def test_broken_rows_are_quarantined_and_the_run_goes_on(tmp_path: Path) -> None
     assert code == 0, text
     quarantine = pl.read_csv(tmp_path / "quarantine.csv", infer_schema=False)
     assert quarantine.height > 0
-    assert set(quarantine.columns) >= {"file", "row", "column", "value", "reason"}
+    assert set(quarantine.columns) >= {"文件", "行号", "列", "内容", "原因"}
+    quarantine = quarantine.rename({"文件": "file", "行号": "row", "列": "column"})
     assert "Traceback" not in text
     expected = pl.read_csv(BROKEN / "expected_quarantine.csv", infer_schema=False)
     got = {(Path(f).name, r, c) for f, r, c in quarantine.select("file", "row", "column").iter_rows()}
