@@ -103,7 +103,7 @@ def results_table(catalogue: Catalogue, results: list[CaseResult]) -> Table:
 
 @rules_group.command("schema")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), default=DEFAULT_RULES_DIR / SCHEMA_FILE,
-              show_default=True, help="JSON Schema 输出文件")
+              show_default=f"rules/{SCHEMA_FILE}", help="JSON Schema 输出文件")
 @exit_on_user_error
 def schema(out_path: Path) -> None:
     """生成规则文件的 JSON Schema（供编辑器补全和检查 rules/*.yaml）。"""

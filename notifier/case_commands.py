@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from engine.cli_zh import ISO_DATE
 from engine.errors import InputError, ZhixiangError, exit_on_user_error
 from engine.findings import STATUS_LABELS
 from notifier.case_queries import Case, CaseFilter, count_cases, find_cases, get_case, history_of, rule_stats
@@ -122,7 +123,7 @@ def cases_group() -> None:
               help="zhixiang run 的输出目录（含 findings.parquet、summary.json）")
 @state_option
 @click.option("--run-id", "run_id", help="运行编号（默认取自 summary.json）")
-@click.option("--as-of", "as_of", help="立案日期，办理期限由此起算（默认今天）")
+@click.option("--as-of", "as_of", type=ISO_DATE, help="立案日期，办理期限由此起算（默认今天）")
 @click.option("--period", "periods", multiple=True, help="本次运行覆盖的所属期（默认取自 summary.json）")
 @click.option("--rule", "rules", multiple=True, help="本次运行覆盖的规则（默认取自 summary.json；未知时为全部规则）")
 @click.option("--sla", "sla", multiple=True, metavar="等级=天数",
@@ -168,7 +169,7 @@ def sync_command(findings_dir: Path, state: str, run_id: str | None, as_of: str 
 @click.option("--assignee", help="承办人")
 @click.option("--taxpayer", help="纳税人识别号")
 @click.option("--overdue", is_flag=True, help="只看已超过办理期限的未办结案件")
-@click.option("--as-of", "as_of", help="判断逾期和剩余天数的日期（默认今天）")
+@click.option("--as-of", "as_of", type=ISO_DATE, help="判断逾期和剩余天数的日期（默认今天）")
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(min=1), help="最多显示条数")
 @exit_on_user_error
 def list_command(state: str, authorities: tuple[str, ...], tiers: tuple[str, ...], rules: tuple[str, ...],
@@ -203,7 +204,7 @@ def list_command(state: str, authorities: tuple[str, ...], tiers: tuple[str, ...
 @cases_group.command("show")
 @click.argument("case_no")
 @state_option
-@click.option("--as-of", "as_of", help="判断逾期的日期（默认今天）")
+@click.option("--as-of", "as_of", type=ISO_DATE, help="判断逾期的日期（默认今天）")
 @exit_on_user_error
 def show_command(case_no: str, state: str, as_of: str | None) -> None:
     """显示一个案件：基本信息、逐项证据和全部处理记录。"""
@@ -349,7 +350,7 @@ def _precision(confirmed: int, decided: int) -> str:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="输出目录")
 @click.option("--authority", "authorities", multiple=True, help="只导出这些主管税务机关（可多次）")
 @click.option("--status", "statuses", multiple=True, help="导出哪些状态（默认未办结：待分派、核实中）")
-@click.option("--as-of", "as_of", help="计算剩余天数的日期（默认今天）")
+@click.option("--as-of", "as_of", type=ISO_DATE, help="计算剩余天数的日期（默认今天）")
 @exit_on_user_error
 def export_command(state: str, out_dir: Path, authorities: tuple[str, ...], statuses: tuple[str, ...],
                    as_of: str | None) -> None:

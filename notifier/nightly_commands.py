@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from engine.cli_zh import ISO_DATE
 from engine.errors import ZhixiangError, exit_on_user_error
 from notifier.config import Config, load_config
 from notifier.db import StateDatabaseError
@@ -50,7 +51,7 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 @click.command("nightly")
 @click.option("--data", "data", default=None, help="档案数据目录或 postgresql:// 地址（覆盖配置 paths.data）")
-@click.option("--as-of", "as_of", required=True, help="业务日期 YYYY-MM-DD：据此确定应评估的所属期")
+@click.option("--as-of", "as_of", type=ISO_DATE, required=True, help="业务日期：据此确定应评估的所属期")
 @click.option("--out", "out", default=None, type=click.Path(path_type=Path),
               help="运行输出根目录（覆盖配置 paths.out）；结果发布到 OUT/业务日期/")
 @click.option("--config", "config_path", default=None, type=click.Path(path_type=Path, dir_okay=False),
@@ -164,8 +165,9 @@ def _status(run: RunRecord, config: Config) -> str:
 @click.option("--config", "config_path", default=None, type=click.Path(path_type=Path, dir_okay=False),
               help=_CONFIG_HELP)
 @click.option("--state", "state", default=None, help="状态数据库（覆盖配置 state_url）")
-@click.option("--limit", default=30, show_default=True, type=click.IntRange(min=1))
-@click.option("--status", type=click.Choice(sorted(STATUS_LABELS)), default=None)
+@click.option("--limit", default=30, show_default=True, type=click.IntRange(min=1), help="最多列出的运行数")
+@click.option("--status", type=click.Choice(sorted(STATUS_LABELS)), default=None,
+              help="只列出该状态的运行（" + "、".join(f"{k} {v}" for k, v in sorted(STATUS_LABELS.items())) + "）")
 @exit_on_user_error
 def runs_list_command(config_path: Path | None, state: str | None, limit: int, status: str | None) -> None:
     """列出最近的运行（新的在前）。"""

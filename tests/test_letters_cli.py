@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli import main
-from engine.errors import EXIT_INPUT_ERROR, EXIT_RUNTIME_ERROR
+from engine.errors import EXIT_INPUT_ERROR, EXIT_RUNTIME_ERROR, EXIT_USAGE
 from notifier.db import open_state
 from notifier.outbox import read_manifest
 from notifier.suppression import history
@@ -96,7 +96,7 @@ def test_channel_override_per_taxpayer(tmp_path: Path, findings: Path) -> None:
 
 def test_bad_channel_override_is_a_usage_error(tmp_path: Path, findings: Path) -> None:
     result = zx(*notify_args(findings, tmp_path / "out", tmp_path / "s.sqlite", "--channel-override", "fax"))
-    assert result.exit_code == 2 and "渠道 'fax' 不正确" in result.output
+    assert result.exit_code == EXIT_USAGE and "渠道 'fax' 不正确" in result.output
 
 
 def test_missing_findings_is_an_input_error(tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_findings_without_the_schema_columns_is_an_input_error(tmp_path: Path) -
 
 def test_smtp_without_host_is_a_usage_error(tmp_path: Path, findings: Path) -> None:
     result = zx(*notify_args(findings, tmp_path / "out", tmp_path / "s.sqlite", "--deliver", "smtp"))
-    assert result.exit_code == 2 and "--smtp-host" in result.output
+    assert result.exit_code == EXIT_USAGE and "--smtp-host" in result.output
 
 
 def test_a_folder_that_is_not_an_outbox_is_refused(tmp_path: Path, findings: Path) -> None:

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from engine.cli import main
+from engine.errors import EXIT_USAGE
 from notifier.case_tables import case_history, cases
 from notifier.db import open_state
 from notifier.nightly import FAULT_ENV, MARKER, NightlyError, is_complete, run_nightly
@@ -126,7 +127,7 @@ def test_cli_nightly_and_runs_commands(tmp_path: Path) -> None:
     missing = runner.invoke(main, ["runs", "show", "20990101-1", "--config", str(config)])
     assert missing.exit_code == 4 and "没有运行 20990101-1" in missing.output
     bad = runner.invoke(main, ["nightly", "--config", str(config), "--as-of", "2026-13-01"])
-    assert bad.exit_code == 2 and "不是日期" in bad.output
+    assert bad.exit_code == EXIT_USAGE and "不是日期" in bad.output
 
 
 # ------------------------------------------------------------------------------------------- inputs changed

@@ -1,0 +1,68 @@
+"""The command line as a newcomer meets it (issue 18): help in Chinese, bare `zhixiang` is help (exit 0),
+usage errors exit 64 as the README says, `--as-of` is a date everywhere, defaults shown relative."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import main
+from engine.cli_zh import ISO_DATE
+from engine.errors import EXIT_USAGE
+
+ENGLISH = ("Show this message and exit", "[required]", "[default:", "Usage:", "Options:", "Commands:")
+
+
+def _commands(cmd: click.Command = main, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...],
+                                                                                    click.Command]]:
+    yield path, cmd
+    if isinstance(cmd, click.Group):
+        for name, sub in cmd.commands.items():
+            yield from _commands(sub, (*path, name))
+
+
+def test_bare_zhixiang_prints_help_and_exits_0() -> None:
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 0
+    assert "用法：" in result.stdout and "示例：" in result.stdout
+
+
+def test_a_bare_command_group_prints_its_help_and_exits_0() -> None:
+    result = CliRunner().invoke(main, ["cases"])
+    assert result.exit_code == 0 and "sync" in result.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--bogus"],
+    ["nosuchcommand"],
+    ["run", "--data", "x", "--out", "y"],  # --period missing
+    ["run", "--data", "x", "--period", "2025Q5", "--out", "y"],
+    ["explain", "--data", "x", "--period", "2026-13", "--taxpayer", "1"],
+    ["nightly", "--as-of", "2026-02-30", "--data", "x", "--out", "y"],
+    ["notify", "--findings", "x", "--out", "y", "--as-of", "tomorrow"],
+    ["cases", "list", "--as-of", "20261015"],
+    ["runs", "list", "--limit", "0"],
+])
+def test_usage_errors_exit_64_in_chinese(args: list[str]) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "Traceback" not in result.output
+    assert not any(word in result.output for word in ("Error:", "No such", "Missing", "Try '"))
+
+
+@pytest.mark.parametrize(("path", "command"), list(_commands()), ids=lambda v: " ".join(v) if isinstance(v, tuple)
+                         else None)
+def test_help_is_chinese_complete_and_relative(path: tuple[str, ...], command: click.Command) -> None:
+    result = CliRunner().invoke(main, [*path, "--help"], terminal_width=100)
+    assert result.exit_code == 0
+    assert not [w for w in ENGLISH if w in result.output], result.output
+    assert "/work/" not in result.output and "/root/" not in result.output, "absolute default path"
+    assert command.help, "command without a description"
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.hidden:
+            assert param.help, f"{' '.join(path)} {param.opts[0]} has no description"
+            if param.name == "as_of":
+                assert param.type is ISO_DATE, f"{' '.join(path)} --as-of is not a date"
