@@ -44,7 +44,8 @@ from notifier.cases import (
     send_back,
     sync_findings,
 )
-from notifier.db import DEFAULT_STATE_URL, STATE_URL_ENV, StateDatabaseError, open_state
+from notifier.config import load_config, new_state_notice, state_label
+from notifier.db import StateDatabaseError, open_state
 from notifier.tasks import export_task_lists
 
 
@@ -59,19 +60,43 @@ BEIJING = timezone(timedelta(hours=8), "北京时间")
 _TIER_NAMES = {**{t: t for t in CASE_TIERS}, **{v: k for k, v in TIER_LABELS.items()}, "verify": "verification"}
 
 
+def _config_option(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    ctx.meta["zhixiang.config"] = value
+
+
+def _state_url(ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    """--state, else the state_url of the configuration the nightly reads (--config, ZHIXIANG_CONFIG,
+    ./zhixiang.toml, ZHIXIANG_STATE_URL)."""
+    if value:
+        return value
+    try:
+        return load_config(ctx.meta.get("zhixiang.config")).state_url
+    except ZhixiangError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param_hint="--config") from exc
+
+
 def state_option(fn):  # type: ignore[no-untyped-def]
-    """--state, shared by every cases command."""
+    """--state and --config, shared by every cases command: the state database the nightly uses."""
+    fn = click.option(
+        "--state", "state", default=None, callback=_state_url,
+        help="状态数据库：SQLite 文件路径或 postgresql://用户@主机/数据库（默认取配置的 state_url，与夜间批处理相同）",
+    )(fn)
     return click.option(
-        "--state", "state", envvar=STATE_URL_ENV, default=DEFAULT_STATE_URL, show_default=True,
-        help="状态数据库：SQLite 文件路径或 postgresql://用户@主机/数据库（环境变量 ZHIXIANG_STATE_URL）",
+        "--config", "config_path", default=None, type=click.Path(path_type=Path, dir_okay=False), is_eager=True,
+        expose_value=False, callback=_config_option,
+        help="配置文件（TOML）；默认读取环境变量 ZHIXIANG_CONFIG 或当前目录的 zhixiang.toml",
     )(fn)
 
 
 def _open(state: str) -> Engine:
+    notice = new_state_notice(state)
     try:
-        return open_state(state)
+        engine = open_state(state)
     except StateDatabaseError as exc:
         raise ZhixiangError(str(exc)) from exc
+    if notice:
+        click.echo(notice, err=True)
+    return engine
 
 
 def _date(value: str | None, option: str) -> date:
@@ -183,6 +208,9 @@ def list_command(state: str, authorities: tuple[str, ...], tiers: tuple[str, ...
     engine = _open(state)
     rows = find_cases(engine, where, limit=limit)
     total = count_cases(engine, where) if len(rows) == limit else len(rows)
+    if not total:
+        click.echo(f"状态数据库 {state_label(state)} 中没有符合条件的案件。")
+        return
     table = Table(title=f"案件 {total:,} 件" + (f"（显示前 {len(rows):,} 件）" if total > len(rows) else ""))
     table.add_column("案件编号", no_wrap=True)
     for header, justify in (("状态", "left"), ("等级", "left"), ("纳税人", "left"), ("所属期", "left"),
@@ -314,6 +342,9 @@ def stats_command(state: str, authorities: tuple[str, ...], periods: tuple[str, 
     """各规则的核实结果：确认（已更正 + 放弃优惠）与误报之比，即规则的准确率。"""
     stats = rule_stats(_open(state), authorities=authorities, periods=periods,
                        tiers=_tiers(tiers) or ("high", "medium"))
+    if not any(s.cases for s in stats):
+        click.echo(f"状态数据库 {state_label(state)} 中没有符合条件的案件。")
+        return
     table = Table(title="规则准确率（确认 ÷（确认 + 误报））")
     for header, justify in (("规则", "left"), ("案件", "right"), ("未办结", "right"), ("已更正", "right"),
                             ("放弃优惠", "right"), ("误报", "right"), ("已消除", "right"), ("准确率", "right"),

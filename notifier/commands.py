@@ -152,9 +152,14 @@ def notify_command(findings: Path, out: Path, state: str | None, as_of: str | No
     with Progress(TextColumn("生成政策礼包"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("notify", total=None)
+        shown = [-1]
 
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
+            tenth = done * 10 // max(total, 1)
+            if not console.is_terminal and tenth > shown[0]:  # a log or a pipe gets a line per tenth
+                shown[0] = tenth
+                console.print(f"生成政策礼包：{done:,}/{total:,} 户", highlight=False)
 
         report = notify(options, progress=advance)
     print_report(report, out, Console())

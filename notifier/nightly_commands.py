@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from engine.cli_zh import ISO_DATE
 from engine.errors import ZhixiangError, exit_on_user_error
-from notifier.config import Config, load_config
+from notifier.config import Config, load_config, new_state_notice, state_label
 from notifier.db import StateDatabaseError
 from notifier.logs import LOG_FILE, setup_logging
 from notifier.runs import STATUS_LABELS, LockHeldError, RunRecord, get_run, list_runs, utcnow
@@ -146,10 +146,14 @@ def _open(config_path: Path | None, state: str | None) -> tuple[Config, Engine]:
     from notifier.db import open_state
 
     config = load_config(config_path).with_overrides(state_url=state)
+    notice = new_state_notice(config.state_url)
     try:
-        return config, open_state(config.state_url)
+        engine = open_state(config.state_url)
     except StateDatabaseError as exc:
         raise ZhixiangError(str(exc)) from exc
+    if notice:
+        click.echo(notice, err=True)
+    return config, engine
 
 
 def _status(run: RunRecord, config: Config) -> str:
@@ -174,7 +178,7 @@ def runs_list_command(config_path: Path | None, state: str | None, limit: int, s
     config, engine = _open(config_path, state)
     runs = list_runs(engine, limit=limit, status=status)
     if not runs:
-        click.echo("运行台账为空。")
+        click.echo(f"状态数据库 {state_label(config.state_url)} 的运行台账为空。")
         return
     table = Table(title="夜间批处理运行台账")
     for col, justify in (("运行", "left"), ("业务日期", "left"), ("状态", "left"), ("阶段", "left"),

@@ -4,6 +4,7 @@ usage errors exit 64 as the README says, `--as-of` is a date everywhere, default
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 import pytest
@@ -66,3 +67,23 @@ def test_help_is_chinese_complete_and_relative(path: tuple[str, ...], command: c
             assert param.help, f"{' '.join(path)} {param.opts[0]} has no description"
             if param.name == "as_of":
                 assert param.type is ISO_DATE, f"{' '.join(path)} --as-of is not a date"
+
+
+def test_cases_and_runs_read_the_state_database_the_nightly_configuration_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZHIXIANG_STATE_URL", raising=False)
+    monkeypatch.delenv("ZHIXIANG_CONFIG", raising=False)
+    nightly_state = tmp_path / "nightly" / "state.sqlite"
+    nightly_state.parent.mkdir()
+    (tmp_path / "zhixiang.toml").write_text(f'state_url = "{nightly_state}"\n', encoding="utf-8")
+    for args in (["cases", "list"], ["runs", "list"], ["cases", "stats"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert str(nightly_state) in result.output, (args, result.output)  # says which database it opened
+    assert not (tmp_path / "zhixiang-state.sqlite").exists()
+    assert nightly_state.exists()
+    # a database that did not exist is named as new
+    other = tmp_path / "other.sqlite"
+    result = CliRunner().invoke(main, ["cases", "list", "--state", str(other)])
+    assert result.exit_code == 0 and "不存在，已新建" in result.output and str(other) in result.output

@@ -78,6 +78,8 @@ def test_dry_run_records_nothing(tmp_path: Path, findings: Path) -> None:
     result = zx(*notify_args(findings, tmp_path / "out", state, "--dry-run"))
     assert result.exit_code == 0, result.output
     assert "试运行" in result.output
+    assert not state.exists()  # a dry run creates no state database (issue 18)
+    assert "生成政策礼包：6/6 户" in result.output  # progress, also when the output is not a terminal
     engine = open_state(str(state))
     assert history(engine) == []
     engine.dispose()
