@@ -18,7 +18,7 @@ EXAMPLES = """\b
 示例：
   zhixiang nightly --data sample_data/hangzhou --as-of 2026-10-15 --out out --state out/state.sqlite
   zhixiang run --data sample_data/hangzhou --period 2025 --out out/run-2025
-  zhixiang explain --data sample_data/hangzhou --period 2025 --taxpayer 913301000000000006
+  zhixiang explain --data sample_data/hangzhou --period 2025 --taxpayer 91330106MA2Y00028P
   zhixiang cases list --state out/state.sqlite
   zhixiang 命令 --help    查看某个命令的用法
 """
