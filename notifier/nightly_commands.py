@@ -11,9 +11,12 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 from rich.console import Console
@@ -189,7 +192,7 @@ def runs_list_command(config_path: Path | None, state: str | None, limit: int, s
         f = (r.counts or {}).get("findings", {})
         d = (r.counts or {}).get("diff", {})
         table.add_row(r.run_id, str(r.business_date), _status(r, config), r.stage or "",
-                      {"manual": "手动", "schedule": "调度"}.get(r.trigger, r.trigger) + ("·强制" if r.forced else ""),
+                      TRIGGER_LABELS.get(r.trigger, r.trigger) + ("·强制" if r.forced else ""),
                       _when(r.started_at), f"{r.seconds:.1f}" if r.seconds is not None else "",
                       f"{f.get('unclaimed', '')}", f"{f.get('improper', '')}", f"{f.get('undetermined', '')}",
                       f"{d.get('new', '')}/{d.get('changed', '')}/{d.get('resolved', '')}" if d else "")
@@ -225,7 +228,8 @@ def print_run(run: RunRecord, console: Console, *, status: str | None = None) ->
 
     console.print(f"[bold]运行 {run.run_id}[/bold]  业务日期 {run.business_date}  状态 {status or run.status_label}"
                   + (f"（阶段 {STAGE_LABELS.get(run.stage or '', run.stage)}）" if run.status != "succeeded" else ""))
-    console.print(f"触发：{run.trigger}{'（强制重跑）' if run.forced else ''}  第 {run.attempt} 次尝试  "
+    trigger = TRIGGER_LABELS.get(run.trigger, run.trigger)
+    console.print(f"触发：{trigger}{'（强制重跑）' if run.forced else ''}  第 {run.attempt} 次尝试  "
                   f"主机 {run.host.split('/', 1)[0]} 进程 {run.pid}")
     console.print(f"开始 {_when(run.started_at)}  结束 {_when(run.finished_at)}  最近心跳 {_when(run.heartbeat_at)}")
     console.print(f"数据来源：{run.data_source}")
@@ -250,7 +254,54 @@ def print_run(run: RunRecord, console: Console, *, status: str | None = None) ->
             timing.add_row(STAGE_LABELS.get(stage, stage), f"{seconds:.2f}")
         console.print(timing)
     if run.counts:
-        console.print("计数：" + json.dumps(run.counts, ensure_ascii=False))
+        table = Table(title="计数")
+        table.add_column("项目")
+        table.add_column("数量", justify="right")
+        for label, value in count_rows(run.counts):
+            table.add_row(label, value)
+        console.print(table)
+
+
+#: How `runs list` and `runs show` name a run's trigger.
+TRIGGER_LABELS: dict[str, str] = {"manual": "手动", "schedule": "调度"}
+
+
+def _count_labels() -> dict[str, str]:
+    from engine.findings import KIND_LABELS, TIER_LABELS
+    from notifier.diff import DIFF_LABELS
+    from profiles.schema import ENUM_LABELS
+
+    return {
+        **KIND_LABELS, **TIER_LABELS, **DIFF_LABELS, **ENUM_LABELS["preferred_channel"],
+        "taxpayers": "纳税人（户）", "findings": "发现（条）", "amounts": "涉及金额（元）",
+        "by_period": "按所属期", "diff": "与上次运行比对", "quarantine": "隔离的数据行", "cases": "案件台账",
+        "tasks": "任务清单", "authorities": "税务机关", "rows": "行", "warnings": "警告", "letters": "政策礼包",
+        "packages": "礼包", "by_channel": "按渠道", "suppressed_findings": "冷却期内未重复告知的事项",
+        "suppressed_taxpayers": "冷却期内已告知（户）", "opted_out": "拒收政策推送（户）", "failed": "失败",
+        "total_saving": "预计可减免合计（元）", "findings_told": "告知的事项", "opened": "新立案",
+        "updated": "更新证据", "reopened": "重新打开", "cleared": "已消除", "unchanged": "未变化",
+        "kept_decided": "已有结论、证据未变", "reminders": "低风险预提醒", "verification": "数据核实",
+        "duplicates": "重复行", "by_tier": "按风险等级",
+    }
+
+
+def count_rows(counts: Mapping[str, Any], depth: int = 0) -> list[tuple[str, str]]:
+    """A run's counts as (label, value) lines, nested keys indented; numbers with thousands separators."""
+    labels = _count_labels()
+    rows: list[tuple[str, str]] = []
+    for key, value in counts.items():
+        label = "  " * depth + labels.get(str(key), str(key))
+        if isinstance(value, Mapping):
+            rows.append((label, ""))
+            rows.extend(count_rows(value, depth + 1))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            rows.append((label, f"{value:,}"))
+        else:
+            try:
+                rows.append((label, f"{Decimal(str(value)):,.2f}"))
+            except ArithmeticError:
+                rows.append((label, str(value)))
+    return rows
 
 
 COMMANDS = [nightly_command, schedule_command, runs_group]

@@ -120,6 +120,9 @@ def test_cli_nightly_and_runs_commands(tmp_path: Path) -> None:
     shown = runner.invoke(main, ["runs", "show", "20260415-1", "--config", str(config)])
     assert shown.exit_code == 0, shown.output
     assert "输入数据指纹" in shown.output and "各阶段耗时" in shown.output and "taxpayers" in shown.output
+    # counts as a table in Chinese, the trigger as runs list names it (issue 18)
+    assert "触发：手动" in shown.output and "应享未享" in shown.output and "纳税人（户）" in shown.output
+    assert '{"' not in shown.output and "manual" not in shown.output
     as_json = json.loads(runner.invoke(main, ["runs", "show", "20260415-1", "--json", "--config", str(config)]).output)
     assert set(as_json["timings"]) == {"snapshot", "evaluate", "diff", "cases", "letters", "tasks", "report",
                                        "publish", "commit"}
