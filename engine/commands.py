@@ -231,7 +231,9 @@ def explain_command(data: str, period: str, taxpayer: str, rules: Path, as_json:
     out.print(f"[bold]{rows[0]['taxpayer_name']}[/bold]（{taxpayer}）{p.label} 逐项判定：")
     for row in rows:
         tier = f"，{TIER_LABELS[row['risk_tier']]}" if row["risk_tier"] else ""
-        amount = f"，金额 {_money(row['estimated_amount'])} 元" if row["estimated_amount"] is not None else ""
+        # A rule that does not apply (or cannot be judged) has no amount to speak of, whatever was computed.
+        shown = row["estimated_amount"] is not None and row["kind"] not in ("not_applicable", "undetermined")
+        amount = f"，金额 {_money(row['estimated_amount'])} 元" if shown else ""
         out.print(f"\n[bold]{row['rule_name']}[/bold] — {row['kind_label']}{tier}{amount}")
         for ev in row["evidence"]:
             out.print(f"  {_STATUS_MARK[ev['status']]} {STATUS_LABELS[ev['status']]}  {ev['reason']}")

@@ -125,3 +125,13 @@ def test_explain_unknown_taxpayer_is_an_input_error() -> None:
     code, text = _run("explain", "--data", str(SAMPLE), "--period", "2025", "--taxpayer", "91330106MA2Y9999XX")
     assert code == EXIT_INPUT_ERROR
     assert "不在" in text
+
+
+def test_explain_shows_no_amount_on_rules_that_do_not_apply() -> None:
+    # 91330106MA2Y00028P: the batch computes amounts for rules that do not apply to it (e.g. hnte_15pct)
+    code, text = _run("explain", "--data", str(SAMPLE), "--period", "2025", "--taxpayer", "91330106MA2Y00028P")
+    assert code == 0, text
+    headlines = [line for line in text.splitlines() if " — " in line]
+    assert any("不适用" in line for line in headlines)
+    assert not [line for line in headlines if "不适用" in line and "金额" in line]
+    assert any("违规享受" in line and "金额" in line for line in headlines)
