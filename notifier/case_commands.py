@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,7 +44,7 @@ from notifier.cases import (
     send_back,
     sync_findings,
 )
-from notifier.config import load_config, new_state_notice, state_label
+from notifier.config import BEIJING, load_config, new_state_notice, state_label
 from notifier.db import StateDatabaseError, open_state
 from notifier.tasks import export_task_lists
 
@@ -55,8 +55,6 @@ def _console() -> Console:
 
     return Console(width=None if sys.stdout.isatty() else 200)
 
-#: Times are shown in Beijing time (China has no daylight saving, so a fixed offset is exact).
-BEIJING = timezone(timedelta(hours=8), "北京时间")
 _TIER_NAMES = {**{t: t for t in CASE_TIERS}, **{v: k for k, v in TIER_LABELS.items()}, "verify": "verification"}
 
 

@@ -23,7 +23,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +40,9 @@ ENV_PREFIX = "ZHIXIANG_"
 ENV_NOT_CONFIG = frozenset({"ZHIXIANG_CONFIG", "ZHIXIANG_TEST_PG_URL", "ZHIXIANG_PG_DIR",
                             "ZHIXIANG_NIGHTLY_FAULT", "ZHIXIANG_SMTP_USER", "ZHIXIANG_SMTP_PASSWORD",
                             "ZHIXIANG_WEBHOOK_TOKEN", "ZHIXIANG_PYTHON", "ZHIXIANG_VENV", "ZHIXIANG_WHEEL_CACHE"})
+#: The one time zone every time a person reads is shown in (run report, run and case ledgers), labelled so.
+#: China has no daylight saving, so a fixed offset is exact.
+BEIJING = timezone(timedelta(hours=8), "北京时间")
 #: The file read when neither --config nor ZHIXIANG_CONFIG names one (and it exists).
 DEFAULT_CONFIG_FILE = "zhixiang.toml"
 

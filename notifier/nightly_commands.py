@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from engine.cli_zh import ISO_DATE
 from engine.errors import ZhixiangError, exit_on_user_error
-from notifier.config import Config, load_config, new_state_notice, state_label
+from notifier.config import BEIJING, Config, load_config, new_state_notice, state_label
 from notifier.db import StateDatabaseError
 from notifier.logs import LOG_FILE, setup_logging
 from notifier.runs import STATUS_LABELS, LockHeldError, RunRecord, get_run, list_runs, utcnow
@@ -142,7 +142,7 @@ def _console() -> Console:
 
 
 def _when(moment: datetime | None) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+    return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
 def _open(config_path: Path | None, state: str | None) -> tuple[Config, Engine]:
@@ -185,7 +185,7 @@ def runs_list_command(config_path: Path | None, state: str | None, limit: int, s
         return
     table = Table(title="夜间批处理运行台账")
     for col, justify in (("运行", "left"), ("业务日期", "left"), ("状态", "left"), ("阶段", "left"),
-                         ("触发", "left"), ("开始", "left"), ("耗时（秒）", "right"), ("应享未享", "right"),
+                         ("触发", "left"), ("开始（北京时间）", "left"), ("耗时（秒）", "right"), ("应享未享", "right"),
                          ("违规享受", "right"), ("待核实", "right"), ("新增/变化/消除", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in runs:
@@ -231,7 +231,8 @@ def print_run(run: RunRecord, console: Console, *, status: str | None = None) ->
     trigger = TRIGGER_LABELS.get(run.trigger, run.trigger)
     console.print(f"触发：{trigger}{'（强制重跑）' if run.forced else ''}  第 {run.attempt} 次尝试  "
                   f"主机 {run.host.split('/', 1)[0]} 进程 {run.pid}")
-    console.print(f"开始 {_when(run.started_at)}  结束 {_when(run.finished_at)}  最近心跳 {_when(run.heartbeat_at)}")
+    console.print(f"开始 {_when(run.started_at)}  结束 {_when(run.finished_at)}  "
+                  f"最近心跳 {_when(run.heartbeat_at)}（北京时间）")
     console.print(f"数据来源：{run.data_source}")
     console.print(f"规则目录版本：{run.ruleset_version or ''}")
     console.print(f"所属期：{'、'.join(run.periods or [])}")

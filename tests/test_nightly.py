@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -309,6 +310,10 @@ def test_outputs_report_and_masked_logs(tmp_path: Path) -> None:
     assert report.count("<svg") >= 6
     assert "taxpayers.csv" in report and "校验" in report  # the quarantined row, by file and reason
     assert "国家税务总局杭州市" in report  # authorities by name
+    # one labelled time zone; amounts in 元 in every table cell, never 万元 beside 元 (issue 18)
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d 北京时间", report)
+    cells = re.findall(r'<td class="n">([^<]*元)</td>', report)
+    assert cells and not [c for c in cells if "万元" in c]
     assert "<script" not in report and "src=" not in report and "<link" not in report  # self-contained
 
     lines = (tmp_path / "logs" / "zhixiang.jsonl").read_text(encoding="utf-8").splitlines()
