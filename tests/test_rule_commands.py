@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from engine.catalogue import DEFAULT_RULES_DIR
@@ -78,3 +80,20 @@ def test_test_of_a_broken_catalogue_exits_with_the_rule_error(tmp_path: Path) ->
     assert result.exit_code == EXIT_RULE_ERROR
     assert "缺少必填项" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_rules_check_is_readable_at_any_width(width: int) -> None:
+    from rich.console import Console
+
+    from engine.catalogue import load_catalogue
+    from engine.rule_commands import catalogue_table
+
+    catalogue = load_catalogue()
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(catalogue_table(catalogue, width=width))
+    text = console.export_text()
+    assert "…" not in text  # no column collapsed or cut
+    assert max(len(line) for line in text.splitlines()) <= width
+    for rule in catalogue.rules.values():
+        assert rule.id[:12] in text
