@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.errors import EXIT_INPUT_ERROR, EXIT_RULE_ERROR
+from engine.errors import EXIT_INPUT_ERROR, EXIT_RULE_ERROR, EXIT_USAGE
 from tests.conftest import ROOT
 
 SAMPLE = ROOT / "sample_data" / "hangzhou"
@@ -96,9 +96,9 @@ def test_missing_table_is_an_input_error_naming_the_file(tmp_path: Path) -> None
     assert not (tmp_path / "out" / "findings.parquet").exists()
 
 
-def test_bad_period_is_an_input_error() -> None:
+def test_bad_period_is_a_usage_error() -> None:
     code, text = _run("run", "--data", str(SAMPLE), "--period", "2025Q5", "--out", "/tmp/never", "--quiet")
-    assert code == EXIT_INPUT_ERROR
+    assert code == EXIT_USAGE  # the command line is wrong, not the data (README: 64)
     assert "2026Q3" in text
 
 
