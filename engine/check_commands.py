@@ -54,8 +54,8 @@ def print_findings(rows: list[dict[str, Any]], taxpayer: str, label: str, name: 
 @click.option("--engine", "engine", type=click.Choice(["durable", "polars"]), default="durable", show_default=True,
               help="durable：实时规则引擎；polars：批量引擎（用于比对）")
 @click.option("--json", "as_json", is_flag=True, help="以 JSON 输出")
-@click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path), show_default=True,
-              help="规则目录")
+@click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path),
+              show_default="rules/", help="规则目录")
 @click.option("--quiet", is_flag=True, help="--all 时不显示进度和汇总表")
 @exit_on_user_error
 def check_command(data: str | None, from_stdin: bool, period: str, taxpayer: str | None, all_taxpayers: bool,

@@ -12,6 +12,17 @@ import sys
 
 import click
 
+from engine import cli_zh
+
+EXAMPLES = """\b
+示例：
+  zhixiang nightly --data sample_data/hangzhou --as-of 2026-10-15 --out out --state out/state.sqlite
+  zhixiang run --data sample_data/hangzhou --period 2025 --out out/run-2025
+  zhixiang explain --data sample_data/hangzhou --period 2025 --taxpayer 91330106MA2Y00028P
+  zhixiang cases list --state out/state.sqlite
+  zhixiang 命令 --help    查看某个命令的用法
+"""
+
 #: Modules whose COMMANDS are attached to `zhixiang`; a module that is absent is skipped.
 COMMAND_MODULES = (
     "engine.commands",
@@ -24,10 +35,18 @@ COMMAND_MODULES = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+cli_zh.install()
+
+
+@click.group(cls=cli_zh.ZhixiangGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=EXAMPLES)
 @click.version_option(package_name="zhixiang")
 def main() -> None:
-    """直享 Zhixiang — 税费优惠政策直达快享：应享未享提醒、违规享受识别。"""
+    """直享 Zhixiang — 税费优惠政策直达快享：应享未享提醒、违规享受识别。
+
+    退出码：0 成功；2 输入数据不可用；3 规则目录有误；4 运行问题（数据库不可达、实时后端不可用等）；
+    64 用法错误；75 另一个夜间批处理正在运行。
+    """
 
 
 def _register() -> None:

@@ -15,7 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
-from engine.errors import InputError, exit_on_user_error
+from engine.errors import InputError, UsageProblem, exit_on_user_error
 from engine.findings import KIND_LABELS, KINDS, OUTCOMES, STATUS_LABELS, TIER_LABELS, TIERS
 from engine.outcomes import NOT_JUDGED, NOT_JUDGED_LABEL
 from engine.run import (
@@ -39,8 +39,8 @@ _STATUS_MARK = {"pass": "✔", "fail": "✘", "unknown": "？"}
 def _period(value: str) -> Period:
     try:
         return parse_period(value)
-    except PeriodError as exc:
-        raise InputError(str(exc)) from exc
+    except PeriodError as exc:  # the command line, not the data: a usage error
+        raise UsageProblem(str(exc)) from exc
 
 
 def load_inputs(data: str, rules: Path, progress: Progress | None = None, *,
@@ -161,8 +161,8 @@ def _run_streaming(catalogue: Catalogue, folder: Path, p: Period, out_dir: Path,
                    "或 PostgreSQL 地址 postgresql://…（读取后在输出目录 snapshot/ 下保存 Parquet 快照）")
 @click.option("--period", "period", required=True, help="所属期：年度 2025、季度 2026Q3 或月份 2026-09")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="输出目录")
-@click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path), show_default=True,
-              help="规则目录")
+@click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path),
+              show_default="rules/", help="规则目录")
 @click.option("--quiet", is_flag=True, help="不显示进度和汇总表")
 @click.option("--streaming/--in-memory", "streaming", default=None,
               help="流式评估超出内存的数据（按纳税人分桶逐桶校验、评估，结果流式写出）；"
@@ -217,7 +217,8 @@ def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool,
 @click.option("--data", "data", required=True, help="档案数据目录")
 @click.option("--period", "period", required=True, help="所属期")
 @click.option("--taxpayer", "taxpayer", required=True, help="纳税人识别号")
-@click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path), show_default=True)
+@click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path),
+              show_default="rules/", help="规则目录")
 @click.option("--json", "as_json", is_flag=True, help="以 JSON 输出")
 @exit_on_user_error
 def explain_command(data: str, period: str, taxpayer: str, rules: Path, as_json: bool) -> None:
@@ -246,7 +247,9 @@ def explain_command(data: str, period: str, taxpayer: str, rules: Path, as_json:
     out.print(f"[bold]{rows[0]['taxpayer_name']}[/bold]（{taxpayer}）{p.label} 逐项判定：")
     for row in rows:
         tier = f"，{TIER_LABELS[row['risk_tier']]}" if row["risk_tier"] else ""
-        amount = f"，金额 {_money(row['estimated_amount'])} 元" if row["estimated_amount"] is not None else ""
+        # A rule that does not apply (or cannot be judged) has no amount to speak of, whatever was computed.
+        shown = row["estimated_amount"] is not None and row["kind"] not in ("not_applicable", "undetermined")
+        amount = f"，金额 {_money(row['estimated_amount'])} 元" if shown else ""
         out.print(f"\n[bold]{row['rule_name']}[/bold] — {row['kind_label']}{tier}{amount}")
         for ev in row["evidence"]:
             out.print(f"  {_STATUS_MARK[ev['status']]} {STATUS_LABELS[ev['status']]}  {ev['reason']}")

@@ -29,6 +29,12 @@ class InputError(ZhixiangError):
     exit_code = EXIT_INPUT_ERROR
 
 
+class UsageProblem(ZhixiangError):
+    """A command-line value the command cannot use (a malformed period, date or id): exit 64."""
+
+    exit_code = EXIT_USAGE
+
+
 class RuntimeUnavailableError(ZhixiangError):
     """A component needed for the request is not available here (e.g. durable-rules on Python 3.13)."""
 

@@ -7,10 +7,12 @@ format; `findings.parquet` is its canonical store, `findings.csv` a copy for Exc
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import BinaryIO, Literal
 
 import polars as pl
 
+from profiles import excel
 from profiles.schema import MONEY_DTYPE
 
 Kind = Literal["unclaimed", "improper", "undetermined"]
@@ -70,14 +72,14 @@ FINDINGS_SCHEMA: dict[str, pl.DataType] = {
     "email": pl.String(),
 }
 
-#: Columns of findings.csv (evidence flattened into reasons; UTF-8 with BOM).
+#: Columns of findings.csv, for Excel: evidence flattened into reasons, kinds and risk tiers as their
+#: Chinese labels, headers from profiles.excel.HEADERS (see write_findings_csv).
 FINDINGS_CSV_COLUMNS: tuple[str, ...] = (
     "taxpayer_id",
     "period",
     "rule_id",
     "rule_name",
     "kind",
-    "kind_label",
     "estimated_amount",
     "claimed_amount",
     "risk_tier",
@@ -88,6 +90,17 @@ FINDINGS_CSV_COLUMNS: tuple[str, ...] = (
     "taxpayer_name",
     "ruleset_version",
 )
+
+
+def write_findings_csv(findings: pl.DataFrame, target: Path | BinaryIO, *, include_header: bool = True) -> None:
+    """findings.csv (or, with `include_header` false, more rows of it): Chinese headers and labels,
+    Excel-safe cells (profiles.excel)."""
+    frame = findings.select(FINDINGS_CSV_COLUMNS).with_columns(
+        pl.col("kind").replace(KIND_LABELS),
+        pl.col("risk_tier").replace(TIER_LABELS),
+    )
+    excel.write_frame(frame, target, include_header=include_header)
+
 
 FINDINGS_KEY: tuple[str, ...] = ("taxpayer_id", "period", "rule_id")
 

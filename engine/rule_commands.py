@@ -41,25 +41,42 @@ def check(directory: Path) -> None:
     """加载并检查规则目录（默认 rules/），列出每条规则。"""
     catalogue = load_catalogue(directory)
     out = Console()
-    out.print(catalogue_table(catalogue))
+    out.print(catalogue_table(catalogue, width=out.width))
     out.print(f"规则目录检查通过：{len(catalogue.rules)} 条规则，版本 {catalogue.version}。")
 
 
-def catalogue_table(catalogue: Catalogue) -> Table:
-    """One row per rule: id, 名称, 税种, 判定期间, 执行期限, 判定范围, 核实状态."""
+#: Below this width the catalogue table stacks id and name in one column and wraps the window, so that
+#: an 80-column terminal shows every column instead of "…".
+_WIDE = 140
+
+
+def catalogue_table(catalogue: Catalogue, *, width: int = _WIDE) -> Table:
+    """One row per rule: id, 名称, 税种, 判定期间, 执行期限, 判定范围, 核实状态 (id and name stacked when narrow)."""
     table = Table(title=f"{catalogue.settings.name}（版本 {catalogue.version}）")
-    for column in ("编号", "名称", "税种", "判定期间", "执行期限", "判定范围", "核实状态"):
-        table.add_column(column, no_wrap=column in ("编号", "执行期限", "判定范围"))
+    wide = width >= _WIDE
+    if wide:
+        table.add_column("编号", no_wrap=True)
+        table.add_column("名称", ratio=2, overflow="fold")
+        table.add_column("税种", ratio=1, overflow="fold")
+        for column in ("判定期间", "执行期限", "判定范围", "核实状态"):
+            table.add_column(column, no_wrap=True)
+    else:
+        table.add_column("编号 / 名称", ratio=1, overflow="fold")
+        table.add_column("税种", max_width=10, overflow="fold")
+        for column in ("判定期间", "执行期限", "判定范围", "核实状态"):
+            table.add_column(column, no_wrap=True)
     for rule in sorted(catalogue.rules.values(), key=lambda r: r.id):
-        table.add_row(
-            rule.id,
-            escape(rule.name),
+        cells = [
             escape(rule.tax),
             "、".join(PERIOD_KIND_LABELS[k] for k in rule.granularity),
-            rule.window_label,
-            rule.judged_label,
+            rule.window_label if wide else rule.window_label.replace(" 至 ", "\n至 "),
+            rule.judged_label if wide else rule.judged_label.replace(" 至 ", "\n至 "),
             VERIFICATION_LABELS.get(rule.verification, rule.verification),
-        )
+        ]
+        if wide:
+            table.add_row(rule.id, escape(rule.name), *cells)
+        else:
+            table.add_row(f"{rule.id}\n{escape(rule.name)}", *cells)
     return table
 
 
@@ -154,7 +171,7 @@ def results_table(catalogue: Catalogue, results: list[CaseResult]) -> Table:
 
 @rules_group.command("schema")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), default=DEFAULT_RULES_DIR / SCHEMA_FILE,
-              show_default=True, help="JSON Schema 输出文件")
+              show_default=f"rules/{SCHEMA_FILE}", help="JSON Schema 输出文件")
 @exit_on_user_error
 def schema(out_path: Path) -> None:
     """生成规则文件的 JSON Schema（供编辑器补全和检查 rules/*.yaml）。"""

@@ -29,8 +29,9 @@ import polars as pl
 from engine.batch import build_query
 from engine.catalogue import Catalogue
 from engine.errors import ZhixiangError
-from engine.findings import FINDINGS_CSV_COLUMNS, FINDINGS_SCHEMA, KIND_LABELS, KINDS
+from engine.findings import FINDINGS_SCHEMA, KIND_LABELS, KINDS, write_findings_csv
 from engine.outcomes import NOT_JUDGED_REASON
+from profiles import excel
 from profiles.periods import Period, period_kind_expr
 
 #: Polars 2 streams by default; for a table that fits in memory the in-memory engine runs this wide,
@@ -199,7 +200,7 @@ class FindingsWriter:
                         parquet = pq.ParquetWriter(self.files["findings.parquet"], table.schema, compression="zstd",
                                                    compression_level=FINDINGS_ZSTD_LEVEL)
                     parquet.write_table(table)
-                    findings.select(FINDINGS_CSV_COLUMNS).write_csv(csv, include_header=first, include_bom=first)
+                    write_findings_csv(findings, csv, include_header=first)
                     first = False
         except BaseException as exc:  # reported to the caller; keep draining so append() never blocks forever
             self._error = exc
@@ -326,8 +327,8 @@ def write_outputs(result: RunResult, out: Path, *, data_source: str = "") -> dic
                 _replace(path, tmp[name])
         else:
             result.findings.write_parquet(tmp["findings.parquet"], compression_level=FINDINGS_ZSTD_LEVEL)
-            result.findings.select(FINDINGS_CSV_COLUMNS).write_csv(tmp["findings.csv"], include_bom=True)
-        result.quarantine.write_csv(tmp["quarantine.csv"], include_bom=True)
+            write_findings_csv(result.findings, tmp["findings.csv"])
+        excel.write_frame(result.quarantine, tmp["quarantine.csv"])
         tmp["summary.json"].write_text(
             json.dumps(summary_document(result, data_source=data_source), ensure_ascii=False, indent=2),
             encoding="utf-8",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from engine.cli_zh import ISO_DATE
 from engine.errors import InputError, ZhixiangError, exit_on_user_error
 from engine.findings import STATUS_LABELS
 from notifier.case_queries import Case, CaseFilter, count_cases, find_cases, get_case, history_of, rule_stats
@@ -43,7 +44,8 @@ from notifier.cases import (
     send_back,
     sync_findings,
 )
-from notifier.db import DEFAULT_STATE_URL, STATE_URL_ENV, StateDatabaseError, open_state
+from notifier.config import BEIJING, load_config, new_state_notice, state_label
+from notifier.db import StateDatabaseError, open_state
 from notifier.tasks import export_task_lists
 
 
@@ -53,24 +55,46 @@ def _console() -> Console:
 
     return Console(width=None if sys.stdout.isatty() else 200)
 
-#: Times are shown in Beijing time (China has no daylight saving, so a fixed offset is exact).
-BEIJING = timezone(timedelta(hours=8), "北京时间")
 _TIER_NAMES = {**{t: t for t in CASE_TIERS}, **{v: k for k, v in TIER_LABELS.items()}, "verify": "verification"}
 
 
+def _config_option(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    ctx.meta["zhixiang.config"] = value
+
+
+def _state_url(ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    """--state, else the state_url of the configuration the nightly reads (--config, ZHIXIANG_CONFIG,
+    ./zhixiang.toml, ZHIXIANG_STATE_URL)."""
+    if value:
+        return value
+    try:
+        return load_config(ctx.meta.get("zhixiang.config")).state_url
+    except ZhixiangError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param_hint="--config") from exc
+
+
 def state_option(fn):  # type: ignore[no-untyped-def]
-    """--state, shared by every cases command."""
+    """--state and --config, shared by every cases command: the state database the nightly uses."""
+    fn = click.option(
+        "--state", "state", default=None, callback=_state_url,
+        help="状态数据库：SQLite 文件路径或 postgresql://用户@主机/数据库（默认取配置的 state_url，与夜间批处理相同）",
+    )(fn)
     return click.option(
-        "--state", "state", envvar=STATE_URL_ENV, default=DEFAULT_STATE_URL, show_default=True,
-        help="状态数据库：SQLite 文件路径或 postgresql://用户@主机/数据库（环境变量 ZHIXIANG_STATE_URL）",
+        "--config", "config_path", default=None, type=click.Path(path_type=Path, dir_okay=False), is_eager=True,
+        expose_value=False, callback=_config_option,
+        help="配置文件（TOML）；默认读取环境变量 ZHIXIANG_CONFIG 或当前目录的 zhixiang.toml",
     )(fn)
 
 
 def _open(state: str) -> Engine:
+    notice = new_state_notice(state)
     try:
-        return open_state(state)
+        engine = open_state(state)
     except StateDatabaseError as exc:
         raise ZhixiangError(str(exc)) from exc
+    if notice:
+        click.echo(notice, err=True)
+    return engine
 
 
 def _date(value: str | None, option: str) -> date:
@@ -122,7 +146,7 @@ def cases_group() -> None:
               help="zhixiang run 的输出目录（含 findings.parquet、summary.json）")
 @state_option
 @click.option("--run-id", "run_id", help="运行编号（默认取自 summary.json）")
-@click.option("--as-of", "as_of", help="立案日期，办理期限由此起算（默认今天）")
+@click.option("--as-of", "as_of", type=ISO_DATE, help="立案日期，办理期限由此起算（默认今天）")
 @click.option("--period", "periods", multiple=True, help="本次运行覆盖的所属期（默认取自 summary.json）")
 @click.option("--rule", "rules", multiple=True, help="本次运行覆盖的规则（默认取自 summary.json；未知时为全部规则）")
 @click.option("--sla", "sla", multiple=True, metavar="等级=天数",
@@ -168,7 +192,7 @@ def sync_command(findings_dir: Path, state: str, run_id: str | None, as_of: str 
 @click.option("--assignee", help="承办人")
 @click.option("--taxpayer", help="纳税人识别号")
 @click.option("--overdue", is_flag=True, help="只看已超过办理期限的未办结案件")
-@click.option("--as-of", "as_of", help="判断逾期和剩余天数的日期（默认今天）")
+@click.option("--as-of", "as_of", type=ISO_DATE, help="判断逾期和剩余天数的日期（默认今天）")
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(min=1), help="最多显示条数")
 @exit_on_user_error
 def list_command(state: str, authorities: tuple[str, ...], tiers: tuple[str, ...], rules: tuple[str, ...],
@@ -182,6 +206,9 @@ def list_command(state: str, authorities: tuple[str, ...], tiers: tuple[str, ...
     engine = _open(state)
     rows = find_cases(engine, where, limit=limit)
     total = count_cases(engine, where) if len(rows) == limit else len(rows)
+    if not total:
+        click.echo(f"状态数据库 {state_label(state)} 中没有符合条件的案件。")
+        return
     table = Table(title=f"案件 {total:,} 件" + (f"（显示前 {len(rows):,} 件）" if total > len(rows) else ""))
     table.add_column("案件编号", no_wrap=True)
     for header, justify in (("状态", "left"), ("等级", "left"), ("纳税人", "left"), ("所属期", "left"),
@@ -203,7 +230,7 @@ def list_command(state: str, authorities: tuple[str, ...], tiers: tuple[str, ...
 @cases_group.command("show")
 @click.argument("case_no")
 @state_option
-@click.option("--as-of", "as_of", help="判断逾期的日期（默认今天）")
+@click.option("--as-of", "as_of", type=ISO_DATE, help="判断逾期的日期（默认今天）")
 @exit_on_user_error
 def show_command(case_no: str, state: str, as_of: str | None) -> None:
     """显示一个案件：基本信息、逐项证据和全部处理记录。"""
@@ -313,6 +340,9 @@ def stats_command(state: str, authorities: tuple[str, ...], periods: tuple[str, 
     """各规则的核实结果：确认（已更正 + 放弃优惠）与误报之比，即规则的准确率。"""
     stats = rule_stats(_open(state), authorities=authorities, periods=periods,
                        tiers=_tiers(tiers) or ("high", "medium"))
+    if not any(s.cases for s in stats):
+        click.echo(f"状态数据库 {state_label(state)} 中没有符合条件的案件。")
+        return
     table = Table(title="规则准确率（确认 ÷（确认 + 误报））")
     for header, justify in (("规则", "left"), ("案件", "right"), ("未办结", "right"), ("已更正", "right"),
                             ("放弃优惠", "right"), ("误报", "right"), ("已消除", "right"), ("准确率", "right"),
@@ -349,7 +379,7 @@ def _precision(confirmed: int, decided: int) -> str:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="输出目录")
 @click.option("--authority", "authorities", multiple=True, help="只导出这些主管税务机关（可多次）")
 @click.option("--status", "statuses", multiple=True, help="导出哪些状态（默认未办结：待分派、核实中）")
-@click.option("--as-of", "as_of", help="计算剩余天数的日期（默认今天）")
+@click.option("--as-of", "as_of", type=ISO_DATE, help="计算剩余天数的日期（默认今天）")
 @exit_on_user_error
 def export_command(state: str, out_dir: Path, authorities: tuple[str, ...], statuses: tuple[str, ...],
                    as_of: str | None) -> None:

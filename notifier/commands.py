@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine.catalogue import DEFAULT_RULES_DIR
+from engine.cli_zh import ISO_DATE
 from engine.errors import EXIT_RUNTIME_ERROR, exit_on_user_error
 from notifier.db import DEFAULT_STATE_URL, STATE_URL_ENV
 from notifier.delivery import Backend, RetryPolicy, smtp_backend, webhook_backend
@@ -63,7 +64,7 @@ def _decimal_or_none(value: str, flag: str) -> Decimal | None:
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="发件箱目录")
 @click.option("--state", "state", default=None, envvar=STATE_ENV, show_envvar=True,
               help=f"状态数据库：SQLite 文件路径或 postgresql://…（默认 {DEFAULT_STATE_URL}）")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+@click.option("--as-of", "as_of", type=ISO_DATE, default=None,
               help="信函日期和冷却期计算日（默认今天），如 2026-11-27")
 @click.option("--dry-run", is_flag=True, help="只生成信函，不发送、不记入发送台账")
 @click.option("--channel-override", "overrides", multiple=True, metavar="[纳税人识别号=]渠道",
@@ -84,7 +85,7 @@ def _decimal_or_none(value: str, flag: str) -> Decimal | None:
 @click.option("--material-amount", default="1000", show_default=True,
               help="冷却期内预计金额变动达到该金额（元）即视为重大变化、重新告知（off 关闭）")
 @click.option("--smtp-host", default=None, help="SMTP 服务器（--deliver smtp 时必填）")
-@click.option("--smtp-port", type=int, default=25, show_default=True)
+@click.option("--smtp-port", type=int, default=25, show_default=True, help="SMTP 端口")
 @click.option("--smtp-from", "smtp_from", default=None, help="发件人地址（--deliver smtp 时必填）")
 @click.option("--smtp-starttls", is_flag=True, help="连接后用 STARTTLS 加密")
 @click.option("--smtp-ssl", is_flag=True, help="用 SMTPS（SSL）连接")
@@ -99,7 +100,7 @@ def _decimal_or_none(value: str, flag: str) -> Decimal | None:
 @click.option("--pdf-for", "pdf_for", multiple=True, type=click.Choice(["etax", "email", "post"]),
               help="哪些渠道的信函附 PDF（可重复；默认仅邮寄 post；电子税务局默认只推送可打印的 HTML）")
 @exit_on_user_error
-def notify_command(findings: Path, out: Path, state: str | None, as_of: object, dry_run: bool,
+def notify_command(findings: Path, out: Path, state: str | None, as_of: str | None, dry_run: bool,
                    overrides: tuple[str, ...], deliver: tuple[str, ...], rules_dir: Path, templates: Path | None,
                    authorities: Path | None, cooldown_days: int, material_pct: str, material_amount: str,
                    smtp_host: str | None, smtp_port: int, smtp_from: str | None, smtp_starttls: bool,
@@ -130,7 +131,7 @@ def notify_command(findings: Path, out: Path, state: str | None, as_of: object, 
         findings=findings,
         out=out,
         state_url=state or DEFAULT_STATE_URL,
-        as_of=as_of.date() if as_of is not None else date.today(),  # type: ignore[attr-defined]
+        as_of=date.fromisoformat(as_of) if as_of is not None else date.today(),
         dry_run=dry_run,
         rules_dir=rules_dir,
         templates=templates,
@@ -151,9 +152,14 @@ def notify_command(findings: Path, out: Path, state: str | None, as_of: object, 
     with Progress(TextColumn("生成政策礼包"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("notify", total=None)
+        shown = [-1]
 
         def advance(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
+            tenth = done * 10 // max(total, 1)
+            if not console.is_terminal and tenth > shown[0]:  # a log or a pipe gets a line per tenth
+                shown[0] = tenth
+                console.print(f"生成政策礼包：{done:,}/{total:,} 户", highlight=False)
 
         report = notify(options, progress=advance)
     print_report(report, out, Console())

@@ -23,7 +23,7 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +39,10 @@ ENV_PREFIX = "ZHIXIANG_"
 #: Variables of the same prefix that are not configuration keys (read elsewhere).
 ENV_NOT_CONFIG = frozenset({"ZHIXIANG_CONFIG", "ZHIXIANG_TEST_PG_URL", "ZHIXIANG_PG_DIR",
                             "ZHIXIANG_NIGHTLY_FAULT", "ZHIXIANG_SMTP_USER", "ZHIXIANG_SMTP_PASSWORD",
-                            "ZHIXIANG_WEBHOOK_TOKEN"})
+                            "ZHIXIANG_WEBHOOK_TOKEN", "ZHIXIANG_PYTHON", "ZHIXIANG_VENV", "ZHIXIANG_WHEEL_CACHE"})
+#: The one time zone every time a person reads is shown in (run report, run and case ledgers), labelled so.
+#: China has no daylight saving, so a fixed offset is exact.
+BEIJING = timezone(timedelta(hours=8), "北京时间")
 #: The file read when neither --config nor ZHIXIANG_CONFIG names one (and it exists).
 DEFAULT_CONFIG_FILE = "zhixiang.toml"
 
@@ -454,3 +457,27 @@ def due_periods(as_of: date, periods: Periods) -> list[Period]:
             texts = [f"{i // 12}-{i % 12 + 1:02d}" for i in range(index - periods.lookback(kind), index + 1)]
         out.extend(parse_period(t) for t in texts)
     return out
+
+
+def state_label(url: str) -> str:
+    """The state database as a message names it: the SQLite file's full path, or the URL without password."""
+    from notifier.db import normalise_url
+    from profiles.database import display_url
+
+    text = normalise_url(url)
+    if text.startswith("sqlite:///"):
+        return str(Path(text.removeprefix("sqlite:///")).resolve())
+    return display_url(str(url))
+
+
+def new_state_notice(url: str) -> str | None:
+    """Before a command opens `url`: a note naming the database when it does not exist yet (a SQLite file
+    that opening will create, empty), so that `cases`/`runs` never answer "0" from the wrong database
+    without saying so."""
+    from notifier.db import state_exists
+
+    if state_exists(url):
+        return None
+    return (f"注意：状态数据库 {state_label(url)} 不存在，已新建（空）。夜间批处理的状态数据库由其配置的 "
+            "state_url 决定（--config、环境变量 ZHIXIANG_CONFIG 或当前目录的 zhixiang.toml，或 ZHIXIANG_STATE_URL）；"
+            "也可用 --state 指定。")

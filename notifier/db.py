@@ -44,6 +44,15 @@ def normalise_url(url: str | Path) -> str:
     )
 
 
+def state_exists(url: str | Path) -> bool:
+    """False only for a SQLite file that is not there yet (opening it would create it); a server
+    database is taken to exist."""
+    text = normalise_url(url)
+    if not text.startswith("sqlite:///") or text.endswith(":memory:"):
+        return True
+    return Path(text.removeprefix("sqlite:///")).exists()
+
+
 def open_state(url: str | Path) -> Engine:
     """Open (and create the tables of) the state database at `url`."""
     engine = create_engine(normalise_url(url), future=True)

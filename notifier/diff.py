@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from engine.findings import FINDINGS_KEY, KIND_LABELS, TIER_LABELS
+from profiles import excel
 from profiles.schema import MONEY_DTYPE
 
 DIFF_STATUSES: tuple[str, ...] = ("new", "changed", "persisting", "resolved")
@@ -113,8 +114,13 @@ def news(findings: pl.DataFrame, diff: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_diff(diff: pl.DataFrame, folder: Path) -> tuple[Path, Path]:
-    """diff.parquet and diff.csv (UTF-8 with BOM, for Excel) in `folder`."""
+    """diff.parquet and diff.csv in `folder`. The CSV is for Excel: Chinese headers, statuses, kinds and
+    risk tiers as their labels, Excel-safe cells (profiles.excel)."""
     parquet, csv = folder / "diff.parquet", folder / "diff.csv"
     diff.write_parquet(parquet)
-    diff.write_csv(csv, include_bom=True)
+    shown = diff.select(c for c in DIFF_COLUMNS if c != "status").with_columns(
+        *(pl.col(c).replace(KIND_LABELS) for c in ("kind", "kind_prev")),
+        *(pl.col(c).replace(TIER_LABELS) for c in ("risk_tier", "risk_tier_prev")),
+    )
+    excel.write_frame(shown, csv)
     return parquet, csv

@@ -10,6 +10,7 @@ A letter or delivery that fails is reported and the run goes on; nothing undeliv
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -26,7 +27,7 @@ import polars as pl
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.errors import InputError
 from engine.findings import FINDINGS_SCHEMA
-from notifier.db import open_state
+from notifier.db import open_state, state_exists
 from notifier.deliveries import DeliveryLog
 from notifier.delivery import Backend, DeliveryResult, Package, RetryPolicy, deliver
 from notifier.letters import (
@@ -399,7 +400,13 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
     if versions and versions != [catalogue.version]:
         report.warnings.append(
             f"发现文件由规则目录版本 {', '.join(versions)} 生成，信函使用当前规则目录 {catalogue.version} 的文字")
-    engine = open_state(options.state_url)
+    scratch = None
+    state_url = options.state_url
+    if options.dry_run and not state_exists(state_url):
+        # A dry run reads the cooling-off ledger and records nothing: no state database is created for it.
+        scratch = tempfile.TemporaryDirectory(prefix="zhixiang-dry-run-")
+        state_url = str(Path(scratch.name) / "state.sqlite")
+    engine = open_state(state_url)
     try:
         ledger = SuppressionLedger(engine, options.as_of, options.suppression)
         outbox = Outbox(options.out)
@@ -427,6 +434,8 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
         outbox.write_summary(report.summary())
     finally:
         engine.dispose()
+        if scratch is not None:
+            scratch.cleanup()
     return report
 
 

@@ -47,7 +47,7 @@ from sqlalchemy.engine import Engine
 
 from engine.catalogue import Catalogue, load_catalogue
 from engine.errors import ZhixiangError
-from engine.findings import FINDINGS_CSV_COLUMNS, FINDINGS_KEY, KINDS, empty_findings
+from engine.findings import FINDINGS_KEY, KINDS, empty_findings, write_findings_csv
 from engine.run import QUARANTINE_SCHEMA, RunResult, evaluate_period, write_outputs
 from notifier.config import Config, due_periods
 from notifier.db import open_state
@@ -67,6 +67,7 @@ from notifier.runs import (
     update_run,
     utcnow,
 )
+from profiles import excel
 from profiles.periods import Period
 
 log = logging.getLogger("zhixiang.nightly")
@@ -301,8 +302,8 @@ class _Pipeline:
         # claims outside a rule's granularity are flagged by every period's evaluation: list them once
         self.s.quarantine = pl.concat(quarantines).unique(maintain_order=True)
         self.s.findings.write_parquet(self.staging / "findings.parquet")
-        self.s.findings.select(FINDINGS_CSV_COLUMNS).write_csv(self.staging / "findings.csv", include_bom=True)
-        self.s.quarantine.write_csv(self.staging / "quarantine.csv", include_bom=True)
+        write_findings_csv(self.s.findings, self.staging / "findings.csv")
+        excel.write_frame(self.s.quarantine, self.staging / "quarantine.csv")
 
     def _diff(self) -> None:
         baseline = previous_success(self.engine, self.as_of)

@@ -11,17 +11,21 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from engine.cli_zh import ISO_DATE
 from engine.errors import ZhixiangError, exit_on_user_error
-from notifier.config import Config, load_config
+from notifier.config import BEIJING, Config, load_config, new_state_notice, state_label
 from notifier.db import StateDatabaseError
 from notifier.logs import LOG_FILE, setup_logging
 from notifier.runs import STATUS_LABELS, LockHeldError, RunRecord, get_run, list_runs, utcnow
@@ -50,7 +54,7 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 @click.command("nightly")
 @click.option("--data", "data", default=None, help="档案数据目录或 postgresql:// 地址（覆盖配置 paths.data）")
-@click.option("--as-of", "as_of", required=True, help="业务日期 YYYY-MM-DD：据此确定应评估的所属期")
+@click.option("--as-of", "as_of", type=ISO_DATE, required=True, help="业务日期：据此确定应评估的所属期")
 @click.option("--out", "out", default=None, type=click.Path(path_type=Path),
               help="运行输出根目录（覆盖配置 paths.out）；结果发布到 OUT/业务日期/")
 @click.option("--config", "config_path", default=None, type=click.Path(path_type=Path, dir_okay=False),
@@ -138,17 +142,21 @@ def _console() -> Console:
 
 
 def _when(moment: datetime | None) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+    return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
 def _open(config_path: Path | None, state: str | None) -> tuple[Config, Engine]:
     from notifier.db import open_state
 
     config = load_config(config_path).with_overrides(state_url=state)
+    notice = new_state_notice(config.state_url)
     try:
-        return config, open_state(config.state_url)
+        engine = open_state(config.state_url)
     except StateDatabaseError as exc:
         raise ZhixiangError(str(exc)) from exc
+    if notice:
+        click.echo(notice, err=True)
+    return config, engine
 
 
 def _status(run: RunRecord, config: Config) -> str:
@@ -164,26 +172,27 @@ def _status(run: RunRecord, config: Config) -> str:
 @click.option("--config", "config_path", default=None, type=click.Path(path_type=Path, dir_okay=False),
               help=_CONFIG_HELP)
 @click.option("--state", "state", default=None, help="状态数据库（覆盖配置 state_url）")
-@click.option("--limit", default=30, show_default=True, type=click.IntRange(min=1))
-@click.option("--status", type=click.Choice(sorted(STATUS_LABELS)), default=None)
+@click.option("--limit", default=30, show_default=True, type=click.IntRange(min=1), help="最多列出的运行数")
+@click.option("--status", type=click.Choice(sorted(STATUS_LABELS)), default=None,
+              help="只列出该状态的运行（" + "、".join(f"{k} {v}" for k, v in sorted(STATUS_LABELS.items())) + "）")
 @exit_on_user_error
 def runs_list_command(config_path: Path | None, state: str | None, limit: int, status: str | None) -> None:
     """列出最近的运行（新的在前）。"""
     config, engine = _open(config_path, state)
     runs = list_runs(engine, limit=limit, status=status)
     if not runs:
-        click.echo("运行台账为空。")
+        click.echo(f"状态数据库 {state_label(config.state_url)} 的运行台账为空。")
         return
     table = Table(title="夜间批处理运行台账")
     for col, justify in (("运行", "left"), ("业务日期", "left"), ("状态", "left"), ("阶段", "left"),
-                         ("触发", "left"), ("开始", "left"), ("耗时（秒）", "right"), ("应享未享", "right"),
+                         ("触发", "left"), ("开始（北京时间）", "left"), ("耗时（秒）", "right"), ("应享未享", "right"),
                          ("违规享受", "right"), ("待核实", "right"), ("新增/变化/消除", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in runs:
         f = (r.counts or {}).get("findings", {})
         d = (r.counts or {}).get("diff", {})
         table.add_row(r.run_id, str(r.business_date), _status(r, config), r.stage or "",
-                      {"manual": "手动", "schedule": "调度"}.get(r.trigger, r.trigger) + ("·强制" if r.forced else ""),
+                      TRIGGER_LABELS.get(r.trigger, r.trigger) + ("·强制" if r.forced else ""),
                       _when(r.started_at), f"{r.seconds:.1f}" if r.seconds is not None else "",
                       f"{f.get('unclaimed', '')}", f"{f.get('improper', '')}", f"{f.get('undetermined', '')}",
                       f"{d.get('new', '')}/{d.get('changed', '')}/{d.get('resolved', '')}" if d else "")
@@ -219,9 +228,11 @@ def print_run(run: RunRecord, console: Console, *, status: str | None = None) ->
 
     console.print(f"[bold]运行 {run.run_id}[/bold]  业务日期 {run.business_date}  状态 {status or run.status_label}"
                   + (f"（阶段 {STAGE_LABELS.get(run.stage or '', run.stage)}）" if run.status != "succeeded" else ""))
-    console.print(f"触发：{run.trigger}{'（强制重跑）' if run.forced else ''}  第 {run.attempt} 次尝试  "
+    trigger = TRIGGER_LABELS.get(run.trigger, run.trigger)
+    console.print(f"触发：{trigger}{'（强制重跑）' if run.forced else ''}  第 {run.attempt} 次尝试  "
                   f"主机 {run.host.split('/', 1)[0]} 进程 {run.pid}")
-    console.print(f"开始 {_when(run.started_at)}  结束 {_when(run.finished_at)}  最近心跳 {_when(run.heartbeat_at)}")
+    console.print(f"开始 {_when(run.started_at)}  结束 {_when(run.finished_at)}  "
+                  f"最近心跳 {_when(run.heartbeat_at)}（北京时间）")
     console.print(f"数据来源：{run.data_source}")
     console.print(f"规则目录版本：{run.ruleset_version or ''}")
     console.print(f"所属期：{'、'.join(run.periods or [])}")
@@ -244,7 +255,54 @@ def print_run(run: RunRecord, console: Console, *, status: str | None = None) ->
             timing.add_row(STAGE_LABELS.get(stage, stage), f"{seconds:.2f}")
         console.print(timing)
     if run.counts:
-        console.print("计数：" + json.dumps(run.counts, ensure_ascii=False))
+        table = Table(title="计数")
+        table.add_column("项目")
+        table.add_column("数量", justify="right")
+        for label, value in count_rows(run.counts):
+            table.add_row(label, value)
+        console.print(table)
+
+
+#: How `runs list` and `runs show` name a run's trigger.
+TRIGGER_LABELS: dict[str, str] = {"manual": "手动", "schedule": "调度"}
+
+
+def _count_labels() -> dict[str, str]:
+    from engine.findings import KIND_LABELS, TIER_LABELS
+    from notifier.diff import DIFF_LABELS
+    from profiles.schema import ENUM_LABELS
+
+    return {
+        **KIND_LABELS, **TIER_LABELS, **DIFF_LABELS, **ENUM_LABELS["preferred_channel"],
+        "taxpayers": "纳税人（户）", "findings": "发现（条）", "amounts": "涉及金额（元）",
+        "by_period": "按所属期", "diff": "与上次运行比对", "quarantine": "隔离的数据行", "cases": "案件台账",
+        "tasks": "任务清单", "authorities": "税务机关", "rows": "行", "warnings": "警告", "letters": "政策礼包",
+        "packages": "礼包", "by_channel": "按渠道", "suppressed_findings": "冷却期内未重复告知的事项",
+        "suppressed_taxpayers": "冷却期内已告知（户）", "opted_out": "拒收政策推送（户）", "failed": "失败",
+        "total_saving": "预计可减免合计（元）", "findings_told": "告知的事项", "opened": "新立案",
+        "updated": "更新证据", "reopened": "重新打开", "cleared": "已消除", "unchanged": "未变化",
+        "kept_decided": "已有结论、证据未变", "reminders": "低风险预提醒", "verification": "数据核实",
+        "duplicates": "重复行", "by_tier": "按风险等级",
+    }
+
+
+def count_rows(counts: Mapping[str, Any], depth: int = 0) -> list[tuple[str, str]]:
+    """A run's counts as (label, value) lines, nested keys indented; numbers with thousands separators."""
+    labels = _count_labels()
+    rows: list[tuple[str, str]] = []
+    for key, value in counts.items():
+        label = "  " * depth + labels.get(str(key), str(key))
+        if isinstance(value, Mapping):
+            rows.append((label, ""))
+            rows.extend(count_rows(value, depth + 1))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            rows.append((label, f"{value:,}"))
+        else:
+            try:
+                rows.append((label, f"{Decimal(str(value)):,.2f}"))
+            except ArithmeticError:
+                rows.append((label, str(value)))
+    return rows
 
 
 COMMANDS = [nightly_command, schedule_command, runs_group]

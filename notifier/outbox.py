@@ -17,7 +17,6 @@ rather than mixed with letters.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +26,8 @@ from typing import Any
 
 from engine.errors import ZhixiangError
 from notifier.delivery import Package
+from profiles import excel
+from profiles.schema import ENUM_LABELS
 
 CHANNEL_DIRS = ("etax", "email", "sms", "post")
 MANIFEST = "manifest.csv"
@@ -40,6 +41,7 @@ MANIFEST_COLUMNS = (
     "reminders", "total_estimated_saving", "package_id", "status", "note",
 )
 SKIPPED_COLUMNS = ("taxpayer_id", "taxpayer_name", "reason", "note")
+_CHANNEL_LABELS: dict[str, str] = ENUM_LABELS["preferred_channel"]
 STATUS_LABELS = {
     "queued": "已放入发件箱", "sent": "已发送", "failed": "失败", "dry_run": "试运行（未发送）",
 }
@@ -123,7 +125,14 @@ class Outbox:
         return tuple(rel for rel, _ in files)
 
     def write_manifest(self, rows: Sequence[ManifestRow]) -> Path:
-        return _write_csv(self.root / MANIFEST, MANIFEST_COLUMNS, (r.csv_row() for r in rows))
+        # channel and status as their Chinese labels (read_manifest turns them back)
+        ch, st = MANIFEST_COLUMNS.index("channel"), MANIFEST_COLUMNS.index("status")
+        shown = []
+        for r in rows:
+            row = r.csv_row()
+            row[ch], row[st] = _CHANNEL_LABELS.get(row[ch], row[ch]), STATUS_LABELS.get(row[st], row[st])
+            shown.append(row)
+        return _write_csv(self.root / MANIFEST, MANIFEST_COLUMNS, shown)
 
     def write_skipped(self, rows: Iterable[Sequence[str]]) -> Path:
         return _write_csv(self.root / SKIPPED, SKIPPED_COLUMNS, rows)
@@ -145,16 +154,18 @@ def _safe_stem(taxpayer_id: str) -> str:
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    # UTF-8 with BOM: Excel on Chinese Windows opens it as UTF-8 instead of GBK.
-    path.write_text(buffer.getvalue(), encoding="utf-8-sig", newline="")
-    return path
+    # Chinese headers, Excel-safe cells, UTF-8 with BOM (profiles.excel).
+    return excel.write_rows(path, header, rows)
 
 
 def read_manifest(path: str | Path) -> list[dict[str, str]]:
-    """The manifest as dicts (for tests and tools)."""
+    """The manifest as dicts keyed by column name, with channel and status codes (for tests and tools)."""
+    names = dict(zip(excel.headers(MANIFEST_COLUMNS), MANIFEST_COLUMNS, strict=True))
+    channels = {v: k for k, v in _CHANNEL_LABELS.items()}
+    statuses = {v: k for k, v in STATUS_LABELS.items()}
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        return list(csv.DictReader(fh))
+        rows = [{names.get(k, k): excel.plain(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+    for r in rows:
+        r["channel"] = channels.get(r["channel"], r["channel"])
+        r["status"] = statuses.get(r["status"], r["status"])
+    return rows

@@ -25,9 +25,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from engine.findings import KIND_LABELS, KINDS, TIER_LABELS
-from notifier.config import Config
+from notifier.config import BEIJING, Config
 from notifier.diff import DIFF_LABELS, DIFF_STATUSES
-from notifier.letters_format import format_amount, period_label
+from notifier.letters_format import period_label, round_cents
 from notifier.report_charts import KIND_COLORS, PALETTE, bar_chart, line_chart, stacked_bar_chart
 from notifier.runs import STATUS_LABELS, RunRecord, interrupted_since, recent_successes
 
@@ -49,7 +49,8 @@ class Report:
 
 
 def _money(value: Any) -> str:
-    return format_amount(value or 0)
+    # One unit in every column and card (元, to the fen): 万元 beside 元 in one column misleads.
+    return f"{round_cents(value or 0):,} 元"
 
 
 def _wan(value: Any) -> float:
@@ -141,7 +142,7 @@ def build_report(engine: Engine, config: Config, *, run: RunRecord, findings: pl
             ("比对基线", f"{baseline.run_id}（业务日期 {baseline.business_date}）" if baseline
              else "无（首次运行，全部为新增）"),
             ("输入数据指纹", "；".join(f"{k} {v[:12]}" for k, v in sorted((run.input_hashes or {}).items()))),
-            ("生成时间", datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")),
+            ("生成时间", datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S 北京时间")),
         ],
         cards=[
             {"label": "评估纳税人", "value": _count(counts.get("taxpayers")), "note": f"{len(periods)} 个所属期"},

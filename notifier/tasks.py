@@ -1,7 +1,8 @@
 """Task lists for risk officers: one Excel workbook (and the same as CSV) per tax authority.
 
 Each workbook has a sheet per risk tier (高风险, 中风险) and one for data-verification items (数据核实),
-always in that order and always present, so a team's macros and habits keep working. Headers are
+always in that order and always present, so a team's macros and habits keep working, then a summary sheet
+(汇总: cases, overdue cases and amounts per sheet and rule). Headers are
 Chinese, the header row is frozen and filtered, amounts are numbers with a number format, due dates
 are dates, and a case's evidence is spelt out condition by condition. The CSV (UTF-8 with BOM, so
 Excel opens it) holds the same rows and columns, all tiers in one file.
@@ -14,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,8 +33,10 @@ from engine.findings import STATUS_LABELS
 from notifier.case_queries import Case, CaseFilter, find_cases
 from notifier.case_status import OPEN_STATUSES
 from notifier.cases import TIER_LABELS
+from profiles import excel
 
-CellKind = Literal["text", "wrap", "money", "date", "int"]
+#: "id": an id, code or period — text, kept text in Excel when the CSV is opened (profiles.excel).
+CellKind = Literal["text", "id", "wrap", "money", "date", "int"]
 
 MONEY_FORMAT = "#,##0.00"
 DATE_FORMAT = "yyyy-mm-dd"
@@ -52,30 +56,42 @@ class TaskColumn:
     value: Callable[[Case, date], Any]
 
 
+#: A figure with decimals and at least four integer digits (money, 3441951.70): years, ids and periods never
+#: match, having no decimal part.
+_FIGURE = re.compile(r"(?<![\d.,])(-?\d{4,})(\.\d+)(?![\d.])")
+
+
+def readable_figures(text: str) -> str:
+    """Figures in a reason or evidence line with thousands separators: 3441951.70 → 3,441,951.70."""
+    return _FIGURE.sub(lambda m: f"{int(m.group(1)):,}{m.group(2)}", text)
+
+
 def evidence_text(evidence: Iterable[Mapping[str, Any]]) -> str:
-    """A case's evidence, one condition a line: 【不满足】从业人数：301 人（标准 300 人）."""
+    """A case's evidence, one condition a line: 【不满足】从业人数：301 人（标准 300 人）. A threshold equal to the
+    value (适用范围：企业) is not repeated; figures get thousands separators."""
     lines = []
     for item in evidence:
         status = STATUS_LABELS.get(str(item.get("status")), str(item.get("status")))
         value = item.get("value") or ("缺失" if item.get("status") == "unknown" else "—")
-        threshold = f"（标准 {item['threshold']}）" if item.get("threshold") else ""
-        lines.append(f"【{status}】{item.get('label') or item.get('condition')}：{value}{threshold}")
+        threshold = item.get("threshold")
+        standard = f"（标准 {threshold}）" if threshold and threshold != value else ""
+        lines.append(readable_figures(f"【{status}】{item.get('label') or item.get('condition')}：{value}{standard}"))
     return "\n".join(lines)
 
 
 COLUMNS: tuple[TaskColumn, ...] = (
-    TaskColumn("案件编号", 36, "text", lambda c, _: c.case_no),
+    TaskColumn("案件编号", 36, "id", lambda c, _: c.case_no),
     TaskColumn("状态", 9, "text", lambda c, _: c.status),
     TaskColumn("风险等级", 10, "text", lambda c, _: TIER_LABELS.get(c.tier, c.tier)),
-    TaskColumn("纳税人识别号", 22, "text", lambda c, _: c.taxpayer_id),
+    TaskColumn("纳税人识别号", 22, "id", lambda c, _: c.taxpayer_id),
     TaskColumn("纳税人名称", 30, "text", lambda c, _: c.taxpayer_name),
     TaskColumn("区县", 10, "text", lambda c, _: c.district),
-    TaskColumn("所属期", 9, "text", lambda c, _: c.period),
+    TaskColumn("所属期", 9, "id", lambda c, _: c.period),
     TaskColumn("优惠政策", 28, "text", lambda c, _: c.rule_name),
     TaskColumn("规则编号", 24, "text", lambda c, _: c.rule_id),
     TaskColumn("涉及金额（元）", 16, "money", lambda c, _: c.amount),
     TaskColumn("申报享受金额（元）", 18, "money", lambda c, _: c.claimed_amount),
-    TaskColumn("判定理由", 48, "wrap", lambda c, _: c.reasons),
+    TaskColumn("判定理由", 48, "wrap", lambda c, _: readable_figures(c.reasons or "")),
     TaskColumn("证据", 60, "wrap", lambda c, _: evidence_text(c.evidence)),
     TaskColumn("政策依据", 36, "wrap", lambda c, _: c.basis),
     TaskColumn("立案日期", 12, "date", lambda c, _: c.opened_on),
@@ -83,8 +99,8 @@ COLUMNS: tuple[TaskColumn, ...] = (
     TaskColumn("剩余天数", 10, "int", lambda c, as_of: c.days_left(as_of) if c.is_open else None),
     TaskColumn("承办人", 10, "text", lambda c, _: c.assignee or ""),
     TaskColumn("核实结论", 10, "text", lambda c, _: c.resolution or ""),
-    TaskColumn("主管税务机关", 16, "text", lambda c, _: c.tax_authority),
-    TaskColumn("证据所属运行", 22, "text", lambda c, _: c.evidence_run_id),
+    TaskColumn("主管税务机关", 16, "id", lambda c, _: c.tax_authority),
+    TaskColumn("证据所属运行", 22, "id", lambda c, _: c.evidence_run_id),
 )
 HEADERS: tuple[str, ...] = tuple(col.header for col in COLUMNS)
 
@@ -137,8 +153,10 @@ def export_task_lists(
     return written
 
 
-def write_workbook(path: Path, sheets: Mapping[str, Sequence[Case]], *, as_of: date, title: str = "") -> None:
-    """One sheet per entry of `sheets` (name → cases), in the given order (write-only: big lists are fine)."""
+def write_workbook(path: Path, sheets: Mapping[str, Sequence[Case]], *, as_of: date, title: str = "",
+                   summary: bool = True) -> None:
+    """One sheet per entry of `sheets` (name → cases), in the given order, then the summary sheet (汇总)
+    (write-only: big lists are fine)."""
     wb = Workbook(write_only=True)
     stamp = datetime(as_of.year, as_of.month, as_of.day)
     wb.properties.creator = "直享 Zhixiang"
@@ -148,7 +166,51 @@ def write_workbook(path: Path, sheets: Mapping[str, Sequence[Case]], *, as_of: d
     for name, rows in sheets.items():
         ws = wb.create_sheet(name)
         _write_sheet(ws, rows, as_of)
+    if summary:
+        _write_summary(wb.create_sheet(SUMMARY_SHEET), sheets, as_of)
     wb.save(path)
+
+
+#: The last sheet of every workbook (after the tier sheets, so that macros counting sheets from the first
+#: keep working): cases, overdue cases and amounts per sheet and rule.
+SUMMARY_SHEET = "汇总"
+SUMMARY_HEADERS: tuple[str, ...] = ("风险等级", "优惠政策", "规则编号", "案件数", "其中逾期", "涉及金额（元）")
+_SUMMARY_WIDTHS = (10, 40, 28, 10, 10, 18)
+
+
+def _write_summary(ws: WriteOnlyWorksheet, sheets: Mapping[str, Sequence[Case]], as_of: date) -> None:
+    for i, width in enumerate(_SUMMARY_WIDTHS, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = width
+    ws.freeze_panes = "A2"
+    header = []
+    for text in SUMMARY_HEADERS:
+        cell = WriteOnlyCell(ws, value=text)
+        cell.font, cell.fill, cell.alignment = _HEADER_FONT, _HEADER_FILL, _HEADER_ALIGN
+        header.append(cell)
+    ws.append(header)
+    for name, rows in sheets.items():
+        # a data-verification item's amount is what it would be worth if eligible: not a figure to add up
+        adds_up = name != TIER_LABELS["verification"]
+        by_rule: dict[str, list[Case]] = {}
+        for case in rows:
+            by_rule.setdefault(case.rule_id, []).append(case)
+        for rule_id in sorted(by_rule):
+            group = by_rule[rule_id]
+            ws.append(_summary_row(ws, name, group[0].rule_name, rule_id, group, as_of, adds_up, bold=False))
+        ws.append(_summary_row(ws, name, "合计", "", rows, as_of, adds_up, bold=True))
+
+
+def _summary_row(ws: WriteOnlyWorksheet, sheet: str, rule_name: str, rule_id: str, cases: Sequence[Case],
+                 as_of: date, adds_up: bool, *, bold: bool) -> list[WriteOnlyCell]:
+    amount = sum((c.amount for c in cases if c.amount is not None), Decimal("0.00")) if adds_up else None
+    overdue = sum(1 for c in cases if c.is_overdue(as_of))
+    cells = [WriteOnlyCell(ws, value=v) for v in (sheet, rule_name, rule_id, len(cases), overdue, amount)]
+    cells[5].number_format = MONEY_FORMAT
+    for cell in cells:
+        cell.alignment = _TOP
+        if bold:
+            cell.font = _HEADER_FONT
+    return cells
 
 
 _HEADER_FONT = Font(bold=True)
@@ -184,7 +246,7 @@ def _write_sheet(ws: WriteOnlyWorksheet, rows: Sequence[Case], as_of: date) -> N
 
 
 def _cell(ws: WriteOnlyWorksheet, col: TaskColumn, value: Any) -> WriteOnlyCell:
-    if col.kind in ("text", "wrap"):
+    if col.kind in ("text", "id", "wrap"):
         text = ILLEGAL_CHARACTERS_RE.sub("", str(value or ""))[:_CELL_LIMIT]
         cell = WriteOnlyCell(ws, value=text)
         cell.data_type = "s"  # never a formula, whatever the text starts with
@@ -199,12 +261,9 @@ def _cell(ws: WriteOnlyWorksheet, col: TaskColumn, value: Any) -> WriteOnlyCell:
     return cell
 
 
-#: Characters that make Excel read a CSV cell as a formula (CSV injection); such texts get a leading '.
-_FORMULA_START = re.compile(r"^[=+\-@\t\r]")
-
-
 def write_csv(path: Path, rows: Sequence[Case], *, as_of: date) -> None:
-    """The task list as CSV: UTF-8 with BOM, the workbook's headers and columns, plain numbers and ISO dates."""
+    """The task list as CSV: UTF-8 with BOM, the workbook's headers and columns, plain numbers and ISO dates,
+    Excel-safe texts and ids kept text (profiles.excel)."""
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(HEADERS)
@@ -215,9 +274,10 @@ def write_csv(path: Path, rows: Sequence[Case], *, as_of: date) -> None:
 def _csv_value(col: TaskColumn, value: Any) -> str:
     if value is None:
         return ""
+    if col.kind == "id":
+        return excel.keep_text(str(value))
     if col.kind in ("text", "wrap"):
-        text = str(value)
-        return "'" + text if _FORMULA_START.match(text) else text
+        return excel.neutralise(str(value))
     if isinstance(value, date):
         return value.isoformat()
     return str(value)

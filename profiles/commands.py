@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from profiles import excel
 from profiles.database import display_url, is_database_url, load_tables
 from profiles.errors import ProfileError
 from profiles.readers import load_profiles
@@ -55,7 +56,7 @@ def load_command(data: Path, url: str, mode: str, quarantine_path: Path | None) 
     loaded = load_tables(url, frames, mode=mode)  # type: ignore[arg-type]
     q = profiles.quarantine
     if quarantine_path is not None and q.height:
-        q.write_csv(quarantine_path, include_bom=True)
+        excel.write_frame(q, quarantine_path)
     for name, rows in loaded.items():
         click.echo(f"  {name:<12} {rows:>12,} 行")
     click.echo(f"已导入 {display_url(url)}（{mode}），用时 {time.perf_counter() - start:.1f} 秒。")

@@ -96,7 +96,8 @@ def describe_contract() -> str:
     lines += [
         "## 行级问题：隔离（quarantine）",
         "",
-        "违反契约的行不进入计算，写入输出目录的 `quarantine.csv`（列 `file, row, column, value, reason`），",
+        "违反契约的行不进入计算，写入输出目录的 `quarantine.csv`（列 文件、行号、列、内容、原因；"
+        "供 Excel 打开，见 profiles/excel.py），",
         "每个有问题的字段一行，其余数据照常处理。原因示例：",
         "",
         "| 问题 | 原因（示例） |",

@@ -181,6 +181,6 @@ def test_export_writes_a_workbook_and_csv_per_authority(tmp_path: Path, synced: 
     assert sorted(p.name for p in out.iterdir()) == [
         "13301050000.csv", "13301050000.xlsx", "13301060000.csv", "13301060000.xlsx"]
     wb = load_workbook(out / "13301060000.xlsx")
-    assert [ws.max_row for ws in wb.worksheets] == [2, 1, 2]
+    assert [ws.max_row for ws in wb.worksheets[:3]] == [2, 1, 2]
     result = zx("cases", "export", "--state", synced, "--out", str(tmp_path / "none"), "--status", "已关闭")
     assert result.exit_code == 0 and "没有符合条件的案件" in result.output

@@ -93,7 +93,7 @@ def test_cases_from_the_engines_real_output(data: Path, tmp_path: Path) -> None:
                worthy.select("taxpayer_id", "rule_id", "period", "estimated_amount").iter_rows()}
     for authority, n in per_authority.items():
         wb = load_workbook(out / f"{authority}.xlsx")
-        rows = [dict(zip(HEADERS, r, strict=True)) for ws in wb.worksheets for r in ws.iter_rows(min_row=2,
+        rows = [dict(zip(HEADERS, r, strict=True)) for ws in wb.worksheets[:3] for r in ws.iter_rows(min_row=2,
                                                                                                    values_only=True)]
         assert len(rows) == n
         for r in rows:

@@ -25,7 +25,14 @@ from engine.findings import FINDINGS_SCHEMA
 from notifier.case_status import CORRECTED
 from notifier.cases import assign, case_number, resolve, sync_findings
 from notifier.db import open_state
-from notifier.tasks import HEADERS, MONEY_FORMAT, evidence_text, export_task_lists
+from notifier.tasks import (
+    HEADERS,
+    MONEY_FORMAT,
+    SUMMARY_HEADERS,
+    evidence_text,
+    export_task_lists,
+    readable_figures,
+)
 from tests.conftest import ROOT
 from tests.test_cases_builder import evidence_item, finding, findings_frame
 
@@ -93,7 +100,7 @@ def dump_workbook(path: Path) -> str:
             f"sheet {ws.title}: freeze {ws.freeze_panes}, filter {ws.auto_filter.ref}, "
             f"bold header {all(c.font.b for c in ws[1])}",
             "widths: " + " ".join(f"{k}={d.width:g}" for k, d in sorted(ws.column_dimensions.items())),
-            "formats: " + json.dumps({HEADERS[c.column - 1]: c.number_format for c in first
+            "formats: " + json.dumps({ws.cell(1, c.column).value: c.number_format for c in first
                                       if c.number_format != "General"}, ensure_ascii=False),
         ]
         for i, row in enumerate(ws.iter_rows(values_only=True), start=1):
@@ -131,8 +138,8 @@ def test_workbooks_hold_what_the_findings_hold(engine: Engine, tmp_path: Path) -
     rows: dict[str, dict[str, Any]] = {}
     for t in lists.values():
         wb = load_workbook(t.workbook)
-        assert wb.sheetnames == ["高风险", "中风险", "数据核实"]
-        for ws in wb.worksheets:
+        assert wb.sheetnames == ["高风险", "中风险", "数据核实", "汇总"]
+        for ws in wb.worksheets[:3]:
             values = list(ws.iter_rows(values_only=True))
             assert values[0] == HEADERS
             for row in values[1:]:
@@ -189,7 +196,7 @@ def test_an_authority_asked_for_by_name_gets_its_lists_even_when_empty(engine: E
     [empty] = lists
     assert dict(empty.counts) == {"高风险": 0, "中风险": 0, "数据核实": 0}
     wb = load_workbook(empty.workbook)
-    assert wb.sheetnames == ["高风险", "中风险", "数据核实"]
+    assert wb.sheetnames == ["高风险", "中风险", "数据核实", "汇总"]
     assert [list(r) for r in wb["高风险"].iter_rows(values_only=True)] == [list(HEADERS)]
     assert empty.csv.read_text(encoding="utf-8-sig").splitlines() == [",".join(HEADERS)]
 
@@ -205,6 +212,34 @@ def test_export_of_decided_cases_on_request(engine: Engine, tmp_path: Path) -> N
 def test_evidence_text_spells_out_each_condition() -> None:
     text = evidence_text([evidence_item("employees", "fail", "301 人", "300 人", label="从业人数"),
                           evidence_item("assets", "unknown", "", "5000 万元", label="资产总额"),
-                          evidence_item("scope", "pass", "企业", "", label="适用范围")])
+                          evidence_item("scope", "pass", "企业", "", label="适用范围"),
+                          evidence_item("kind", "pass", "企业", "企业", label="纳税人类型"),
+                          evidence_item("income", "fail", "3441951.70 元", "3000000.00 元", label="应纳税所得额")])
     assert text.splitlines() == ["【不满足】从业人数：301 人（标准 300 人）",
-                                 "【无法判断】资产总额：缺失（标准 5000 万元）", "【满足】适用范围：企业"]
+                                 "【无法判断】资产总额：缺失（标准 5000 万元）", "【满足】适用范围：企业",
+                                 "【满足】纳税人类型：企业",  # not 企业（标准 企业）
+                                 "【不满足】应纳税所得额：3,441,951.70 元（标准 3,000,000.00 元）"]
+
+
+def test_readable_figures_leave_years_ids_and_periods_alone() -> None:
+    assert readable_figures("应纳税所得额 3441951.70 元，超过 3000000.00 元上限") == \
+        "应纳税所得额 3,441,951.70 元，超过 3,000,000.00 元上限"
+    assert readable_figures("2025年度 91330106MA2Y00028P 所属期 2026-08 从业人数 301 人 12.5%") == \
+        "2025年度 91330106MA2Y00028P 所属期 2026-08 从业人数 301 人 12.5%"
+
+
+def test_the_summary_sheet_counts_and_adds_up_per_tier_and_rule(engine: Engine, tmp_path: Path) -> None:
+    for t in export_task_lists(engine, tmp_path, as_of=AS_OF):
+        wb = load_workbook(t.workbook)
+        rows = list(wb["汇总"].iter_rows(values_only=True))
+        assert rows[0] == SUMMARY_HEADERS
+        totals = {r[0]: r for r in rows[1:] if r[1] == "合计"}
+        assert set(totals) == {"高风险", "中风险", "数据核实"}
+        for sheet, total in totals.items():
+            cases = list(wb[sheet].iter_rows(min_row=2, values_only=True))
+            assert total[3] == len(cases) == sum(r[3] for r in rows[1:] if r[0] == sheet and r[1] != "合计")
+            money = [Decimal(str(c[HEADERS.index("涉及金额（元）")] or 0)) for c in cases]
+            if sheet != "数据核实":
+                assert Decimal(str(total[5])) == sum(money, Decimal(0))
+            else:
+                assert total[5] is None

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
+from engine.errors import EXIT_USAGE
 from tests.test_durable_engine import _write_folder
 from tests.test_durable_realtime import TAXPAYER, small_firm
 
@@ -67,12 +68,16 @@ def test_a_taxpayer_without_figures_for_the_period(data: Path) -> None:
     assert code == 0 and "没有指标数据或申报记录" in out
 
 
+def test_a_malformed_period_is_a_usage_error(data: Path) -> None:
+    code, _, err = zx("check", "--data", str(data), "--period", "2025Q5", "--taxpayer", TAXPAYER)
+    assert code == EXIT_USAGE and "格式不正确" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize(("args", "stdin", "message"), [
     (["--period", "2025", "--taxpayer", TAXPAYER], None, "--data"),
     (["--data", "DATA", "--period", "2025"], None, "--taxpayer"),
     (["--data", "DATA", "--period", "2025", "--taxpayer", "91330106MA2Y00028P"], None, "不在"),
     (["--data", "DATA", "--period", "2025", "--all"], None, "--out"),
-    (["--data", "DATA", "--period", "2025Q5", "--taxpayer", TAXPAYER], None, "格式不正确"),
     (["--stdin", "--period", "2025"], "{not json", "不是合法的 JSON"),
     (["--stdin", "--period", "2025"], '{"taxpayer": {"taxpayer_id": "' + TAXPAYER + '"}, "indicator": []}',
      "您是不是要写 indicators"),

@@ -40,7 +40,7 @@ def _env(catalogue: Any, **row: Any) -> durable.Env:
 def test_the_unavailable_message_says_why_and_what_to_do() -> None:
     text = unavailable_message(ImportError("undefined symbol: PyEval_CallObject"), (3, 13))
     assert "Python 3.13" in text and "PyEval_CallObject" in text
-    assert "3.11 或 3.12" in text and "--engine polars" in text and "zhixiang run" in text
+    assert "scripts/setup" in text and "--engine polars" in text and "zhixiang run" in text
     missing = unavailable_message(ModuleNotFoundError("No module named 'durable'"), (3, 12))
     assert "未安装或无法加载" in missing and "No module named" in missing
 

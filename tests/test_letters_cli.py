@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli import main
-from engine.errors import EXIT_INPUT_ERROR, EXIT_RUNTIME_ERROR
+from engine.errors import EXIT_INPUT_ERROR, EXIT_RUNTIME_ERROR, EXIT_USAGE
 from notifier.db import open_state
 from notifier.outbox import read_manifest
 from notifier.suppression import history
@@ -57,7 +57,7 @@ def test_notify_writes_the_outbox(tmp_path: Path, findings: Path) -> None:
     # Excel reads the manifest: plain CSV with the columns the issue names
     with open(out / "manifest.csv", encoding="utf-8-sig", newline="") as fh:
         header = next(csv.reader(fh))
-    assert {"taxpayer_id", "channel", "files", "incentives", "total_estimated_saving"} <= set(header)
+    assert {"纳税人识别号", "渠道", "文件", "优惠政策编号", "预计可享金额合计（元）"} <= set(header)
     # re-running into the same folder replaces the outbox
     again = zx(*notify_args(findings, out, tmp_path / "state2.sqlite", "--channel-override", "post"))
     assert again.exit_code == 0, again.output
@@ -78,6 +78,8 @@ def test_dry_run_records_nothing(tmp_path: Path, findings: Path) -> None:
     result = zx(*notify_args(findings, tmp_path / "out", state, "--dry-run"))
     assert result.exit_code == 0, result.output
     assert "试运行" in result.output
+    assert not state.exists()  # a dry run creates no state database (issue 18)
+    assert "生成政策礼包：6/6 户" in result.output  # progress, also when the output is not a terminal
     engine = open_state(str(state))
     assert history(engine) == []
     engine.dispose()
@@ -96,7 +98,7 @@ def test_channel_override_per_taxpayer(tmp_path: Path, findings: Path) -> None:
 
 def test_bad_channel_override_is_a_usage_error(tmp_path: Path, findings: Path) -> None:
     result = zx(*notify_args(findings, tmp_path / "out", tmp_path / "s.sqlite", "--channel-override", "fax"))
-    assert result.exit_code == 2 and "渠道 'fax' 不正确" in result.output
+    assert result.exit_code == EXIT_USAGE and "渠道 'fax' 不正确" in result.output
 
 
 def test_missing_findings_is_an_input_error(tmp_path: Path) -> None:
@@ -115,7 +117,7 @@ def test_findings_without_the_schema_columns_is_an_input_error(tmp_path: Path) -
 
 def test_smtp_without_host_is_a_usage_error(tmp_path: Path, findings: Path) -> None:
     result = zx(*notify_args(findings, tmp_path / "out", tmp_path / "s.sqlite", "--deliver", "smtp"))
-    assert result.exit_code == 2 and "--smtp-host" in result.output
+    assert result.exit_code == EXIT_USAGE and "--smtp-host" in result.output
 
 
 def test_a_folder_that_is_not_an_outbox_is_refused(tmp_path: Path, findings: Path) -> None:

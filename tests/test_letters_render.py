@@ -170,8 +170,8 @@ def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if not found:
         if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: run scripts/setup")
-        pytest.skip("chromium is not installed (scripts/setup installs it)")
+            pytest.fail("chromium is not installed: run scripts/test (it installs it)")
+        pytest.skip("chromium is not installed (scripts/test installs it)")
     return found
 
 

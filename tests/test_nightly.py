@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from engine.cli import main
+from engine.errors import EXIT_USAGE
 from notifier.case_tables import case_history, cases
 from notifier.db import open_state
 from notifier.nightly import FAULT_ENV, MARKER, NightlyError, is_complete, run_nightly
@@ -119,6 +121,9 @@ def test_cli_nightly_and_runs_commands(tmp_path: Path) -> None:
     shown = runner.invoke(main, ["runs", "show", "20260415-1", "--config", str(config)])
     assert shown.exit_code == 0, shown.output
     assert "输入数据指纹" in shown.output and "各阶段耗时" in shown.output and "taxpayers" in shown.output
+    # counts as a table in Chinese, the trigger as runs list names it (issue 18)
+    assert "触发：手动" in shown.output and "应享未享" in shown.output and "纳税人（户）" in shown.output
+    assert '{"' not in shown.output and "manual" not in shown.output
     as_json = json.loads(runner.invoke(main, ["runs", "show", "20260415-1", "--json", "--config", str(config)]).output)
     assert set(as_json["timings"]) == {"snapshot", "evaluate", "diff", "cases", "letters", "tasks", "report",
                                        "publish", "commit"}
@@ -126,7 +131,7 @@ def test_cli_nightly_and_runs_commands(tmp_path: Path) -> None:
     missing = runner.invoke(main, ["runs", "show", "20990101-1", "--config", str(config)])
     assert missing.exit_code == 4 and "没有运行 20990101-1" in missing.output
     bad = runner.invoke(main, ["nightly", "--config", str(config), "--as-of", "2026-13-01"])
-    assert bad.exit_code == 2 and "不是日期" in bad.output
+    assert bad.exit_code == EXIT_USAGE and "不是日期" in bad.output
 
 
 # ------------------------------------------------------------------------------------------- inputs changed
@@ -305,6 +310,10 @@ def test_outputs_report_and_masked_logs(tmp_path: Path) -> None:
     assert report.count("<svg") >= 6
     assert "taxpayers.csv" in report and "校验" in report  # the quarantined row, by file and reason
     assert "国家税务总局杭州市" in report  # authorities by name
+    # one labelled time zone; amounts in 元 in every table cell, never 万元 beside 元 (issue 18)
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d 北京时间", report)
+    cells = re.findall(r'<td class="n">([^<]*元)</td>', report)
+    assert cells and not [c for c in cells if "万元" in c]
     assert "<script" not in report and "src=" not in report and "<link" not in report  # self-contained
 
     lines = (tmp_path / "logs" / "zhixiang.jsonl").read_text(encoding="utf-8").splitlines()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from engine.catalogue import DEFAULT_RULES_DIR
@@ -91,3 +93,18 @@ def test_table_writes_the_readme_block(tmp_path: Path) -> None:
     assert "| `small_low_profit_cit` | 小型微利企业" in text and "| 编号 | 名称 | 依据 |" in text
     printed = CliRunner().invoke(main, ["rules", "table"])
     assert printed.exit_code == 0 and printed.output in text
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_rules_check_is_readable_at_any_width(width: int) -> None:
+    from rich.console import Console
+
+    from engine.catalogue import load_catalogue
+    from engine.rule_commands import catalogue_table
+
+    catalogue = load_catalogue()
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(catalogue_table(catalogue, width=width))
+    text = console.export_text()
+    assert "…" not in text  # no column collapsed or cut
+    assert max(len(line) for line in text.splitlines()) <= width
+    for rule in catalogue.rules.values():
+        assert rule.id[:12] in text

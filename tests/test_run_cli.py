@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.errors import EXIT_INPUT_ERROR, EXIT_RULE_ERROR
+from engine.errors import EXIT_INPUT_ERROR, EXIT_RULE_ERROR, EXIT_USAGE
 from tests.conftest import ROOT
 
 SAMPLE = ROOT / "sample_data" / "hangzhou"
@@ -63,8 +63,8 @@ def test_outputs_are_complete_and_excel_friendly(tmp_path: Path) -> None:
     raw = (tmp_path / "findings.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # BOM: Excel opens UTF-8 correctly
     header = raw[3:].split(b"\n", 1)[0].decode()
-    for column in ("taxpayer_id", "period", "rule_id", "kind", "estimated_amount", "risk_tier", "reasons"):
-        assert column in header.split(",")
+    for column in ("纳税人识别号", "所属期", "规则编号", "结果", "涉及金额（元）", "风险等级", "判定理由"):
+        assert column in header.split(",")  # Chinese headers for analysts (profiles/excel.py)
     findings = pl.read_parquet(tmp_path / "findings.parquet")
     assert findings.height > 0
     assert pl.read_csv(tmp_path / "findings.csv", infer_schema=False).height == findings.height
@@ -79,7 +79,8 @@ def test_broken_rows_are_quarantined_and_the_run_goes_on(tmp_path: Path) -> None
     assert code == 0, text
     quarantine = pl.read_csv(tmp_path / "quarantine.csv", infer_schema=False)
     assert quarantine.height > 0
-    assert set(quarantine.columns) >= {"file", "row", "column", "value", "reason"}
+    assert set(quarantine.columns) >= {"文件", "行号", "列", "内容", "原因"}
+    quarantine = quarantine.rename({"文件": "file", "行号": "row", "列": "column"})
     assert "Traceback" not in text
     expected = pl.read_csv(BROKEN / "expected_quarantine.csv", infer_schema=False)
     got = {(Path(f).name, r, c) for f, r, c in quarantine.select("file", "row", "column").iter_rows()}
@@ -95,9 +96,9 @@ def test_missing_table_is_an_input_error_naming_the_file(tmp_path: Path) -> None
     assert not (tmp_path / "out" / "findings.parquet").exists()
 
 
-def test_bad_period_is_an_input_error() -> None:
+def test_bad_period_is_a_usage_error() -> None:
     code, text = _run("run", "--data", str(SAMPLE), "--period", "2025Q5", "--out", "/tmp/never", "--quiet")
-    assert code == EXIT_INPUT_ERROR
+    assert code == EXIT_USAGE  # the command line is wrong, not the data (README: 64)
     assert "2026Q3" in text
 
 
@@ -124,3 +125,13 @@ def test_explain_unknown_taxpayer_is_an_input_error() -> None:
     code, text = _run("explain", "--data", str(SAMPLE), "--period", "2025", "--taxpayer", "91330106MA2Y9999XX")
     assert code == EXIT_INPUT_ERROR
     assert "不在" in text
+
+
+def test_explain_shows_no_amount_on_rules_that_do_not_apply() -> None:
+    # 91330106MA2Y00028P: the batch computes amounts for rules that do not apply to it (e.g. hnte_15pct)
+    code, text = _run("explain", "--data", str(SAMPLE), "--period", "2025", "--taxpayer", "91330106MA2Y00028P")
+    assert code == 0, text
+    headlines = [line for line in text.splitlines() if " — " in line]
+    assert any("不适用" in line for line in headlines)
+    assert not [line for line in headlines if "不适用" in line and "金额" in line]
+    assert any("违规享受" in line and "金额" in line for line in headlines)

@@ -230,7 +230,7 @@ def test_load_leaves_quarantined_rows_out_and_reports_them(pg_url: str, data_dir
     assert "未导入" in result.output
     assert _sql(pg_url, "SELECT count(*) FROM indicators") == [(4,)]
     lines = pl.read_csv(q)
-    assert lines.height >= 1 and set(lines.get_column("file")) == {"indicators.csv"}
+    assert lines.height >= 1 and set(lines.get_column("文件")) == {"indicators.csv"}
 
 
 # --- reading and validation --------------------------------------------------------------------------
@@ -284,7 +284,7 @@ def test_bad_rows_in_the_database_are_quarantined_like_bad_rows_in_files(pg_url:
         result = CliRunner().invoke(main, ["run", "--data", pg_url, "--period", "2025", "--out", str(out), "--quiet",
                                            *extra])
         assert result.exit_code == 0, result.output
-        files = set(pl.read_csv(out / "quarantine.csv", infer_schema=False).get_column("file"))
+        files = set(pl.read_csv(out / "quarantine.csv", infer_schema=False).get_column("文件"))
         assert files == {file("taxpayers"), file("indicators")}, (label, files)
 
 

@@ -43,8 +43,9 @@ durable-rules quirks handled here:
   every rule starts with its event marker;
 * a comparison of two attributes of the same event (`a < b`) can match when `b` is absent, so both are
   tested for presence explicitly;
-* durable-rules does not import on Python 3.13+ (`PyEval_CallObject` was removed): `require_durable`
-  raises RuntimeUnavailableError saying so; the batch does not need this module.
+* the durable-rules 2.0.28 release does not import on Python 3.13+ (`PyEval_CallObject` was removed);
+  scripts/setup builds it with patches/durable-rules-2.0.28-py313.patch. Wherever it still does not load,
+  `require_durable` raises RuntimeUnavailableError saying why; the batch does not need this module.
 """
 
 from __future__ import annotations
@@ -106,14 +107,15 @@ def unavailable_message(error: BaseException | None, version: tuple[int, int] | 
     """Why the real-time path cannot run here, in words an operator can act on."""
     major, minor = version or sys.version_info[:2]
     detail = f"（{type(error).__name__}: {error}）" if error is not None else ""
-    if (major, minor) >= (3, 13):
-        why = (f"当前 Python {major}.{minor} 无法加载 durable-rules 2.0.28：它的 C 扩展调用了 Python 3.13 "
+    if (major, minor) >= (3, 13) and "PyEval_CallObject" in str(error):
+        why = (f"当前 Python {major}.{minor} 加载的 durable-rules 2.0.28 未打补丁：它的 C 扩展调用了 Python 3.13 "
                "已删除的 PyEval_CallObject")
     else:
         why = f"durable-rules 未安装或无法加载{detail}"
         detail = ""
-    return (f"实时核查（durable-rules 引擎）不可用：{why}{detail}。请在 Python 3.11 或 3.12 环境中运行 "
-            "`zhixiang check`，或加 --engine polars 改用批量引擎核查单户；批量评估 `zhixiang run` 不受影响。")
+    return (f"实时核查（durable-rules 引擎）不可用：{why}{detail}。请用 bash scripts/setup 安装（它按 "
+            "patches/durable-rules-2.0.28-py313.patch 构建 durable-rules），或加 --engine polars 改用批量引擎核查单户；"
+            "批量评估 `zhixiang run` 不受影响。")
 
 
 def durable_available() -> bool:

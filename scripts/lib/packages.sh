@@ -1,0 +1,32 @@
+# Debian system packages, shared by scripts/setup and scripts/test (source it; bash).
+# ensure_packages PKG... checks each package with dpkg-query and installs only the missing ones, then
+# checks again: a package that is still missing stops the script with its name.
+
+package_installed() {
+  # dpkg-query prints one short status line; compare it whole (no `| grep -q`: under pipefail an early
+  # grep exit can kill the writer with SIGPIPE and turn "found" into "missing").
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
+
+ensure_packages() {
+  local p missing=()
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "$(basename "$0"): not a Debian system (no dpkg-query); make sure these are installed: $*" >&2
+    return 0
+  fi
+  for p in "$@"; do package_installed "$p" || missing+=("$p"); done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  local sudo=""
+  if [ "$(id -u)" != "0" ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "$(basename "$0"): missing system packages: ${missing[*]} — install them as root (apt-get install ${missing[*]})" >&2
+      return 1
+    fi
+  fi
+  echo "$(basename "$0"): installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  for p in "${missing[@]}"; do
+    package_installed "$p" || { echo "$(basename "$0"): $p is still not installed" >&2; return 1; }
+  done
+}
