@@ -51,7 +51,8 @@ _WIDE = 140
 
 
 def catalogue_table(catalogue: Catalogue, *, width: int = _WIDE) -> Table:
-    """One row per rule: id, 名称, 税种, 判定期间, 执行期限, 判定范围, 核实状态 (id and name stacked when narrow)."""
+    """One row per rule: id, 名称, 税种, 判定期间, 执行期限, 判定范围, 核实状态 (id and name, and the two windows, stacked
+    when narrow)."""
     table = Table(title=f"{catalogue.settings.name}（版本 {catalogue.version}）")
     wide = width >= _WIDE
     if wide:
@@ -63,14 +64,18 @@ def catalogue_table(catalogue: Catalogue, *, width: int = _WIDE) -> Table:
     else:
         table.add_column("编号 / 名称", ratio=1, overflow="fold")
         table.add_column("税种", max_width=10, overflow="fold")
-        for column in ("判定期间", "执行期限", "判定范围", "核实状态"):
+        for column in ("判定期间", "执行期限 / 判定范围", "核实状态"):
             table.add_column(column, no_wrap=True)
     for rule in sorted(catalogue.rules.values(), key=lambda r: r.id):
+        windows = (
+            [rule.window_label, rule.judged_label]
+            if wide
+            else [rule.window_label.replace(" 至 ", "\n至 ") + "\n判定 " + rule.judged_label.replace(" 至 ", "\n至 ")]
+        )
         cells = [
             escape(rule.tax),
             "、".join(PERIOD_KIND_LABELS[k] for k in rule.granularity),
-            rule.window_label if wide else rule.window_label.replace(" 至 ", "\n至 "),
-            rule.judged_label if wide else rule.judged_label.replace(" 至 ", "\n至 "),
+            *windows,
             VERIFICATION_LABELS.get(rule.verification, rule.verification),
         ]
         if wide:
