@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from engine.errors import ZhixiangError, exit_on_user_error
+from engine.errors import EXIT_LETTERS_FAILED, ZhixiangError, exit_on_user_error
 from notifier.config import Config, load_config
 from notifier.db import StateDatabaseError
 from notifier.logs import LOG_FILE, setup_logging
@@ -105,6 +105,9 @@ def nightly_command(data: str | None, as_of: str, out: Path | None, config_path:
         f"  案件：新立 {cases.get('opened', 0):,}，更新 {cases.get('updated', 0):,}，消除 {cases.get('cleared', 0):,}；"
         f"政策礼包 {letters.get('packages', 0):,} 份\n"
         f"  输出：{outcome.output_dir}（报告 report.html）")
+    if letters.get("failed"):
+        click.echo(f"{letters['failed']:,} 户的信函生成或发送失败（其余信函均已写出），详见 letters/manifest.csv", err=True)
+        sys.exit(EXIT_LETTERS_FAILED)
 
 
 @click.command("schedule")
