@@ -46,6 +46,7 @@ PDF_MAX_BYTES = 4 * 1024 * 1024  # a letter is ~60-120 kB
 #: The fonts a letter may use: Noto CJK as installed by fonts-noto-cjk (scripts/setup).
 FONT_DIRS = ("/usr/share/fonts/opentype/noto", "/usr/share/fonts/truetype/noto", "/usr/local/share/fonts")
 FONT_FILES = ("NotoSansCJK-Regular.ttc", "NotoSansCJK-Bold.ttc", "NotoSerifCJK-Regular.ttc", "NotoSerifCJK-Bold.ttc")
+WORKER_START_TIMEOUT = 120.0  # seconds a PDF worker may take to start and load its fonts
 #: Where a worker sends HTTP(S): a port nothing listens on, so Typst's package download is refused.
 DEAD_PROXY = "http://127.0.0.1:9"
 
@@ -351,6 +352,11 @@ def _worker(conn: Connection, templates: str | None, max_bytes: int) -> None:
     os.environ.pop("NO_PROXY", None)
     os.environ.pop("no_proxy", None)
     compiler: TypstPdf | None = None
+    try:
+        compiler = TypstPdf(templates)  # fonts loaded before the first letter's clock starts
+        conn.send(("", True, b""))
+    except Exception as exc:
+        conn.send(("", False, str(exc)))
     while True:
         try:
             job: PdfJob | None = conn.recv()
@@ -378,12 +384,12 @@ class PdfPool:
     its worker killed and replaced; the other letters are not affected.
     """
 
-    def __init__(self, jobs: int = 1, templates: str | Path | None = None, *, timeout: float = PDF_TIMEOUT,
-                 max_bytes: int = PDF_MAX_BYTES) -> None:
+    def __init__(self, jobs: int = 1, templates: str | Path | None = None, *, timeout: float | None = None,
+                 max_bytes: int | None = None) -> None:
         self.size = max(1, jobs)
         self.templates = str(templates) if templates is not None else None
-        self.timeout = timeout
-        self.max_bytes = max_bytes
+        self.timeout = PDF_TIMEOUT if timeout is None else timeout
+        self.max_bytes = PDF_MAX_BYTES if max_bytes is None else max_bytes
         self.ctx = get_context("spawn")  # the parent holds Polars' threads: never fork it
         self.workers: list[tuple[Any, Connection]] = []
 
@@ -393,11 +399,24 @@ class PdfPool:
                                 name="zhixiang-pdf")
         proc.start()
         child.close()
+        if parent.poll(WORKER_START_TIMEOUT):  # "ready" (fonts loaded), or why not
+            try:
+                _, ok, message = parent.recv()
+            except (EOFError, OSError):
+                ok, message = False, "PDF 排版进程启动失败"
+            if not ok:
+                proc.kill()
+                proc.join()
+                raise PdfError(str(message))
         return proc, parent
 
     def render(self, jobs: Sequence[PdfJob]) -> dict[str, bytes | PdfError]:
-        while len(self.workers) < min(self.size, max(1, len(jobs))):
-            self.workers.append(self._start())
+        try:
+            while len(self.workers) < min(self.size, max(1, len(jobs))):
+                self.workers.append(self._start())
+        except PdfError as exc:  # no fonts, no typst: every PDF of the run fails with the reason
+            if not self.workers:
+                return {job.key: exc for job in jobs}
         results: dict[str, bytes | PdfError] = {}
         queue = list(reversed(jobs))
         busy: dict[int, tuple[PdfJob, float]] = {}  # worker index → (job, started)
