@@ -43,19 +43,19 @@ def _stem(authority: str, code: str) -> str:
 def write_print_files(root: Path, post: Mapping[str, Sequence[tuple[Letter, str]]], *, as_of: date,
                       pool: PdfPool, warnings: list[str]) -> list[PrintFile]:
     """One print file per tax authority from the post letters written in the outbox (`post`: name → letters)."""
-    from pypdf import PdfReader, PdfWriter
+    import pikepdf  # qpdf: copies a letter's pages ~20x faster than pypdf
 
     out: list[PrintFile] = []
     folder = root / PRINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for authority, items in sorted(post.items()):
-        readers = []
+        docs = []
         rows = []
         start = 1
         for no, (letter, rel) in enumerate(sorted(items, key=lambda i: i[0].taxpayer_id), start=1):
-            reader = PdfReader(io.BytesIO((root / rel).read_bytes()))
-            pages = len(reader.pages)
-            readers.append(reader)
+            doc = pikepdf.open(root / rel)
+            pages = len(doc.pages)
+            docs.append(doc)
             rows.append({"no": no, "name": letter.name, "masked_id": letter.masked_id,
                          "reference": letter.reference, "start": start, "pages": pages})
             start += pages + pages % 2
@@ -66,13 +66,18 @@ def write_print_files(root: Path, post: Mapping[str, Sequence[tuple[Letter, str]
         if not isinstance(cover, bytes):
             warnings.append(f"{authority} 的邮寄打印文件未生成：{cover}")
             continue
-        writer = PdfWriter()
-        for part in (PdfReader(io.BytesIO(cover)), *readers):
-            writer.append(part)
-            if len(part.pages) % 2:
-                writer.add_blank_page()
+        merged = pikepdf.open(io.BytesIO(cover))
+        size = merged.pages[0].mediabox
+        blank = (float(size[2]) - float(size[0]), float(size[3]) - float(size[1]))
+        if len(merged.pages) % 2:
+            merged.add_blank_page(page_size=blank)
+        for doc in docs:
+            merged.pages.extend(doc.pages)
+            if len(doc.pages) % 2:  # the next letter starts on a fresh sheet
+                merged.add_blank_page(page_size=blank)
         rel = f"{PRINT_DIR}/{as_of:%Y%m%d}-{_stem(authority, code)}.pdf"
-        with open(root / rel, "wb") as fh:
-            writer.write(fh)
-        out.append(PrintFile(authority, rel, len(rows), len(writer.pages)))
+        merged.save(root / rel)
+        out.append(PrintFile(authority, rel, len(rows), len(merged.pages)))
+        for doc in docs:
+            doc.close()
     return out
