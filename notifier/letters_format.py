@@ -206,9 +206,8 @@ def balanced(text: str) -> bool:
     for ch in text:
         if ch in _OPENING:
             stack.append(_CLOSING[_OPENING.index(ch)])
-        elif ch in _CLOSING:
-            if not stack or stack.pop() != ch:
-                return False
+        elif ch in _CLOSING and (not stack or stack.pop() != ch):
+            return False
     return not stack
 
 
@@ -266,6 +265,6 @@ def late_claim_note(tax: str, period: str, as_of: date, etax_name: str, deadline
         return passed + "按上述办理期限的规定，逾期可能不能再享受，请向主管税务机关咨询。"
     text = passed + f"您仍可通过{etax_name}办理更正申报或补充申报申请享受"
     if as_of <= date(deadline.year + 3, deadline.month, deadline.day):
-        return text + ("；因此多缴的税款，可自结算缴纳税款之日起三年内申请退还，经税务机关核实后退还并加算银行同期存款利息"
-                       f"（{LATE_ROUTE_LAW}）。")
+        return text + ("；因此多缴的税款，可自结算缴纳税款之日起三年内申请退还，"
+                       f"经税务机关核实后退还并加算银行同期存款利息（{LATE_ROUTE_LAW}）。")
     return text + f"；多缴税款申请退还的三年期限（{LATE_ROUTE_LAW}）可能已过，请向主管税务机关咨询。"

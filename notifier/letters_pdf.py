@@ -22,6 +22,7 @@ closes).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -100,7 +101,8 @@ def font_dirs() -> list[str]:
                     found.append(folder)
                 break
     if not found:
-        raise PdfError("找不到 Noto CJK 字体（/usr/share/fonts/opentype/noto）：请运行 scripts/setup 安装 fonts-noto-cjk")
+        raise PdfError("找不到 Noto CJK 字体（/usr/share/fonts/opentype/noto）："
+                       "请运行 scripts/setup 安装 fonts-noto-cjk")
     return found
 
 
@@ -460,11 +462,9 @@ class PdfPool:
         self.workers[i] = self._start()
 
     def close(self) -> None:
-        for proc, conn in self.workers:
-            try:
+        for _, conn in self.workers:
+            with contextlib.suppress(OSError):
                 conn.send(None)
-            except OSError:
-                pass
             conn.close()
         for proc, _ in self.workers:
             proc.join(timeout=5)

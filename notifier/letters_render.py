@@ -102,7 +102,7 @@ class LetterSandbox(ImmutableSandboxedEnvironment):
             raise RenderLimitError("模板中的乘方过大")
         return super().call_binop(context, operator, left, right)
 
-    def _range(self, *args: int) -> Iterator[int]:
+    def _range(self, *args: int) -> _TimedRange:
         """range(), at most MAX_RANGE long (as Jinja's sandbox), and checking the letter's time as it goes."""
         items = range(*args)
         if len(items) > MAX_RANGE:

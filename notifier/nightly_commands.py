@@ -106,7 +106,8 @@ def nightly_command(data: str | None, as_of: str, out: Path | None, config_path:
         f"政策礼包 {letters.get('packages', 0):,} 份\n"
         f"  输出：{outcome.output_dir}（报告 report.html）")
     if letters.get("failed"):
-        click.echo(f"{letters['failed']:,} 户的信函生成或发送失败（其余信函均已写出），详见 letters/manifest.csv", err=True)
+        click.echo(f"{letters['failed']:,} 户的信函生成或发送失败（其余信函均已写出），"
+                   "详见 letters/manifest.csv", err=True)
         sys.exit(EXIT_LETTERS_FAILED)
 
 

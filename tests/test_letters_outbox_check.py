@@ -160,7 +160,7 @@ def _rule_texts_finished() -> bool:
 
 
 @pytest.mark.xfail(not _rule_texts_finished(), strict=True,
-                   reason="the rule files' taxpayer-facing texts still hold drafting notes (rewritten elsewhere, issue 12)")
+                   reason="the rule files' taxpayer-facing texts still hold drafting notes (rewritten elsewhere)")
 def test_no_drafting_note_and_every_estimate_says_expected(night: Path) -> None:
     bad = []
     for name, text in _texts(night / "letters").items():

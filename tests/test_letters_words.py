@@ -75,12 +75,12 @@ def test_form_text_is_never_cut_inside_a_bracket(tmp_path: Path) -> None:
     shutil.copytree(RULES, rules)
     path = rules / "disability_fund_relief.yaml"
     text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace("form: 残疾人就业保障金缴费申报表“减免额”栏",
-                                 "form: 残疾人就业保障金缴费申报表（在职职工30人及以下的；由系统自动判定）“减免额”栏；附表二"),
-                    encoding="utf-8")
+    form = "残疾人就业保障金缴费申报表（在职职工30人及以下的；由系统自动判定）“减免额”栏"
+    text = text.replace("form: 残疾人就业保障金缴费申报表“减免额”栏", f"form: {form}；附表二")
+    path.write_text(text, encoding="utf-8")
     letter = _letter(low_risk_reminder(), cat=load_catalogue(rules))
     correction = letter.reminders[0].correction
-    assert "更正残疾人就业保障金缴费申报表（在职职工30人及以下的；由系统自动判定）“减免额”栏，并按规定补缴税费" in correction
+    assert f"更正{form}，并按规定补缴税费" in correction
     assert balanced(correction)
     assert first_clause("A表（栏次；说明）；B表") == "A表（栏次；说明）"
     assert split_clauses("甲（乙；丙）；丁") == ["甲（乙；丙）", "丁"]
