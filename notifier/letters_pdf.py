@@ -422,36 +422,40 @@ class PdfPool:
         results: dict[str, bytes | PdfError] = {}
         queue = list(reversed(jobs))
         busy: dict[int, tuple[PdfJob, float]] = {}  # worker index → (job, started)
-        while queue or busy:
-            for i in range(len(self.workers)):
-                if i not in busy and queue:
-                    job = queue.pop()
-                    try:
-                        self.workers[i][1].send(job)
-                    except (BrokenPipeError, OSError):
+        try:
+            while queue or busy:
+                for i in range(len(self.workers)):
+                    if i not in busy and queue:
+                        job = queue.pop()
+                        try:
+                            self.workers[i][1].send(job)
+                        except (BrokenPipeError, OSError):
+                            self._replace(i)
+                            self.workers[i][1].send(job)
+                        busy[i] = (job, time.monotonic())
+                if not busy:
+                    break
+                deadline = min(started for _, started in busy.values()) + self.timeout
+                ready = wait([self.workers[i][1] for i in busy], timeout=max(0.0, deadline - time.monotonic()))
+                for i in list(busy):
+                    conn = self.workers[i][1]
+                    job, started = busy[i]
+                    if conn in ready:
+                        try:
+                            key, ok, payload = conn.recv()
+                        except (EOFError, OSError):
+                            results[job.key] = PdfError("PDF 排版进程意外退出，信函未生成")
+                            self._replace(i)
+                        else:
+                            results[key] = payload if ok else PdfError(payload)
+                        del busy[i]
+                    elif time.monotonic() - started >= self.timeout:
+                        results[job.key] = PdfError(f"PDF 信函排版超过 {self.timeout:g} 秒上限，已中止，信函未生成")
                         self._replace(i)
-                        self.workers[i][1].send(job)
-                    busy[i] = (job, time.monotonic())
-            if not busy:
-                break
-            deadline = min(started for _, started in busy.values()) + self.timeout
-            ready = wait([self.workers[i][1] for i in busy], timeout=max(0.0, deadline - time.monotonic()))
-            for i in list(busy):
-                conn = self.workers[i][1]
-                job, started = busy[i]
-                if conn in ready:
-                    try:
-                        key, ok, payload = conn.recv()
-                    except (EOFError, OSError):
-                        results[job.key] = PdfError("PDF 排版进程意外退出，信函未生成")
-                        self._replace(i)
-                    else:
-                        results[key] = payload if ok else PdfError(payload)
-                    del busy[i]
-                elif time.monotonic() - started >= self.timeout:
-                    results[job.key] = PdfError(f"PDF 信函排版超过 {self.timeout:g} 秒上限，已中止，信函未生成")
-                    self._replace(i)
-                    del busy[i]
+                        del busy[i]
+        except PdfError as exc:  # a worker that cannot be restarted: the letters left fail with the reason
+            for job in [*queue, *(j for j, _ in busy.values())]:
+                results[job.key] = exc
         return results
 
     def _replace(self, i: int) -> None:
