@@ -14,6 +14,10 @@ EXIT_OK = 0
 EXIT_INPUT_ERROR = 2  # the data folder / source is unusable (missing table, unreadable file)
 EXIT_RULE_ERROR = 3  # the rule catalogue does not load or its tests fail
 EXIT_RUNTIME_ERROR = 4  # unavailable backend, database unreachable, output not writable
+#: The run finished and wrote every other letter, but some letters could not be made or sent (a template
+#: that fails for them, a PDF over its bounds, a server that refused them): each is in the manifest
+#: (status failed, with the reason) and in the summary's letter_failures / delivery_failures.
+EXIT_LETTERS_FAILED = 5
 EXIT_USAGE = 64
 
 

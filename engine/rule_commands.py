@@ -51,8 +51,10 @@ _WIDE = 140
 
 
 def catalogue_table(catalogue: Catalogue, *, width: int = _WIDE) -> Table:
-    """One row per rule: id, 名称, 税种, 判定期间, 执行期限, 判定范围, 核实状态 (id and name, and the two windows, stacked
-    when narrow)."""
+    """One row per rule: id, 名称, 税种, 判定期间, 执行期限, 判定范围, 核实状态.
+
+    When narrow, id and name are stacked in one column, and so are the two windows.
+    """
     table = Table(title=f"{catalogue.settings.name}（版本 {catalogue.version}）")
     wide = width >= _WIDE
     if wide:

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from engine.catalogue import DEFAULT_RULES_DIR
 from engine.cli_zh import ISO_DATE
-from engine.errors import EXIT_RUNTIME_ERROR, exit_on_user_error
+from engine.errors import EXIT_LETTERS_FAILED, exit_on_user_error
 from notifier.db import DEFAULT_STATE_URL, STATE_URL_ENV
 from notifier.delivery import Backend, RetryPolicy, smtp_backend, webhook_backend
 from notifier.letters import CHANNEL_LABELS
@@ -164,7 +164,7 @@ def notify_command(findings: Path, out: Path, state: str | None, as_of: str | No
         report = notify(options, progress=advance)
     print_report(report, out, Console())
     if report.failed:
-        sys.exit(EXIT_RUNTIME_ERROR)
+        sys.exit(EXIT_LETTERS_FAILED)
 
 
 def print_report(report: NotifyReport, out: Path, console: Console) -> None:

@@ -227,9 +227,9 @@ def package_payload(package: Package, *, include_pdf: bool = True) -> dict[str, 
         "recipient": letter.recipient,
         "as_of": letter.as_of.isoformat(),
         "total_estimated_saving": str(letter.total_saving),
-        "incentives": [
-            {"rule_id": i.rule_id, "name": i.name, "period": i.period, "estimated_saving": str(i.saving)}
-            for i in letter.incentives
+        "incentives": [  # one entry a finding: an incentive of two periods gives two
+            {"rule_id": i.rule_id, "name": i.name, "period": p.period, "estimated_saving": str(p.saving)}
+            for i in letter.incentives for p in i.periods
         ],
         "reminders": [
             {"rule_id": r.rule_id, "name": r.name, "period": r.period,

@@ -23,12 +23,15 @@ from typing import Any, Literal
 from engine.catalogue import Catalogue, Rule
 from engine.errors import InputError, ZhixiangError
 from notifier.letters_format import (
+    first_clause,
     format_amount,
     format_date,
+    late_claim_note,
     letter_line,
     mask_taxpayer_id,
     period_label,
     round_cents,
+    split_clauses,
     to_decimal,
 )
 from profiles.authorities import TAX_AUTHORITIES
@@ -122,18 +125,29 @@ class OfficeSettings:
 
 
 @dataclass(frozen=True)
+class IncentivePeriod:
+    """One period of an incentive: the finding's estimate, why the taxpayer qualifies, the deadline."""
+
+    period: str
+    period_label: str
+    reasons: tuple[str, ...]
+    saving: Decimal
+    saving_text: str
+    deadline_note: str = ""  # the route still open once the period's filing deadline has passed
+
+
+@dataclass(frozen=True)
 class Incentive:
-    """One incentive the taxpayer may still claim, with everything the letter says about it."""
+    """One incentive the taxpayer may still claim (all its periods), with everything the letter says."""
 
     ordinal: str
     rule_id: str
     name: str
     tax: str
-    period: str
-    period_label: str
+    periods: tuple[IncentivePeriod, ...]
+    period_label: str  # every period, "2025 年度、2026 年第 1 季度"
     basis: tuple[str, ...]
-    reasons: tuple[str, ...]
-    saving: Decimal
+    saving: Decimal  # the sum of the periods' estimates
     saving_text: str
     benefit_label: str
     claim_where: str
@@ -182,7 +196,8 @@ class Letter:
     reminders: tuple[Reminder, ...]
     total_saving: Decimal
     total_saving_text: str
-    periods_text: str
+    total_saving_short: str  # "12.74万元": no space, for the SMS
+    periods_text: str  # the periods of the incentives (not of the reminders), for the opening sentence
     findings: tuple[tuple[str, str, str, Decimal | None], ...] = field(default=(), repr=False)
     """(kind, rule_id, period, amount) of every finding told — what the suppression ledger records."""
 
@@ -195,6 +210,8 @@ class Letter:
         texts = [self.name, self.authority.name]
         for item in self.incentives:
             texts += [item.name, item.saving_text]
+            if len(item.periods) > 1:
+                texts += [p.saving_text for p in item.periods]
         for rem in self.reminders:
             texts.append(rem.name)
         if self.incentives:
@@ -282,20 +299,31 @@ def _evidence(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(row.get("evidence") or [])
 
 
-def _incentive(i: int, row: Mapping[str, Any], rule: Rule) -> Incentive:
-    period = str(row["period"])
-    saving = round_cents(row["estimated_amount"])
-    reasons = tuple(letter_line(e, period) for e in _evidence(row) if e.get("status") == "pass")
+def _incentive(i: int, rows: Sequence[Mapping[str, Any]], rule: Rule, as_of: date, etax_name: str) -> Incentive:
+    """One incentive from its findings rows (one a period), periods in order."""
+    periods = []
+    for row in sorted(rows, key=lambda r: str(r["period"])):
+        period = str(row["period"])
+        saving = round_cents(row["estimated_amount"])
+        periods.append(IncentivePeriod(
+            period=period,
+            period_label=period_label(period),
+            reasons=tuple(letter_line(e, period) for e in _evidence(row) if e.get("status") == "pass"),
+            saving=saving,
+            saving_text=format_amount(saving),
+            deadline_note=late_claim_note(rule.tax, period, as_of, etax_name,
+                                          str(rule.claim_guide.get("deadline") or "")),
+        ))
+    saving = sum((p.saving for p in periods), Decimal("0.00"))
     guide = rule.claim_guide
     return Incentive(
         ordinal=_ordinal(i),
         rule_id=rule.id,
         name=rule.name,
         tax=rule.tax,
-        period=period,
-        period_label=period_label(period),
+        periods=tuple(periods),
+        period_label="、".join(p.period_label for p in periods),
         basis=basis_lines(rule),
-        reasons=reasons,
         saving=saving,
         saving_text=format_amount(saving),
         benefit_label=rule.benefit_label,
@@ -311,14 +339,14 @@ def _reminder(i: int, row: Mapping[str, Any], rule: Rule, etax_name: str) -> Rem
     period = str(row["period"])
     issues = tuple(letter_line(e, period) for e in _evidence(row) if e.get("status") == "fail")
     if not issues and row.get("reasons"):
-        issues = tuple(str(row["reasons"]).split("；"))
+        issues = tuple(split_clauses(str(row["reasons"])))
     claimed = row.get("claimed_amount")
     claimed_dec = round_cents(claimed) if claimed is not None else None
     form = str(rule.claim_guide.get("form") or "")
     where = f"{etax_name}「我要办税 → 税费申报及缴纳 → 申报错误更正」"
     correction = (
         f"请对照政策规定自查。如确不符合享受条件，请通过{where}更正"
-        + (f"{form.split('；')[0]}" if form else "相关申报表")
+        + (first_clause(form) if form else "相关申报表")
         + "，并按规定补缴税费；如符合条件，请将下列资料留存备查，无需回复。"
     )
     return Reminder(
@@ -375,14 +403,20 @@ def build_letter(
     office = office or OfficeSettings()
     authorities = authorities or TaxAuthorities()
 
-    unclaimed = sorted((r for r in facing if r["kind"] == "unclaimed"),
-                       key=lambda r: (-to_decimal(r["estimated_amount"]), str(r["rule_id"]), str(r["period"])))
+    by_rule: dict[str, list[Mapping[str, Any]]] = {}
+    for r in facing:
+        if r["kind"] == "unclaimed":
+            by_rule.setdefault(str(r["rule_id"]), []).append(r)
+    # one incentive per rule, its periods under it; the largest estimated saving first
+    groups = sorted(by_rule.items(),
+                    key=lambda kv: (-sum(to_decimal(r["estimated_amount"]) for r in kv[1]), kv[0]))
     improper = sorted((r for r in facing if r["kind"] == "improper"),
                       key=lambda r: (str(r["period"]), str(r["rule_id"])))
-    incentives = tuple(_incentive(i, r, _rule(catalogue, str(r["rule_id"]), taxpayer_id))
-                       for i, r in enumerate(unclaimed))
+    incentives = tuple(_incentive(i, rs, _rule(catalogue, rule_id, taxpayer_id), as_of, office.etax_name)
+                       for i, (rule_id, rs) in enumerate(groups))
     reminders = tuple(_reminder(i, r, _rule(catalogue, str(r["rule_id"]), taxpayer_id), office.etax_name)
                       for i, r in enumerate(improper))
+    unclaimed = [r for _, rs in groups for r in sorted(rs, key=lambda r: str(r["period"]))]
     told = tuple(
         (str(r["kind"]), str(r["rule_id"]), str(r["period"]),
          round_cents(r["estimated_amount"]) if r.get("estimated_amount") is not None else None)
@@ -391,7 +425,7 @@ def build_letter(
     total = sum((i.saving for i in incentives), Decimal("0.00"))
     channel, note = resolve_channel(first.get("preferred_channel"), email=first.get("email"),
                                     phone=first.get("phone"), override=channel_override)
-    periods = sorted({str(r["period"]) for r in (*unclaimed, *improper)})
+    periods = sorted({str(r["period"]) for r in unclaimed})  # the reminders say their own periods
     pid = package_id(taxpayer_id, as_of, told)
     return Letter(
         package_id=pid,
@@ -411,6 +445,7 @@ def build_letter(
         reminders=reminders,
         total_saving=total,
         total_saving_text=format_amount(total),
+        total_saving_short=format_amount(total).replace(" ", ""),
         periods_text="、".join(period_label(p) for p in periods),
         findings=told,
     )

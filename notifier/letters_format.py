@@ -7,7 +7,7 @@ agree to the character. Money is Decimal and rounded 四舍五入 (ROUND_HALF_UP
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -154,6 +154,117 @@ def letter_line(evidence: dict[str, Any], period: str) -> str:
         text = head  # "研发费用 90.00 万元，超过 0 元" says no more than "研发费用 90.00 万元"
     if any(head.endswith(f" {unit}") for unit in _PERIOD_UNITS):
         return f"您 {period_label(period)}{text}"
-    if "，" in text and evidence.get("condition") != "effective":  # the window is the policy's, not yours
-        return f"您的{text}"
+    if "，" in text and evidence.get("condition") != "effective" and _names_a_figure(head):
+        return f"您的{text}"  # "您的纳税信用等级为B，…"; not "您的同时申报享受了「…」"
     return text
+
+
+#: A head naming one of the taxpayer's figures: "纳税信用等级为B", "…受处罚次数 0 次", "…应纳增值税 1.00 万元".
+_FIGURE_HEAD = re.compile(r"^[^「」]*?(为|\s-?[\d,.]+\s?\S{0,2})$")
+#: Words that open a sentence about an act rather than a figure ("同时申报享受了…", "未…", "已…").
+_ACT_OPENINGS = ("同时", "未", "已", "不", "没有", "申报", "享受")
+
+
+def _names_a_figure(head: str) -> bool:
+    text = re.sub(r"「[^」]*」", "", head)
+    return not text.startswith(_ACT_OPENINGS) and bool(_FIGURE_HEAD.search(text) or "为" in text)
+
+
+_OPENING = "（(《「“【["
+_CLOSING = "）)》」”】]"
+
+
+def first_clause(text: str, sep: str = "；") -> str:
+    """The text up to the first `sep` outside brackets and quotes (the whole text if there is none).
+
+    `A表（栏次；说明）；B表` gives `A表（栏次；说明）`, never a clause cut inside its bracket.
+    """
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in _OPENING:
+            depth += 1
+        elif ch in _CLOSING:
+            depth = max(0, depth - 1)
+        elif ch == sep and depth == 0:
+            return text[:i]
+    return text
+
+
+def split_clauses(text: str, sep: str = "；") -> list[str]:
+    """`text` cut at every `sep` outside brackets and quotes."""
+    parts = []
+    while text:
+        head = first_clause(text, sep)
+        parts.append(head)
+        text = text[len(head) + 1:]
+    return parts
+
+
+def balanced(text: str) -> bool:
+    """Whether every bracket and quote of `text` closes, in order (for checks over letters)."""
+    stack: list[str] = []
+    for ch in text:
+        if ch in _OPENING:
+            stack.append(_CLOSING[_OPENING.index(ch)])
+        elif ch in _CLOSING and (not stack or stack.pop() != ch):
+            return False
+    return not stack
+
+
+# ------------------------------------------------------------------------------- filing deadlines
+
+#: The statutory filing deadline of a period, for the taxes whose deadline the law fixes for everyone
+#: (other taxes and fees — 残保金, 六税两费 — follow the deadline of each tax or the province's rule, and
+#: the letter keeps the rule's own wording for them):
+#:   企业所得税, tax year: 年度终了之日起五个月内 (企业所得税法第五十四条) → 31 May;
+#:   个人所得税（经营所得）, tax year: 次年三月三十一日前 (个人所得税法第十二条) → 31 March;
+#:   a month or quarter of 增值税: 期满之日起十五日内 → the 15th of the next month.
+#: A deadline falling on a holiday is extended (征管法实施细则第一百零九条), by days, never past the end of
+#: the month after; so a letter says a deadline "has passed" only once that margin is over too.
+LATE_ROUTE_LAW = "《中华人民共和国税收征收管理法》第五十一条"
+
+
+def filing_deadline(tax: str, period: str) -> date | None:
+    """The statutory filing deadline of `period` for `tax`, or None when the law leaves it to each tax."""
+    try:
+        p = parse_period(period)
+    except PeriodError:
+        return None
+    after = p.end + timedelta(days=1)
+    if p.kind == "year":
+        if tax == "企业所得税":
+            return date(after.year, 5, 31)
+        if tax.startswith("个人所得税"):
+            return date(after.year, 3, 31)
+        return None
+    if tax == "增值税":
+        return date(after.year, after.month, 15)
+    return None
+
+
+def _margin_end(deadline: date) -> date:
+    """The last day a holiday extension can move `deadline` to: the end of its month, at least 10 days on."""
+    first_next = date(deadline.year + deadline.month // 12, deadline.month % 12 + 1, 1)
+    return max(first_next - timedelta(days=1), deadline + timedelta(days=10))
+
+
+def late_claim_note(tax: str, period: str, as_of: date, etax_name: str, deadline_text: str = "") -> str:
+    """What a letter dated `as_of` says once `period`'s filing deadline has passed ("" before).
+
+    Where the rule's own deadline says a late choice is closed ("不得再变更"), the letter says the
+    deadline has passed and to ask the tax office, never that a correction still works. Otherwise the
+    incentive can still be claimed by correcting the return (更正申报) or filing a supplementary
+    one (补充申报); tax overpaid for want of it is refunded when claimed within three years of payment,
+    with interest (税收征收管理法第五十一条).
+    """
+    deadline = filing_deadline(tax, period)
+    if deadline is None or as_of <= _margin_end(deadline):
+        return ""
+    passed = f"{period_label(period)}的申报期限（{format_date(deadline)}）已过。"
+    if "不得" in deadline_text:  # "未选择享受的以后年度不得再变更": a late claim may be closed
+        return passed + "按上述办理期限的规定，逾期可能不能再享受，请向主管税务机关咨询。"
+    text = passed + f"您仍可通过{etax_name}办理更正申报或补充申报申请享受"
+    if as_of <= date(deadline.year + 3, deadline.month, deadline.day):
+        return text + ("；因此多缴的税款，可自结算缴纳税款之日起三年内申请退还，"
+                       f"经税务机关核实后退还并加算银行同期存款利息（{LATE_ROUTE_LAW}）。")
+    return text + f"；多缴税款申请退还的三年期限（{LATE_ROUTE_LAW}）可能已过，请向主管税务机关咨询。"

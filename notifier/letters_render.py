@@ -12,11 +12,12 @@ that, and letters whose values are already formatted, is what makes thousands of
 
 from __future__ import annotations
 
-import io
-import logging
 import re
+import signal
+import threading
+import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,29 +33,27 @@ from jinja2 import (
     UndefinedError,
     select_autoescape,
 )
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError
 
 from notifier.letters import (
     Authority,
     Incentive,
+    IncentivePeriod,
     Letter,
-    LetterError,
     LetterTemplateError,
     OfficeSettings,
     Reminder,
 )
+from notifier.letters_pdf import TEMPLATES_DIR, PdfTextError, check_pdf, letter_json, pdf_text, render_pdf
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 HTML_TEMPLATE = "letter.html"
 TEXT_TEMPLATE = "letter.txt"
 SMS_TEMPLATE = "sms.txt"
 SUBJECT_TEMPLATE = "email_subject.txt"
 INDEX_TEMPLATE = "index.html"
+RENDER_TIMEOUT = 2.0  # seconds one letter's template may take (a letter takes ~0.1 ms)
+MAX_LETTER_CHARS = 2_000_000  # characters one rendered letter may have (a letter has ~10,000)
 TEMPLATE_NAMES = (HTML_TEMPLATE, TEXT_TEMPLATE, SMS_TEMPLATE, SUBJECT_TEMPLATE, INDEX_TEMPLATE)
-
-
-class PdfTextError(LetterError):
-    """A PDF letter whose text does not extract back to the letter's text: a failed build."""
 
 
 class LetterSandbox(ImmutableSandboxedEnvironment):
@@ -69,8 +68,16 @@ class LetterSandbox(ImmutableSandboxedEnvironment):
 
     _data_fields: ClassVar[dict[type, frozenset[str]]] = {
         cls: frozenset(f.name for f in fields(cls))
-        for cls in (Letter, Incentive, Reminder, Authority, OfficeSettings)
+        for cls in (Letter, Incentive, IncentivePeriod, Reminder, Authority, OfficeSettings)
     }
+
+    # `"x" * 10**9` and `9 ** 9 ** 9` go through call_binop, where their size is bounded
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = float("inf")  # time.monotonic() by which the letter being rendered must be done
+        self.globals["range"] = self._range
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         names = self._data_fields.get(type(obj))
@@ -78,8 +85,53 @@ class LetterSandbox(ImmutableSandboxedEnvironment):
             return getattr(obj, attribute)
         return super().getattr(obj, attribute)
 
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RenderLimitError(f"渲染超过 {RENDER_TIMEOUT:g} 秒上限，已中止")
 
-def make_environment(templates: str | Path | None = None) -> ImmutableSandboxedEnvironment:
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        self.check_time()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_LETTER_CHARS:
+                    raise RenderLimitError(f"模板生成的内容超过 {MAX_LETTER_CHARS:,} 字上限")
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64 and not -1 <= left <= 1:
+            raise RenderLimitError("模板中的乘方过大")
+        return super().call_binop(context, operator, left, right)
+
+    def _range(self, *args: int) -> _TimedRange:
+        """range(), at most MAX_RANGE long (as Jinja's sandbox), and checking the letter's time as it goes."""
+        items = range(*args)
+        if len(items) > MAX_RANGE:
+            raise RenderLimitError(f"range() 过大（{len(items):,} 项，上限 {MAX_RANGE:,}）")
+        return _TimedRange(items, self)
+
+
+class _TimedRange:
+    """A range that checks the renderer's deadline every 256 items, each time it is looped over."""
+
+    def __init__(self, items: range, env: LetterSandbox) -> None:
+        self.items = items
+        self.env = env
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[int]:
+        for i in self.items:
+            if not i & 0xFF:
+                self.env.check_time()
+            yield i
+
+
+class RenderLimitError(LetterTemplateError):
+    """A template ran past the time or size bound of one letter."""
+
+
+def make_environment(templates: str | Path | None = None) -> LetterSandbox:
     """The sandboxed environment: bureau templates first (when given), then the packaged ones."""
     loaders = [FileSystemLoader(str(TEMPLATES_DIR))]
     if templates is not None:
@@ -100,6 +152,10 @@ _UNDEFINED_PATTERNS = (
     re.compile(r"^'(?P<obj>[^']+)' has no attribute '(?P<var>[^']+)'$"),
     re.compile(r"^'(?P<obj>[^']+)' object has no attribute '(?P<var>[^']+)'$"),
 )
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise RenderLimitError(f"渲染超过 {RENDER_TIMEOUT:g} 秒上限，已中止")
 
 
 def _template_line(exc: BaseException, template: Template) -> int | None:
@@ -131,6 +187,7 @@ class LetterRenderer:
 
     def __init__(self, templates: str | Path | None = None, office: OfficeSettings | None = None) -> None:
         self.office = office or OfficeSettings()
+        self.folder = Path(templates) if templates is not None else None
         self.env = make_environment(templates)
         self.templates: dict[str, Template] = {}
         for name in TEMPLATE_NAMES:
@@ -144,10 +201,24 @@ class LetterRenderer:
                 raise LetterTemplateError(f"找不到信函模板 {exc.name}（模板目录 {folder}）") from exc
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
-        """Render one template; any template failure becomes a LetterTemplateError naming it."""
+        """Render one template within the letter's time and size bounds.
+
+        Any failure — a missing variable, `{{ 1/0 }}`, a runaway loop, a forbidden operation — becomes a
+        LetterTemplateError naming the template (and line), which fails this letter alone.
+        """
         template = self.templates[name]
+        env = self.env
+        env.deadline = time.monotonic() + RENDER_TIMEOUT
+        alarm = threading.current_thread() is threading.main_thread()
+        if alarm:  # a loop that neither calls nor prints is stopped by the clock itself
+            previous = signal.signal(signal.SIGALRM, _alarm)
+            signal.setitimer(signal.ITIMER_REAL, RENDER_TIMEOUT + 0.5)
         try:
-            return template.render(context)
+            text = template.render(context)  # loops are bounded in time (above), so the text in size
+            env.check_time()
+            if len(text) > MAX_LETTER_CHARS:
+                raise RenderLimitError(f"模板生成的内容超过 {MAX_LETTER_CHARS:,} 字上限（{len(text):,} 字）")
+            return text
         except UndefinedError as exc:
             line = _template_line(exc, template)
             where = f"{name}:{line}" if line else name
@@ -155,9 +226,18 @@ class LetterRenderer:
             raise LetterTemplateError(f"模板 {where}：{_undefined_message(exc, source)}，信函未生成") from exc
         except SecurityError as exc:
             raise LetterTemplateError(f"模板 {name} 试图执行不允许的操作：{exc}") from exc
-        except TemplateError as exc:
+        except RenderLimitError as exc:
             line = _template_line(exc, template)
-            raise LetterTemplateError(f"模板 {name}{':' + str(line) if line else ''} 渲染失败：{exc}") from exc
+            raise RenderLimitError(f"模板 {name}{':' + str(line) if line else ''} {exc}，信函未生成") from exc
+        except Exception as exc:  # TemplateError, ZeroDivisionError, RecursionError...: this letter only
+            line = _template_line(exc, template)
+            reason = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
+            raise LetterTemplateError(f"模板 {name}{':' + str(line) if line else ''} 渲染失败：{reason}") from exc
+        finally:
+            env.deadline = float("inf")
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
 
     def _source_line(self, name: str, line: int | None) -> str:
         if not line or self.env.loader is None:
@@ -198,74 +278,16 @@ class LetterRenderer:
     def index(self, run: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> str:
         return self.render(INDEX_TEMPLATE, {"run": run, "rows": list(rows), "office": self.office})
 
-    def pdf(self, letter: Letter, html: str | None = None) -> bytes:
-        """The letter as a PDF, checked to extract back to the letter's key texts."""
-        return render_pdf(html if html is not None else self.html(letter), letter.key_texts(),
-                          label=f"纳税人 {letter.taxpayer_id}")
+    def pdf_data(self, letter: Letter) -> str:
+        """What the PDF template (letter.typ) reads: the letter and the office settings, as JSON."""
+        return letter_json(letter, self.office)
+
+    def pdf(self, letter: Letter) -> bytes:
+        """The letter as a PDF (Typst, in this process), checked to extract back to the letter's key texts."""
+        return render_pdf(self.pdf_data(letter), letter.key_texts(), label=f"纳税人 {letter.taxpayer_id}",
+                          templates=self.folder)
 
 
 # ----------------------------------------------------------------------------------------------- PDF
-
-_font_config: Any = None
-
-
-def _weasyprint() -> tuple[Any, Any]:
-    """WeasyPrint, imported on first use (it takes a second to load) with one shared font configuration."""
-    global _font_config
-    from weasyprint import HTML
-    from weasyprint.text.fonts import FontConfiguration
-
-    if _font_config is None:
-        logging.getLogger("weasyprint").setLevel(logging.ERROR)
-        logging.getLogger("fontTools").setLevel(logging.ERROR)
-        _font_config = FontConfiguration()
-    return HTML, _font_config
-
-
-def render_pdf(html: str, expected: Iterable[str], *, label: str = "") -> bytes:
-    """HTML → PDF with WeasyPrint (Noto CJK fonts, embedded subsets), then `check_pdf`."""
-    html_cls, font_config = _weasyprint()
-    pdf: bytes = html_cls(string=html, base_url=str(TEMPLATES_DIR)).write_pdf(font_config=font_config)
-    check_pdf(pdf, expected, label=label)
-    return pdf
-
-
-def pdf_text(pdf: bytes) -> str:
-    """All text pypdf extracts from a PDF, page after page."""
-    from pypdf import PdfReader
-
-    reader = PdfReader(io.BytesIO(pdf))
-    return "\n".join(page.extract_text() or "" for page in reader.pages)
-
-
-def _squash(text: str) -> str:
-    return "".join(text.split())
-
-
-def check_pdf(pdf: bytes, expected: Iterable[str], *, label: str = "") -> None:
-    """Raise PdfTextError unless every font is embedded and every expected text extracts back.
-
-    Whitespace is ignored in the comparison: line breaks fall where the layout puts them.
-    """
-    from pypdf import PdfReader
-
-    reader = PdfReader(io.BytesIO(pdf))
-    who = f"{label}的" if label else ""
-    for page in reader.pages:
-        fonts = (page.get("/Resources") or {}).get("/Font") or {}
-        for font in fonts.values():
-            font = font.get_object()
-            descendants = font.get("/DescendantFonts")
-            target = descendants[0].get_object() if descendants else font
-            descriptor = target.get("/FontDescriptor")
-            descriptor = descriptor.get_object() if descriptor is not None else {}
-            if not any(k in descriptor for k in ("/FontFile", "/FontFile2", "/FontFile3")):
-                raise PdfTextError(
-                    f"{who}PDF 信函未嵌入字体 {font.get('/BaseFont')}：请安装 fonts-noto-cjk（scripts/setup）")
-    text = _squash("\n".join(page.extract_text() or "" for page in reader.pages))
-    missing = [t for t in expected if t and _squash(t) not in text]
-    if missing:
-        raise PdfTextError(
-            f"{who}PDF 信函的文字无法还原（缺少：{'、'.join(missing)}）；"
-            "请确认已安装 Noto CJK 字体（scripts/setup）且模板未改变这些文字"
-        )
+# notifier/letters_pdf.py lays PDFs out with Typst; these names are kept here for callers of this module.
+__all__ = ["PdfTextError", "check_pdf", "pdf_text", "render_pdf"]

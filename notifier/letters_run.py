@@ -13,12 +13,10 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from itertools import islice
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +39,10 @@ from notifier.letters import (
     is_taxpayer_facing,
 )
 from notifier.letters_format import format_amount, format_date, round_cents
-from notifier.letters_render import LetterRenderer, render_pdf
+from notifier.letters_pdf import PdfError, PdfJob, PdfPool
+from notifier.letters_render import LetterRenderer
 from notifier.outbox import STATUS_LABELS, ManifestRow, Outbox
+from notifier.print_files import PrintFile, write_print_files
 from notifier.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, records_for
 
 FINDINGS_FILE = "findings.parquet"
@@ -51,8 +51,8 @@ LEDGER_FLUSH = 100  # delivered packages recorded per transaction
 #: After this many packages in a row fail through a back-end for a reason that may pass (server down,
 #: timeouts), the rest of the run stops trying it; the delivery log lets a later run send them.
 OUTAGE_AFTER = 5
-#: Channels whose package includes a PDF. By default only post: a PDF costs ~1 s of WeasyPrint layout and
-#: font subsetting per letter, against ~0.2 ms for the print-ready HTML the e-tax bureau shows.
+#: Channels whose package includes a PDF. By default only post: a PDF costs ~10 ms of Typst layout and
+#: its check, against ~0.2 ms for the print-ready HTML the e-tax bureau shows.
 DEFAULT_PDF_CHANNELS: tuple[str, ...] = ("post",)
 SKIP_LABELS = {"opt_out": "拒收政策推送", "nothing_to_tell": "无可告知事项", "suppressed": "冷却期内已告知"}
 
@@ -104,6 +104,7 @@ class NotifyReport:
     warnings: list[str] = field(default_factory=list)
     rows: list[ManifestRow] = field(default_factory=list)
     unrecorded: list[SentRecord] = field(default_factory=list)  # see NotifyOptions.record
+    print_files: list[PrintFile] = field(default_factory=list)  # post letters, one file per tax authority
 
     @property
     def failed(self) -> int:
@@ -126,6 +127,7 @@ class NotifyReport:
             "delivered": dict(sorted(self.delivered.items())),
             "letter_failures": [{"taxpayer_id": t, "error": e} for t, e in self.letter_failures],
             "delivery_failures": [{"taxpayer_id": t, "backend": b, "error": e} for t, b, e in self.delivery_failures],
+            "print_files": [f.summary() for f in self.print_files],
             "warnings": self.warnings,
         }
 
@@ -177,11 +179,12 @@ def _amount(row: Mapping[str, Any]) -> Decimal | None:
 
 @dataclass
 class _Pending:
-    """A letter rendered except for its PDF (which may be rendering in a worker process)."""
+    """A letter rendered except for its PDF (laid out by the PDF workers, a chunk at a time)."""
 
     letter: Letter
     package: Package
-    pdf: Future[bytes] | bytes | None = None
+    pdf_job: PdfJob | None = None
+    pdf: bytes | PdfError | None = None
 
 
 class _Run:
@@ -199,8 +202,9 @@ class _Run:
                             else TaxAuthorities())
         self.skipped: list[tuple[str, str, str, str]] = []
         self.to_record: list[SentRecord] = []
-        self.pool: Executor | None = None
-        self.jobs = min(options.jobs, os.cpu_count() or 1)
+        self.pool: PdfPool | None = None
+        self.jobs = max(1, min(options.jobs, os.cpu_count() or 1))
+        self.post_pdfs: dict[str, list[tuple[Letter, str]]] = {}  # authority → (letter, PDF file) to print
 
     # -- one taxpayer -------------------------------------------------------------------------
 
@@ -262,35 +266,26 @@ class _Run:
         sms = r.sms(letter) if channel == "sms" else None
         pending = _Pending(letter, Package(letter, html=html, text=text, sms=sms, subject=subject))
         if channel in self.o.pdf_channels:
-            assert html is not None
-            label = f"纳税人 {letter.taxpayer_id}"
-            if self.pool is not None:
-                pending.pdf = self.pool.submit(render_pdf, html, letter.key_texts(), label=label)
-            else:
-                try:
-                    pending.pdf = render_pdf(html, letter.key_texts(), label=label)
-                except LetterError:
-                    raise
-                except Exception as exc:  # as in finish(): one bad letter, not a stopped run
-                    raise LetterError(f"PDF 信函生成失败：{type(exc).__name__}: {exc}") from exc
+            pending.pdf_job = PdfJob(letter.package_id, r.pdf_data(letter), tuple(letter.key_texts()),
+                                     label=f"纳税人 {letter.taxpayer_id}")
         return pending
 
     def finish(self, pending: _Pending) -> None:
         """Attach the PDF, write the outbox, deliver, and queue the ledger rows of what was delivered."""
         letter = pending.letter
         package = pending.package
-        if pending.pdf is not None:
-            try:
-                pdf = pending.pdf.result() if isinstance(pending.pdf, Future) else pending.pdf
-            except LetterError:
-                raise
-            except Exception as exc:  # one letter WeasyPrint cannot lay out must not stop the run
-                raise LetterError(f"PDF 信函生成失败：{type(exc).__name__}: {exc}") from exc
+        if pending.pdf_job is not None:
+            pdf = pending.pdf
+            if not isinstance(pdf, bytes):  # one letter Typst cannot lay out must not stop the run
+                raise pdf if isinstance(pdf, LetterError) else LetterError("PDF 信函未生成")
             package = Package(letter, html=package.html, text=package.text, sms=package.sms,
                               subject=package.subject, pdf=pdf)
         files = self.outbox.write(package)
         package = Package(letter, html=package.html, text=package.text, sms=package.sms,
                           subject=package.subject, pdf=package.pdf, files=files)
+        if letter.channel == "post" and package.pdf is not None:
+            pdf_file = next(f for f in files if f.endswith(".pdf"))
+            self.post_pdfs.setdefault(letter.authority.name, []).append((letter, pdf_file))
         status, notes, delivered_by = self.deliver(package)
         if letter.channel_note:
             notes.insert(0, letter.channel_note)
@@ -366,28 +361,25 @@ class _Run:
 
     def chunk(self, groups: Sequence[list[dict[str, Any]]]) -> None:
         decided = [(rows, letter) for rows in groups if (letter := self.decide(rows)) is not None]
-        pdfs = sum(1 for _, letter in decided if letter.channel in self.o.pdf_channels)
-        if self.pool is None and self.jobs > 1 and pdfs > 1:
-            # started on the first chunk with PDFs to share: a run of e-mails and SMS never pays for it
-            self.pool = _pool(self.jobs)
         pending: list[_Pending] = []
         for rows, letter in decided:
             try:
                 pending.append(self.render(letter))
             except LetterError as exc:
                 self._letter_failed(rows[0], str(exc), letter)
+        jobs = [p.pdf_job for p in pending if p.pdf_job is not None]
+        if jobs:
+            if self.pool is None:  # started on the first chunk with PDFs: a run without any never pays for it
+                self.pool = PdfPool(self.jobs, self.o.templates)
+            done = self.pool.render(jobs)
+            for item in pending:
+                if item.pdf_job is not None:
+                    item.pdf = done.get(item.pdf_job.key)
         for item in pending:
             try:
                 self.finish(item)
             except LetterError as exc:
                 self._letter_failed({}, str(exc), item.letter)
-
-
-def _pool(jobs: int) -> Executor | None:
-    if jobs <= 1:
-        return None
-    # spawn, not fork: the parent holds Polars' thread pool, which a forked child must not inherit.
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
 
 
 def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | None = None) -> NotifyReport:
@@ -422,15 +414,23 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
                 done += len(batch)
                 if progress is not None:
                     progress(done, total)
+            if run.post_pdfs:
+                if run.pool is None:
+                    run.pool = PdfPool(1, options.templates)
+                report.print_files = write_print_files(outbox.root, run.post_pdfs, as_of=options.as_of,
+                                                       pool=run.pool, warnings=report.warnings)
         finally:
             run.flush()  # whatever was delivered is recorded, even when the run is interrupted
             if run.pool is not None:
-                run.pool.shutdown(cancel_futures=True)
+                run.pool.close()
             for backend in options.backends:
                 backend.close()
         outbox.write_manifest(report.rows)
         outbox.write_skipped(run.skipped)
-        outbox.write_index(renderer.index(_index_run(report), _index_rows(report.rows)))
+        try:
+            outbox.write_index(renderer.index(_index_run(report), _index_rows(report.rows)))
+        except LetterError as exc:  # the preview page alone: the letters are written
+            report.warnings.append(f"发件箱预览页 index.html 未生成：{exc}")
         outbox.write_summary(report.summary())
     finally:
         engine.dispose()

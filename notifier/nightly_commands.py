@@ -24,7 +24,7 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from engine.cli_zh import ISO_DATE
-from engine.errors import ZhixiangError, exit_on_user_error
+from engine.errors import EXIT_LETTERS_FAILED, ZhixiangError, exit_on_user_error
 from notifier.config import BEIJING, Config, load_config, new_state_notice, state_label
 from notifier.db import StateDatabaseError
 from notifier.logs import LOG_FILE, setup_logging
@@ -109,6 +109,10 @@ def nightly_command(data: str | None, as_of: str, out: Path | None, config_path:
         f"  案件：新立 {cases.get('opened', 0):,}，更新 {cases.get('updated', 0):,}，消除 {cases.get('cleared', 0):,}；"
         f"政策礼包 {letters.get('packages', 0):,} 份\n"
         f"  输出：{outcome.output_dir}（报告 report.html）")
+    if letters.get("failed"):
+        click.echo(f"{letters['failed']:,} 户的信函生成或发送失败（其余信函均已写出），"
+                   "详见 letters/manifest.csv", err=True)
+        sys.exit(EXIT_LETTERS_FAILED)
 
 
 @click.command("schedule")

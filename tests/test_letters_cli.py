@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli import main
-from engine.errors import EXIT_INPUT_ERROR, EXIT_RUNTIME_ERROR, EXIT_USAGE
+from engine.errors import EXIT_INPUT_ERROR, EXIT_LETTERS_FAILED, EXIT_RUNTIME_ERROR, EXIT_USAGE
 from notifier.db import open_state
 from notifier.outbox import read_manifest
 from notifier.suppression import history
@@ -137,7 +137,7 @@ def test_failed_delivery_exits_non_zero_after_writing_everything(tmp_path: Path,
         port = s.getsockname()[1]
     result = zx(*notify_args(findings, tmp_path / "out", tmp_path / "s.sqlite", "--deliver", "webhook",
                              "--webhook-url", f"http://127.0.0.1:{port}/x", "--retries", "1", "--retry-delay", "0"))
-    assert result.exit_code == EXIT_RUNTIME_ERROR
+    assert result.exit_code == EXIT_LETTERS_FAILED
     assert "发送失败" in result.output
     statuses = {m["taxpayer_id"]: m["status"] for m in read_manifest(tmp_path / "out" / "manifest.csv")}
     assert statuses == {ID_ONE: "failed", ID_REMINDER: "failed", ID_SMS: "failed", ID_FIVE: "queued"}

@@ -140,7 +140,7 @@ def test_pdf_embeds_cjk_fonts_and_reads_back(renderer: LetterRenderer) -> None:
     reader = PdfReader(io.BytesIO(pdf))
     fonts = [f.get_object() for page in reader.pages for f in page["/Resources"]["/Font"].values()]
     names = {str(f["/BaseFont"]) for f in fonts}
-    assert any("Noto-Serif-CJK-SC" in n for n in names) and any("Noto-Sans-CJK-SC" in n for n in names)
+    assert any("NotoSerifCJKsc" in n for n in names) and any("NotoSansCJKsc" in n for n in names)
     for font in fonts:
         descriptor = font["/DescendantFonts"][0].get_object()["/FontDescriptor"].get_object()
         assert {"/FontFile", "/FontFile2", "/FontFile3"} & set(descriptor), f"{font['/BaseFont']} not embedded"
@@ -153,15 +153,20 @@ def test_pdf_embeds_cjk_fonts_and_reads_back(renderer: LetterRenderer) -> None:
     assert reader.pages[0].mediabox.height == pytest.approx(841.89, abs=0.5)
 
 
-def test_pdf_whose_text_does_not_read_back_is_a_failed_build(renderer: LetterRenderer) -> None:
+def test_pdf_whose_text_does_not_read_back_is_a_failed_build(renderer: LetterRenderer, tmp_path: Path) -> None:
     letter = letter_of(one_incentive())
     pdf = renderer.pdf(letter)
     with pytest.raises(PdfTextError, match="缺少：不在信函里的文字"):
         check_pdf(pdf, [*letter.key_texts(), "不在信函里的文字"])
     # a template that hides the amount makes the build fail, not a silent PDF
-    html = renderer.html(letter).replace(letter.incentives[0].saving_text, "")
+    source = (TEMPLATES_DIR / "letter.typ").read_text(encoding="utf-8")
+    hidden = source.replace("#text(weight: \"bold\", fill: red, amount)", "").replace("L.total_saving_text", "\"\"")
+    assert hidden != source
+    folder = tmp_path / "bureau"
+    folder.mkdir()
+    (folder / "letter.typ").write_text(hidden, encoding="utf-8")
     with pytest.raises(PdfTextError, match=r"37\.20 万元"):
-        renderer.pdf(letter, html)
+        LetterRenderer(folder).pdf(letter)
 
 
 # --------------------------------------------------------------------------------- headless browser
