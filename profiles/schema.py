@@ -18,6 +18,14 @@ FieldKind = Literal["id", "string", "enum", "bool", "date", "money", "number", "
 MONEY_DTYPE = pl.Decimal(38, 2)
 MONEY_WORK_DTYPE = pl.Decimal(38, 6)
 
+#: Longest text a `string` column accepts unless the column says otherwise (characters).
+TEXT_MAX_LENGTH = 200
+#: Money beyond +-1e16 元 (a hundred times the national GDP) is a broken cell, never a figure: it is also
+#: the most the databases' NUMERIC(18, 2) columns hold (profiles/database.py, notifier/case_tables.py).
+MONEY_LIMIT = 1e16
+#: No employer has ten million staff; beyond it is a broken cell.
+HEADCOUNT_LIMIT = 10_000_000
+
 POLARS_DTYPES: dict[FieldKind, pl.DataType] = {
     "id": pl.String(),
     "string": pl.String(),
@@ -44,10 +52,34 @@ class Column:
     values: tuple[str, ...] = ()  # allowed values of an enum
     empty_means: str = ""  # when an empty cell is not "missing" but has a meaning
     doc: str = ""
+    #: Bounds (issue 13). Text: at most `max_length` characters (0 = TEXT_MAX_LENGTH for `string`), and when
+    #: `pattern` is set the whole value must match it (`pattern_doc` says how, in Chinese). Figures: the
+    #: allowed range, inclusive; None = no bound on that side (money gets +-MONEY_LIMIT when unset).
+    max_length: int = 0
+    pattern: str = ""
+    pattern_doc: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def dtype(self) -> pl.DataType:
         return POLARS_DTYPES[self.kind]
+
+    @property
+    def length_cap(self) -> int:
+        """Most characters a `string` cell may hold (0 for other kinds: their format bounds them)."""
+        return self.max_length or (TEXT_MAX_LENGTH if self.kind == "string" else 0)
+
+    @property
+    def bounds(self) -> tuple[float | None, float | None]:
+        """The allowed range of a figure (money, number, int), inclusive; (None, None) for other kinds."""
+        if self.kind == "money":
+            low = -MONEY_LIMIT if self.minimum is None else self.minimum
+            high = MONEY_LIMIT if self.maximum is None else self.maximum
+            return low, high
+        if self.kind in ("number", "int"):
+            return self.minimum, self.maximum
+        return None, None
 
 
 @dataclass(frozen=True)
@@ -113,22 +145,24 @@ TAXPAYERS = Table(
     columns=(
         Column("taxpayer_id", "id", "纳税人识别号", nullable=False,
                doc="统一社会信用代码, 18 characters, GB 32100-2015 check digit and GB 11714 organisation-code check"),
-        Column("name", "string", "纳税人名称", nullable=False),
+        Column("name", "string", "纳税人名称", nullable=False, max_length=200),
         Column("entity_type", "enum", "纳税人类型", values=ENTITY_TYPES, nullable=False),
         Column("vat_status", "enum", "增值税纳税人身份", values=VAT_STATUSES),
         Column("vat_filing_cycle", "enum", "增值税申报期", values=FILING_CYCLES),
-        Column("industry_code", "string", "行业代码", doc="GB/T 4754-2017, e.g. C3911"),
+        Column("industry_code", "string", "行业代码", doc="GB/T 4754-2017, e.g. C3911", max_length=8),
         Column("restricted_industry", "bool", "国家限制和禁止行业"),
-        Column("tax_authority", "string", "主管税务机关", nullable=False),
-        Column("district", "string", "区县"),
+        Column("tax_authority", "string", "主管税务机关", nullable=False, pattern=r"[0-9]{11}",
+               pattern_doc="11 位数字的税务机关代码，如 13301060000",
+               doc="税务机关代码, 11 digits: 1 + 6-digit region code + 4 digits"),
+        Column("district", "string", "区县", max_length=50),
         Column("credit_grade", "enum", "纳税信用等级", values=CREDIT_GRADES),
         Column("registered_on", "date", "登记日期"),
         Column("hnte_cert_issued_on", "date", "高新技术企业证书发证日期",
                empty_means="未持有高新技术企业证书"),
         Column("hnte_cert_valid_until", "date", "高新技术企业证书有效期至",
                empty_means="未持有高新技术企业证书"),
-        Column("phone", "string", "联系电话"),
-        Column("email", "string", "电子邮箱"),
+        Column("phone", "string", "联系电话", max_length=32),
+        Column("email", "string", "电子邮箱", max_length=254, doc="RFC 5321: at most 254 characters"),
         Column("preferred_channel", "enum", "首选通知渠道", values=CHANNELS),
         Column("opt_out", "bool", "拒收政策推送"),
         # Fields added for the catalogue rules beyond the core contract (optional columns).
@@ -147,24 +181,27 @@ INDICATORS = Table(
         Column("period", "period", "所属期", nullable=False),
         Column("sales", "money", "销售额", unit="元"),
         Column("taxable_income", "money", "应纳税所得额", unit="元"),
-        Column("employees_qavg", "number", "从业人数", unit="人"),
-        Column("assets_qavg", "money", "资产总额", unit="元"),
-        Column("employees", "int", "在职职工人数", unit="人"),
-        Column("disabled_employees", "int", "安置残疾人数", unit="人"),
-        Column("rd_expense", "money", "研发费用", unit="元"),
+        Column("employees_qavg", "number", "从业人数", unit="人", minimum=0, maximum=HEADCOUNT_LIMIT),
+        Column("assets_qavg", "money", "资产总额", unit="元", minimum=0),
+        Column("employees", "int", "在职职工人数", unit="人", minimum=0, maximum=HEADCOUNT_LIMIT),
+        Column("disabled_employees", "int", "安置残疾人数", unit="人", minimum=0, maximum=HEADCOUNT_LIMIT),
+        Column("rd_expense", "money", "研发费用", unit="元", minimum=0),
         Column("incremental_credit", "money", "增量留抵税额", unit="元"),
-        Column("six_taxes_due", "money", "六税两费应纳税额", unit="元"),
-        Column("disability_fund_due", "money", "残疾人就业保障金应缴额", unit="元", required=False),
+        Column("six_taxes_due", "money", "六税两费应纳税额", unit="元", minimum=0),
+        Column("disability_fund_due", "money", "残疾人就业保障金应缴额", unit="元", required=False,
+               minimum=0),
         Column("software_sales", "money", "软件产品销售额", unit="元", required=False),
         Column("software_output_vat", "money", "软件产品销项税额", unit="元", required=False),
         Column("software_input_vat", "money", "软件产品进项税额", unit="元", required=False),
         Column("creditable_input_vat", "money", "当期可抵扣进项税额", unit="元", required=False),
         Column("advanced_mfg_listed", "bool", "列入先进制造业企业名单", required=False),
-        Column("equipment_cost", "money", "新购进设备器具购置额", unit="元", required=False),
-        Column("equipment_max_unit_cost", "money", "新购进设备器具最高单位价值", unit="元", required=False),
-        Column("key_group_hires", "int", "招用重点群体人数", unit="人", required=False),
+        Column("equipment_cost", "money", "新购进设备器具购置额", unit="元", required=False, minimum=0),
+        Column("equipment_max_unit_cost", "money", "新购进设备器具最高单位价值", unit="元", required=False,
+               minimum=0),
+        Column("key_group_hires", "int", "招用重点群体人数", unit="人", required=False, minimum=0,
+               maximum=HEADCOUNT_LIMIT),
         Column("startup_taxes_due", "money", "可扣减税费合计（增值税、城建税及附加、个人所得税或企业所得税）",
-               unit="元", required=False),
+               unit="元", required=False, minimum=0),
     ),
 )
 
@@ -176,7 +213,7 @@ CLAIMS = Table(
     columns=(
         Column("taxpayer_id", "id", "纳税人识别号", nullable=False),
         Column("period", "period", "所属期", nullable=False),
-        Column("incentive", "string", "优惠事项", nullable=False),
+        Column("incentive", "string", "优惠事项", nullable=False, max_length=64),
         Column("amount", "money", "减免税额", unit="元"),
     ),
 )
