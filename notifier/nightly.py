@@ -67,6 +67,8 @@ from notifier.runs import (
     update_run,
     utcnow,
 )
+from profiles.database import mask_secrets
+from profiles.errors import ProfileError
 from profiles.periods import Period
 
 log = logging.getLogger("zhixiang.nightly")
@@ -239,10 +241,10 @@ class _Pipeline:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             message = "运行被中断（收到终止信号）"
         else:
-            message = str(exc) or type(exc).__name__
+            message = mask_secrets(str(exc) or type(exc).__name__)
         log.error("阶段 %s 失败：%s", STAGE_LABELS.get(self.stage, self.stage), message,
                   extra={"run_id": self.run.run_id, "stage": self.stage},
-                  exc_info=not isinstance(exc, ZhixiangError | KeyboardInterrupt | SystemExit))
+                  exc_info=not isinstance(exc, ZhixiangError | ProfileError | KeyboardInterrupt | SystemExit))
         try:
             update_run(self.engine, self.run.run_id, status="failed", error=f"[{self.stage}] {message}",
                        timings=dict(self.timings), finished_at=utcnow())
