@@ -46,7 +46,7 @@ import polars as pl
 from sqlalchemy.engine import Engine
 
 from engine.catalogue import Catalogue, load_catalogue
-from engine.errors import ZhixiangError
+from engine.errors import InputError, ZhixiangError
 from engine.findings import FINDINGS_CSV_COLUMNS, FINDINGS_KEY, KINDS, empty_findings
 from engine.run import QUARANTINE_SCHEMA, RunResult, evaluate_period, write_outputs
 from notifier.config import Config, due_periods
@@ -273,6 +273,9 @@ class _Pipeline:
         snapshot_dir = self.staging / "inputs" if is_database_url(paths.data) else None
         profiles = load_source(paths.data, known_incentives=catalogue.known_incentives, snapshot_dir=snapshot_dir)
         self.s.catalogue, self.s.profiles = catalogue, profiles
+        shrank = check_shrink(profiles.tables, _baseline_rows(previous_success(self.engine, self.as_of)),
+                              max_shrink=self.config.guards.max_shrink, accept=self.config.guards.accept_shrink)
+        self.s.warnings += [f"输入数据减少（已确认照常运行）：{line}" for line in shrank]
         self.s.periods = due_periods(self.as_of, self.config.periods)
         inputs = {name: digest for name, digest in sorted(profiles.input_hashes.items())}
         (self.staging / "inputs.json").write_text(json.dumps({
@@ -439,6 +442,7 @@ class _Pipeline:
         letters = self.s.letters
         counts: dict[str, Any] = {
             "taxpayers": int(self.s.profiles.taxpayers.height),
+            "input_rows": {name: int(frame.height) for name, frame in self.s.profiles.tables.items()},
             "findings": by_kind,
             "amounts": amounts,
             "by_period": {r.period.text: r.counts() for r in self.s.results},
@@ -458,6 +462,55 @@ class _Pipeline:
                 "findings_told": len(letters.unrecorded),
             }
         return counts
+
+
+#: Tables whose row count is compared with the last successful run's (the shrink guard).
+SHRINK_TABLES: tuple[str, ...] = ("taxpayers", "indicators", "claims")
+_REQUIRED_TABLES: tuple[str, ...] = ("taxpayers", "indicators")
+
+
+class InputShrankError(InputError):
+    """The night's input is implausibly smaller than the last successful run's: stop before the case ledger."""
+
+
+def _baseline_rows(run: RunRecord | None) -> dict[str, int]:
+    """Valid rows per table of a successful run (its counts, or the inputs.json of its folder)."""
+    if run is None:
+        return {}
+    rows = (run.counts or {}).get("input_rows")
+    if not rows and run.output_dir:
+        try:
+            rows = json.loads((Path(run.output_dir) / "inputs.json").read_text(encoding="utf-8")).get("rows")
+        except (OSError, ValueError):
+            rows = None
+    return {str(k): int(v) for k, v in (rows or {}).items()}
+
+
+def check_shrink(tables: dict[str, pl.DataFrame], baseline: dict[str, int], *, max_shrink: float,
+                 accept: bool) -> list[str]:
+    """Stop when a required table has no valid row, or when taxpayers, indicators or claims have fallen by more
+    than `max_shrink` against the baseline (unless `accept`): a truncated export must not close every case.
+    Returns what shrank when accepted."""
+    empty = [name for name in _REQUIRED_TABLES if tables[name].height == 0]
+    if empty:
+        raise InputShrankError(
+            "；".join(f"{name} 表为空（没有一行有效数据；上次成功运行为 {baseline.get(name, '未知')} 行）"
+                     for name in empty)
+            + "：数据导出可能不完整。本次运行已停止，未更新案件台账，未发送信函。请检查数据源后重跑"
+            "（必需的表为空时 --accept-shrink 也不会放行）")
+    shrank = []
+    for name in SHRINK_TABLES:
+        before, now = baseline.get(name, 0), tables[name].height
+        if before > 0 and now < before * (1 - max_shrink):
+            shrank.append(f"{name} 从 {before:,} 行减少到 {now:,} 行（−{(before - now) / before:.0%}）")
+    if shrank and not accept:
+        raise InputShrankError(
+            "输入数据比上次成功运行明显减少（超过 " + f"{max_shrink:.0%}）：" + "；".join(shrank)
+            + "。数据导出可能不完整：本次运行已停止，未更新案件台账，未发送信函。"
+            "确认减少属实时请加 --accept-shrink 重跑（或在配置中设 guards.accept_shrink = true）")
+    for line in shrank:
+        log.warning("输入数据减少（已确认）：%s", line)
+    return shrank
 
 
 def _money(value: Any) -> str:
