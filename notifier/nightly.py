@@ -48,6 +48,14 @@ from sqlalchemy.engine import Engine
 from engine.catalogue import Catalogue, load_catalogue
 from engine.errors import InputError, ZhixiangError
 from engine.findings import FINDINGS_CSV_COLUMNS, FINDINGS_KEY, KINDS, empty_findings
+from engine.outdir import (
+    OWNER_MARKER,
+    OutputFolderError,
+    claim_output_dir,
+    mark_owned,
+    refuse_link,
+    remove_owned,
+)
 from engine.run import QUARANTINE_SCHEMA, RunResult, evaluate_period, write_outputs
 from notifier.config import Config, due_periods
 from notifier.db import open_state
@@ -136,8 +144,11 @@ def display_source(data: str) -> str:
     return display_url(data) if is_database_url(data) else str(data)
 
 
-def run_nightly(config: Config, as_of: date, *, force: bool = False, trigger: str = "manual") -> NightlyOutcome:
-    """Run one business day (or find it done). Raises LockHeldError when another nightly is running."""
+def run_nightly(config: Config, as_of: date, *, force: bool = False, trigger: str = "manual",
+                adopt_out: bool = False) -> NightlyOutcome:
+    """Run one business day (or find it done). Raises LockHeldError when another nightly is running.
+
+    `adopt_out`: use an output folder that already holds other files (they are left alone)."""
     engine = open_state(config.state_url)
     try:
         done = succeeded_run(engine, as_of)
@@ -153,6 +164,7 @@ def run_nightly(config: Config, as_of: date, *, force: bool = False, trigger: st
             done = succeeded_run(engine, as_of)
             if done is not None and not force:
                 return NightlyOutcome("skipped", done, Path(done.output_dir or ""))
+            _claim_out(config, engine, as_of, adopt=adopt_out)
             abandoned = _clean_up_crashed(engine, config.paths.out, as_of)
             run = start_run(engine, as_of, trigger=trigger, forced=force,
                             data_source=display_source(config.paths.data))
@@ -173,18 +185,47 @@ def run_nightly(config: Config, as_of: date, *, force: bool = False, trigger: st
         engine.dispose()
 
 
+def _claim_out(config: Config, engine: Engine, as_of: date, *, adopt: bool) -> None:
+    """The output root is zhixiang's (or adopted); its staging, trash and the day's folder are no links, and
+    a day folder already there was published by zhixiang."""
+    out = config.paths.out
+    ours = {OWNER_MARKER, STAGING, TRASH}
+    if config.log_dir is not None and config.log_dir.parent.resolve() == out.resolve():
+        ours.add(config.log_dir.name)
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if database and Path(database).resolve().parent == out.resolve():
+        name = Path(database).name
+        ours |= {name, f"{name}-wal", f"{name}-shm", f"{name}-journal"}
+    if out.is_dir():
+        ours |= {p.name for p in out.iterdir() if is_complete(p) and not p.is_symlink()}
+    claim_output_dir(out, ours=ours, adopt=adopt, flag="--adopt-out")
+    refuse_link(out / STAGING, "临时输出目录")
+    refuse_link(out / TRASH, "待删除目录")
+    final = run_folder(out, as_of)
+    refuse_link(final, "业务日期输出目录")
+    if final.exists() and not is_complete(final):
+        raise OutputFolderError(
+            f"{final} 已存在，但不是直享发布的运行目录（没有 {MARKER}）：直享不会替换或删除它。请移走该目录后重试")
+
+
 def _clean_up_crashed(engine: Engine, out: Path, as_of: date) -> list[RunRecord]:
-    """Mark dead `running` attempts abandoned and remove staging folders nobody owns (we hold the lock)."""
+    """Mark dead `running` attempts abandoned and remove the staging folders they left (we hold the lock).
+
+    Only folders zhixiang created are removed (they hold OWNER_MARKER); links are never followed."""
     abandoned = abandon_running(engine)
     for run in abandoned:
         what = "现在重新运行该日" if run.business_date == as_of else "该日未完成，其间的变化由本次运行的比对一并反映"
         log.warning("运行 %s（业务日期 %s）在阶段 %s 中断，已标记为放弃；%s", run.run_id, run.business_date,
                     run.stage, what, extra={"run_id": run.run_id})
     staging = out / STAGING
-    if staging.is_dir():
+    if staging.is_dir() and not staging.is_symlink():
         for leftover in staging.iterdir():
-            shutil.rmtree(leftover, ignore_errors=True)
-    shutil.rmtree(out / TRASH, ignore_errors=True)
+            if not remove_owned(leftover):
+                log.warning("临时输出目录中的 %s 不是直享创建的，未删除", leftover)
+    trash = out / TRASH
+    if trash.is_dir() and not trash.is_symlink():
+        for aside in trash.iterdir():
+            discard_published(aside, out)
     return abandoned
 
 
@@ -254,6 +295,7 @@ class _Pipeline:
     def execute(self) -> Path:
         try:
             self.staging.mkdir(parents=True, exist_ok=False)
+            mark_owned(self.staging)
         except OSError as exc:
             raise NightlyError(f"无法创建临时输出目录 {self.staging}：{exc.strerror or exc}。请检查 paths.out 的权限") \
                 from exc
@@ -532,15 +574,48 @@ def publish(staging: Path, final: Path) -> None:
     the day.
     """
     trash = final.parent / TRASH
+    refuse_link(final, "业务日期输出目录")
     if final.exists():
+        if not is_complete(final):
+            raise OutputFolderError(f"{final} 不是直享发布的运行目录（没有 {MARKER}）：直享不会替换它")
+        refuse_link(trash, "待删除目录")
         trash.mkdir(exist_ok=True)
         aside = trash / f"{final.name}.{int(time.time() * 1000)}"
         os.replace(final, aside)
         os.replace(staging, final)
-        shutil.rmtree(aside, ignore_errors=True)
+        discard_published(aside, final.parent)
     else:
         os.replace(staging, final)
     _fsync_dir(final.parent)
+
+
+def discard_published(folder: Path, out: Path) -> None:
+    """Delete a replaced run folder: the files its marker lists (what zhixiang wrote). Files someone else put
+    there are kept: the folder then moves to OUT/<name>.kept-<ms> with them, and a warning says so."""
+    if folder.is_symlink():
+        folder.unlink()  # the link only, never what it points to
+        return
+    try:
+        listed = set(json.loads((folder / MARKER).read_text(encoding="utf-8")).get("files", []))
+    except (OSError, ValueError):
+        listed = set()
+    listed.add(MARKER)
+    foreign = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for name in files + [d for d in dirs if (Path(root) / d).is_symlink()]:
+            relative = str((Path(root) / name).relative_to(folder))
+            if relative not in listed:
+                foreign.append(relative)
+    if not foreign:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for relative in listed:
+        path = folder / relative
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    kept = out / f"{folder.name.split('.')[0]}.kept-{int(time.time() * 1000)}"
+    os.replace(folder, kept)
+    log.warning("替换运行目录时发现不是直享写出的文件（%s），已保留在 %s", "、".join(sorted(foreign)[:5]), kept)
 
 
 def _fsync_dir(path: Path) -> None:
