@@ -30,7 +30,14 @@ from ruamel.yaml.error import MarkedYAMLError
 from engine import ir
 from engine.backends.polars import condition_col
 from engine.batch import build_query, outcome_col
-from engine.catalogue import CASES_SUFFIX, DEFAULT_RULES_DIR, Catalogue, yaml_alias_problems, yaml_problem, yaml_value_problem
+from engine.catalogue import (
+    CASES_SUFFIX,
+    DEFAULT_RULES_DIR,
+    Catalogue,
+    yaml_alias_problems,
+    yaml_problem,
+    yaml_value_problem,
+)
 from engine.errors import RuleError, RuleProblem, did_you_mean
 from engine.findings import KIND_LABELS, OUTCOMES, STATUS_LABELS
 from engine.rulefile import CaseSpec
