@@ -43,6 +43,7 @@ from notifier.letters_format import format_amount, format_date, round_cents
 from notifier.letters_render import LetterRenderer, render_pdf
 from notifier.outbox import STATUS_LABELS, ManifestRow, Outbox
 from notifier.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, records_for
+from notifier.workers import die_with_parent
 
 FINDINGS_FILE = "findings.parquet"
 CHUNK = 64  # taxpayers rendered together (PDFs of a chunk go to the worker processes at once)
@@ -386,7 +387,9 @@ def _pool(jobs: int) -> Executor | None:
     if jobs <= 1:
         return None
     # spawn, not fork: the parent holds Polars' thread pool, which a forked child must not inherit.
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    # die_with_parent: a worker never outlives the run that started it (kill -9 included)
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=die_with_parent,
+                               initargs=(os.getpid(),))
 
 
 def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | None = None) -> NotifyReport:
