@@ -40,6 +40,7 @@ from engine.catalogue import (
 )
 from engine.errors import RuleError, RuleProblem, did_you_mean
 from engine.findings import KIND_LABELS, OUTCOMES, STATUS_LABELS
+from engine.outcomes import NOT_JUDGED, NOT_JUDGED_LABEL
 from engine.rulefile import CaseSpec
 from profiles.ids import make_credit_code
 from profiles.periods import KIND_LABELS as PERIOD_KIND_LABELS
@@ -425,11 +426,14 @@ def _run_batch(catalogue: Catalogue, period_text: str, batch: Sequence[tuple[str
             out.append(CaseResult(case, None, {}, None, (), (
                 f"没有编号为 {case.rule_id} 的规则（案例文件名应为 <政策编号>{CASES_SUFFIX}）",)))
             continue
-        if case.rule_id not in judged:
+        if case.rule_id not in judged and not small.rules[case.rule_id].applies_to_kind(period.kind):
             rule = catalogue.rules[case.rule_id]
             kinds = "、".join(PERIOD_KIND_LABELS[k] for k in rule.granularity)
             out.append(CaseResult(case, None, {}, None, (), (
                 f"规则按{kinds}判定，所属期 {period_text} 为{PERIOD_KIND_LABELS[period.kind]}，不会判定本规则",)))
+            continue
+        if case.rule_id not in judged:  # outside the rule's judged window: the catalogue says nothing
+            out.append(_compare(case, NOT_JUDGED, {}, (), None))
             continue
         row = rows[tid]
         if case.rule_id in plan.in_window:
@@ -492,4 +496,5 @@ def _money(value: Any) -> Decimal:
 
 
 def _kind(outcome: str | None) -> str:
-    return f"{KIND_LABELS.get(outcome or '', '无')}（{outcome}）"
+    label = NOT_JUDGED_LABEL if outcome == NOT_JUDGED else KIND_LABELS.get(outcome or "", "无")
+    return f"{label}（{outcome}）"

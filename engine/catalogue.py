@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,17 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
 
 from engine import ir
+from engine.drafting import drafting_note_problems
 from engine.errors import RuleError, RuleProblem, did_you_mean
 from engine.expressions import ExpressionError, parse_expression
-from engine.rulefile import CatalogueSettings, RuleFile
+from engine.rulefile import CatalogueSettings, ClaimCodeMapping, ClaimCodesFile, RuleFile
 from engine.typecheck import TypeChecker
 from profiles.periods import Period
 
 DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
 SETTINGS_FILE = "_catalogue.yaml"
+#: The bureau's 减免性质代码 → rule mapping, editable without touching rule logic.
+CLAIM_CODES_FILE = "_claim_codes.yaml"
 CASES_SUFFIX = ".cases.yaml"
 
 
@@ -66,6 +70,19 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class ClaimCode:
+    """A code a claim may carry, the rule it stands for, and where that is said."""
+
+    code: str
+    rule_id: str
+    verified: bool | None  # None: a plain code in a rule file, verification not stated
+    source: str
+    file: str
+    line: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class Condition:
     """A named eligibility condition with its Chinese label and its expression."""
 
@@ -99,7 +116,7 @@ class Rule:
     conditions: tuple[Condition, ...]  # including generated "not stacked with" conditions
     parameters: Mapping[str, Parameter]
     excludes: tuple[str, ...]
-    claim_codes: tuple[str, ...]  # the rule id first, then the declared codes
+    claim_codes: tuple[str, ...]  # the rule id first, then the codes of the rule file and of _claim_codes.yaml
     benefit_label: str
     benefit: ir.Node
     benefit_source: str
@@ -111,6 +128,9 @@ class Rule:
     file: str
     version: str  # sha256 of the rule file's bytes (first 12 hex digits)
     depends_on: tuple[str, ...] = ()
+    #: The periods the catalogue judges (rule file `judged`); None: from effective_from / open-ended.
+    judged_from: date | None = None
+    judged_to: date | None = None
 
     def applies_to_kind(self, kind: str) -> bool:
         return kind in self.granularity
@@ -119,10 +139,21 @@ class Rule:
         """Whether the effective window overlaps the period."""
         return self.effective_from <= period.end and (self.effective_to is None or self.effective_to >= period.start)
 
+    def judges(self, period: Period) -> bool:
+        """Whether the judged window overlaps the period (outside it the catalogue says nothing)."""
+        start = self.judged_from or self.effective_from
+        return start <= period.end and (self.judged_to is None or self.judged_to >= period.start)
+
     @property
     def window_label(self) -> str:
         end = self.effective_to.isoformat() if self.effective_to else "长期"
         return f"{self.effective_from.isoformat()} 至 {end}"
+
+    @property
+    def judged_label(self) -> str:
+        start = self.judged_from or self.effective_from
+        end = self.judged_to.isoformat() if self.judged_to else "长期"
+        return f"{start.isoformat()} 至 {end}"
 
     @property
     def basis_text(self) -> str:
@@ -142,10 +173,30 @@ class Catalogue:
     version: str
     directory: str
     code_to_rule: Mapping[str, str] = field(default_factory=dict)
+    #: Every official code (not the rule ids) with its rule, verification and source.
+    claim_code_info: Mapping[str, ClaimCode] = field(default_factory=dict)
 
     def active(self, period: Period) -> list[Rule]:
-        """Rules judged for this period: granularity matches the period's kind (window checked later)."""
-        return [r for r in self.rules.values() if r.applies_to_kind(period.kind)]
+        """Rules judged for this period: granularity matches the period's kind and the catalogue covers the
+        period (effective window checked later)."""
+        return [r for r in self.rules.values() if r.applies_to_kind(period.kind) and self.judges(r, period)]
+
+    def not_judged(self, period: Period) -> list[Rule]:
+        """Rules of this period's kind that the catalogue does not judge for it (see `judges`)."""
+        return [r for r in self.rules.values() if r.applies_to_kind(period.kind) and not self.judges(r, period)]
+
+    def judges(self, rule: Rule, period: Period) -> bool:
+        """The period is inside the rule's judged window and inside those of the rules it reads through
+        eligible(): a rule cannot be judged on a qualification the catalogue does not judge."""
+        return rule.judges(period) and all(self.judges(self.rules[d], period)
+                                           for d in rule.depends_on if d in self.rules)
+
+    def not_judged_detail(self, rule: Rule, period: Period) -> str:
+        """Why `rule` is not judged for `period`, in Chinese, for the run summary and `explain`."""
+        if not rule.judges(period):
+            return f"本目录判定的所属期范围为 {rule.judged_label}，所属期 {period.label} 不在其内"
+        deps = [d for d in rule.depends_on if d in self.rules and not self.judges(self.rules[d], period)]
+        return f"所依据的规则 {'、'.join(deps)} 未判定所属期 {period.label}"
 
     @property
     def known_incentives(self) -> frozenset[str]:
@@ -188,6 +239,7 @@ def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
             problems.append(_at(path, doc, ("id",), f"规则编号 {spec.id!r} 与文件名 {path.stem!r} 不一致",
                                 expected=f"id: {path.stem}"))
             continue
+        problems.extend(drafting_note_problems(path, data.decode("utf-8"), spec, partial(_position, doc)))
         raw[spec.id] = (path, spec, doc, data)
     rule_ids = set(raw) | unusable
     rules: dict[str, Rule] = {}
@@ -196,7 +248,12 @@ def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
         if rule is not None:
             rules[rid] = rule
     ordered = _order(rules, raw, problems)
-    code_to_rule = _claim_codes(rules, raw, problems)
+    mapped = _load_claim_code_file(root, yaml, rule_ids, problems)
+    code_to_rule, code_info = _claim_codes(rules, raw, mapped, problems)
+    # A rule's claim codes include those the bureau mapped to it in _claim_codes.yaml.
+    rules = {rid: replace(rule, claim_codes=(*rule.claim_codes, *(
+        c for c, info in code_info.items() if info.rule_id == rid and c not in rule.claim_codes)))
+        for rid, rule in rules.items()}
     if problems:
         raise RuleError(problems)
     if not ordered:
@@ -204,13 +261,15 @@ def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
     digest = hashlib.sha256()
     for rid in sorted(raw):
         digest.update(raw[rid][3])
-    digest.update((root / SETTINGS_FILE).read_bytes() if (root / SETTINGS_FILE).exists() else b"")
+    for name in (SETTINGS_FILE, CLAIM_CODES_FILE):
+        digest.update((root / name).read_bytes() if (root / name).exists() else b"")
     return Catalogue(
         rules={rid: rules[rid] for rid in ordered},
         settings=settings,
         version=digest.hexdigest()[:12],
         directory=str(root),
         code_to_rule=code_to_rule,
+        claim_code_info=code_info,
     )
 
 
@@ -447,6 +506,12 @@ def _build_rule(
         ))
     if spec.effective.to is not None and spec.effective.to < spec.effective.from_:
         problems.append(_at(path, doc, ("effective", "to"), "截止日期早于起始日期"))
+    judged_from = spec.judged.from_ if spec.judged else None
+    judged_to = spec.judged.to if spec.judged else None
+    if judged_to is not None and judged_to < (judged_from or spec.effective.from_):
+        problems.append(_at(path, doc, ("judged", "to"),
+                            "judged.to 早于判定范围的起始日期" + ("" if judged_from else "（缺省为 effective.from）"),
+                            expected="judged.to 不早于 judged.from（缺省为 effective.from）"))
     if len(problems) > before or scope is None or benefit is None:
         return None
     exprs = (scope, *(c.expr for c in conditions), benefit)
@@ -465,7 +530,7 @@ def _build_rule(
         conditions=tuple(conditions),
         parameters=params,
         excludes=tuple(sorted(exclusive & raw.keys())),
-        claim_codes=(spec.id, *spec.claim_codes),
+        claim_codes=(spec.id, *(c if isinstance(c, str) else c.code for c in spec.claim_codes)),
         benefit_label=spec.benefit.label,
         benefit=benefit,
         benefit_source=spec.benefit.formula,
@@ -477,6 +542,8 @@ def _build_rule(
         file=str(path),
         version=hashlib.sha256(data).hexdigest()[:12],
         depends_on=tuple(deps),
+        judged_from=judged_from,
+        judged_to=judged_to,
     )
 
 
@@ -557,14 +624,60 @@ def _order(rules: Mapping[str, Rule], raw: Mapping[str, tuple[Path, RuleFile, An
     return order
 
 
+def _load_claim_code_file(root: Path, yaml: YAML, rule_ids: set[str], problems: list[RuleProblem]
+                          ) -> list[tuple[ClaimCodeMapping, Path, Any, int]]:
+    """The entries of rules/_claim_codes.yaml with where each is written (empty when there is no such file)."""
+    path = root / CLAIM_CODES_FILE
+    if not path.exists():
+        return []
+    doc = _read_yaml(path, path.read_bytes(), yaml, problems)
+    if doc is None:
+        return []
+    try:
+        spec = ClaimCodesFile.model_validate(_plain(doc))
+    except ValidationError as exc:
+        problems.extend(_validation_problems(path, doc, exc))
+        return []
+    out = []
+    for i, entry in enumerate(spec.codes):
+        if entry.rule not in rule_ids:
+            problems.append(_at(path, doc, ("codes", i, "rule"), f"没有编号为 {entry.rule!r} 的规则",
+                                suggestion=did_you_mean(entry.rule, rule_ids)))
+            continue
+        out.append((entry, path, doc, i))
+    return out
+
+
 def _claim_codes(rules: Mapping[str, Rule], raw: Mapping[str, tuple[Path, RuleFile, Any, bytes]],
-                 problems: list[RuleProblem]) -> dict[str, str]:
-    owner: dict[str, str] = {}
-    for rid, rule in rules.items():
-        for i, code in enumerate(rule.claim_codes):
-            if code in owner and owner[code] != rid:
-                path, _, doc, _ = raw[rid]
-                problems.append(_at(path, doc, ("claim_codes", i - 1), f"申报代码 {code!r} 已属于规则 {owner[code]}",
-                                    expected="每个申报代码只对应一条规则"))
-            owner.setdefault(code, rid)
-    return owner
+                 mapped: list[tuple[ClaimCodeMapping, Path, Any, int]], problems: list[RuleProblem]
+                 ) -> tuple[dict[str, str], dict[str, ClaimCode]]:
+    """Every code a claim may carry → its rule: the rule ids, the codes rule files list, then the bureau's
+    mapping file. A code that would stand for two rules is refused where it is written the second time."""
+    owner: dict[str, str] = {rid: rid for rid in rules}
+    info: dict[str, ClaimCode] = {}
+
+    def claim(code: str, rid: str, path: Path, doc: Any, loc: tuple[Any, ...], verified: bool | None, source: str,
+              name: str = "") -> None:
+        line, _ = _position(doc, loc)
+        if code in owner and owner[code] != rid:
+            first = info.get(code)
+            where = f"（{Path(first.file).name}:{first.line}）" if first else "（规则编号）"
+            problems.append(_at(path, doc, loc,
+                                f"申报代码 {code!r} 已属于规则 {owner[code]}{where}，不能再对应规则 {rid}",
+                                expected="每个申报代码只对应一条规则"))
+            return
+        owner[code] = rid
+        known = info.get(code)
+        if known is None or (verified and not known.verified):  # the better-attested entry describes the code
+            info[code] = ClaimCode(code, rid, verified, source, str(path), line, name)
+
+    for rid in rules:
+        path, spec, doc, _ = raw[rid]
+        for i, entry in enumerate(spec.claim_codes):
+            if isinstance(entry, str):
+                claim(entry, rid, path, doc, ("claim_codes", i), None, "")
+            else:
+                claim(entry.code, rid, path, doc, ("claim_codes", i, "code"), entry.verified, entry.source)
+    for entry, path, doc, i in mapped:
+        claim(entry.code, entry.rule, path, doc, ("codes", i, "code"), entry.verified, entry.source, entry.name)
+    return owner, info

@@ -17,7 +17,15 @@ from rich.table import Table
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.errors import InputError, exit_on_user_error
 from engine.findings import KIND_LABELS, KINDS, OUTCOMES, STATUS_LABELS, TIER_LABELS, TIERS
-from engine.run import RunResult, cleanup_streaming, evaluate_period, evaluate_streaming, write_outputs
+from engine.outcomes import NOT_JUDGED, NOT_JUDGED_LABEL
+from engine.run import (
+    RunResult,
+    cleanup_streaming,
+    evaluate_period,
+    evaluate_streaming,
+    not_judged_rules,
+    write_outputs,
+)
 from profiles.database import display_url
 from profiles.periods import Period, PeriodError, parse_period
 
@@ -113,6 +121,10 @@ def print_summary(result: RunResult, console: Console) -> None:
         by_tier = dict(tiers.iter_rows())
         parts = [f"{TIER_LABELS[t]} {by_tier[t]:,} 条" for t in TIERS if t in by_tier]
         console.print("违规享受风险分级：" + "，".join(parts))
+    for row in result.not_judged.iter_rows(named=True):
+        claims = f"，其申报 {row['claims']:,} 条未作判定" if row["claims"] else ""
+        console.print(f"[yellow]未判定：{row['rule_name']}（{row['rule_id']}）— {row['reason']}"
+                      f"（{row['detail']}）{claims}[/yellow]")
     if result.quarantine.height:
         console.print(f"[yellow]隔离的问题数据 {result.quarantine.height:,} 处，详见 quarantine.csv[/yellow]")
 
@@ -228,8 +240,12 @@ def explain_command(data: str, period: str, taxpayer: str, rules: Path, as_json:
                        indicators=profiles.indicators.filter(only), claims=profiles.claims.filter(only),
                        risk_events=profiles.risk_events.filter(only), outcomes=OUTCOMES)
     rows = plan.findings.collect().to_dicts()
+    unjudged = not_judged_rules(catalogue, p, profiles.claims.filter(only)).to_dicts() if rows else []
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        click.echo(json.dumps([*rows, *[{"rule_id": u["rule_id"], "rule_name": u["rule_name"], "kind": NOT_JUDGED,
+                                          "kind_label": NOT_JUDGED_LABEL, "reasons": f"{u['reason']}（{u['detail']}）",
+                                          "claims": u["claims"]} for u in unjudged]],
+                              ensure_ascii=False, indent=2, default=str))
         return
     if not rows:
         click.echo(f"纳税人 {taxpayer} 在 {p.label} 没有指标数据或申报记录，无可评估的政策。")
@@ -241,6 +257,9 @@ def explain_command(data: str, period: str, taxpayer: str, rules: Path, as_json:
         out.print(f"\n[bold]{row['rule_name']}[/bold] — {row['kind_label']}{tier}{amount}")
         for ev in row["evidence"]:
             out.print(f"  {_STATUS_MARK[ev['status']]} {STATUS_LABELS[ev['status']]}  {ev['reason']}")
+    for u in unjudged:
+        claimed = "（本期有申报，未作判定）" if u["claims"] else ""
+        out.print(f"\n[bold]{u['rule_name']}[/bold] — {NOT_JUDGED_LABEL}：{u['reason']}{claimed}\n  {u['detail']}")
     sys.stdout.flush()
 
 

@@ -202,6 +202,12 @@ class _Builder:
                              suggestion=did_you_mean(name, FUNCTIONS))
         if node.keywords:
             return self.fail(node, f"{name}() 不接受关键字参数", example=FUNCTIONS[name].signature)
+        if name == "cit_rate":
+            if node.args:
+                return self.fail(node, "cit_rate() 不接受参数", example=FUNCTIONS[name].signature)
+            from engine.functions import MACROS
+
+            return parse_expression(MACROS[name], file=sp.file, line=sp.line, col=sp.col)
         args = tuple(self.build(a) for a in node.args)
         if name == "date":
             if len(args) != 1 or not isinstance(args[0], ir.Literal_) or not isinstance(args[0].value, str) \

@@ -55,7 +55,29 @@ FUNCTIONS: dict[str, Function] = {
         Function("progressive", (NUMBER, BRACKETS), NUMBER, "progressive(taxable_income, iit_brackets)",
                  "按累进税率表计算税额（应纳税所得额 × 税率 − 速算扣除数）"),
         Function("date", (STRING,), DATE, 'date("2019-04-01")', "日期常量"),
+        Function("cit_rate", (), NUMBER, "cit_rate()",
+                 "纳税人本所属期适用的企业所得税税率（测算用，取可能适用的最低税率）：符合小型微利企业条件的"
+                 "按实际税负5%（2023年以前按2.5%），高新技术企业按15%，其他按25%；小型微利企业条件因缺数无法判断时按5%"),
     )
+}
+
+#: Functions written out at parse time into other expressions (no backend implements them).
+#: `cit_rate()` is the estimate rate every CIT rule uses, so that "at the taxpayer's own rate" means the
+#: same thing everywhere: the lowest rate that may apply, so an estimate never overstates. The 小型微利
+#: test reads the rule's eligibility; where that is unknown because a figure it needs is missing
+#: (`employees_qavg`, `assets_qavg`, `restricted_industry` — keep in step with rules/small_low_profit_cit.yaml;
+#: a missing `taxable_income` leaves every CIT estimate unknown anyway), Kleene `or` makes the test true
+#: and the 5% rate is taken. Effective rates: 25% × 20% = 5% (财政部 税务总局公告2023年第12号 第三条);
+#: before 2023 the part up to 1,000,000 was taxed at 12.5% × 20% = 2.5% (the lowest rate then);
+#: 15% 企业所得税法第二十八条; 25% 企业所得税法第四条.
+MACROS: dict[str, str] = {
+    "date": "",  # date("YYYY-MM-DD") becomes a date constant
+    "cit_rate": (
+        '(0.05 if period_start() >= date("2023-01-01") else 0.025) '
+        'if (eligible("small_low_profit_cit") or not has(employees_qavg) or not has(assets_qavg) '
+        'or not has(restricted_industry)) '
+        'else (0.15 if eligible("hnte_15pct") else 0.25)'
+    ),
 }
 
 

@@ -11,7 +11,10 @@
 | no      | unknown  | —            | undetermined   待核实       |
 | no      | false    | —            | not_applicable 不适用       |
 
-A claim of a rule whose effective window does not cover the period is improper whatever the figures.
+A claim of a rule whose effective window does not cover the period is improper whatever the figures —
+but only within the rule's judged window (`judged`, default from `effective.from`, open-ended). Outside
+it the catalogue does not cover the period: the rule is not judged, it has no outcome for anybody, and
+the run lists it with NOT_JUDGED_REASON (engine.run.not_judged_rules) and the claims it did not judge.
 Missing data is never evidence: an unknown eligibility is `undetermined`, never `improper`.
 
 Both backends implement this table: `decide` in plain Python (durable-rules path) and
@@ -25,6 +28,12 @@ from decimal import Decimal
 import polars as pl
 
 SEVERITY_ORDER = ("low", "medium", "high")
+
+#: A rule the catalogue does not judge for a period (outside its `judged` window): not an outcome of the
+#: decision table — no finding exists — but what a run, `explain` and a rule case say about it.
+NOT_JUDGED = "not_judged"
+NOT_JUDGED_LABEL = "未判定"
+NOT_JUDGED_REASON = "目录未覆盖该所属期"
 
 
 def decide(claimed: bool, eligible: bool | None, benefit: Decimal | None, *, in_window: bool = True) -> str:

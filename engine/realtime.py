@@ -465,7 +465,7 @@ def evaluate_period_durable(catalogue: Catalogue, profiles: Any, period: Period,
                             on_taxpayer: Callable[[int], None] | None = None, session: str = "shared") -> Any:
     """Every taxpayer of the period through the durable-rules path, one at a time; a RunResult in the
     batch format (findings sorted as engine.run.evaluate_period sorts them, the same summary)."""
-    from engine.run import QUARANTINE_SCHEMA, RunResult, claims_outside_granularity, timed
+    from engine.run import QUARANTINE_SCHEMA, RunResult, claims_outside_granularity, not_judged_rules, timed
 
     checker = RealtimeChecker(catalogue, session=session)
     timings: dict[str, float] = {}
@@ -501,5 +501,6 @@ def evaluate_period_durable(catalogue: Catalogue, profiles: Any, period: Period,
         if profiles.quarantine.height else extra
     return RunResult(period=period, ruleset_version=catalogue.version, findings=findings, summary=summary,
                      quarantine=quarantine, taxpayers_evaluated=judged, timings=timings,
-                     inputs=dict(getattr(profiles, "input_hashes", {})))
+                     inputs=dict(getattr(profiles, "input_hashes", {})),
+                     not_judged=not_judged_rules(catalogue, period, profiles.claims))
 

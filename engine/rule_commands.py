@@ -1,4 +1,4 @@
-"""`zhixiang rules check | test | schema`: the rule catalogue from the command line.
+"""`zhixiang rules check | test | schema | table`: the rule catalogue from the command line.
 
 Thin edges: each command parses its arguments, calls one core function (load_catalogue, run_cases,
 rule_json_schema) and prints; rule problems become their `file:line:col` messages and exit code 3.
@@ -46,10 +46,10 @@ def check(directory: Path) -> None:
 
 
 def catalogue_table(catalogue: Catalogue) -> Table:
-    """One row per rule: id, 名称, 税种, 判定期间, 执行期限, 核实状态."""
+    """One row per rule: id, 名称, 税种, 判定期间, 执行期限, 判定范围, 核实状态."""
     table = Table(title=f"{catalogue.settings.name}（版本 {catalogue.version}）")
-    for column in ("编号", "名称", "税种", "判定期间", "执行期限", "核实状态"):
-        table.add_column(column, no_wrap=column in ("编号", "执行期限"))
+    for column in ("编号", "名称", "税种", "判定期间", "执行期限", "判定范围", "核实状态"):
+        table.add_column(column, no_wrap=column in ("编号", "执行期限", "判定范围"))
     for rule in sorted(catalogue.rules.values(), key=lambda r: r.id):
         table.add_row(
             rule.id,
@@ -57,9 +57,60 @@ def catalogue_table(catalogue: Catalogue) -> Table:
             escape(rule.tax),
             "、".join(PERIOD_KIND_LABELS[k] for k in rule.granularity),
             rule.window_label,
+            rule.judged_label,
             VERIFICATION_LABELS.get(rule.verification, rule.verification),
         )
     return table
+
+
+README_FILE = DEFAULT_RULES_DIR.parent / "README.md"
+TABLE_START, TABLE_END = "<!-- zhixiang rules table: start -->", "<!-- zhixiang rules table: end -->"
+_CODE_STATES = {True: "已核实", False: "未核实", None: "未注明"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(catalogue: Catalogue) -> str:
+    """The README's catalogue table: every rule with its basis, windows, claim codes and verification state."""
+    lines = [
+        "| 编号 | 名称 | 依据 | 执行期限 | 判定范围 | 减免性质代码 | 核实状态 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for rule in sorted(catalogue.rules.values(), key=lambda r: r.id):
+        basis = "；".join(
+            f"{b['document']}{b.get('article') or ''}" + ("（未核实）" if b.get("verification") == "unverified" else "")
+            for b in rule.basis)
+        codes = "；".join(f"{c.code}（{_CODE_STATES[c.verified]}）" for c in catalogue.claim_code_info.values()
+                         if c.rule_id == rule.id) or "—"
+        lines.append("| " + " | ".join(_cell(x) for x in (
+            f"`{rule.id}`", rule.name, basis, rule.window_label, rule.judged_label, codes,
+            VERIFICATION_LABELS.get(rule.verification, rule.verification))) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_with_table(readme: str, table: str) -> str:
+    """The README with `table` between its markers (which must be there)."""
+    if TABLE_START not in readme or TABLE_END not in readme:
+        raise click.ClickException(f"README 中没有标记 {TABLE_START} … {TABLE_END}")
+    head, rest = readme.split(TABLE_START, 1)
+    return f"{head}{TABLE_START}\n{table}{TABLE_END}{rest.split(TABLE_END, 1)[1]}"
+
+
+@rules_group.command("table")
+@_DIR
+@click.option("--write", "write", is_flag=True, help="写入 README.md 的目录表（两个标记之间）")
+@click.option("--readme", "readme", type=click.Path(path_type=Path), default=README_FILE, show_default=True)
+@exit_on_user_error
+def table_command(directory: Path, write: bool, readme: Path) -> None:
+    """输出规则目录表（编号、名称、依据、执行期限、判定范围、减免性质代码、核实状态）；--write 写入 README。"""
+    text = markdown_table(load_catalogue(directory))
+    if not write:
+        click.echo(text, nl=False)
+        return
+    readme.write_text(readme_with_table(readme.read_text(encoding="utf-8"), text), encoding="utf-8")
+    click.echo(f"已更新 {readme} 的规则目录表")
 
 
 @rules_group.command("test")

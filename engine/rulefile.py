@@ -37,6 +37,18 @@ class Window(_Strict):
     to: dt.date | None = Field(None, description="截止日期（含），空表示长期有效")
 
 
+class JudgedWindow(_Strict):
+    """The periods this catalogue judges for a rule (both ends optional).
+
+    A period outside it is not judged at all: no finding, and the run lists the rule as not judged. Inside it
+    but outside `effective`, the policy was not (or no longer) in force and a claim is 违规享受.
+    """
+
+    from_: dt.date | None = Field(None, alias="from",
+                                  description="起始日期（含），缺省同 effective.from：更早的所属期本目录不判定")
+    to: dt.date | None = Field(None, description="截止日期（含），缺省为长期：之后的所属期照常判定")
+
+
 class ParameterValueSpec(_Strict):
     """A parameter's value from a date on, with the law that set it."""
 
@@ -83,6 +95,27 @@ class ClaimGuide(_Strict):
     steps: list[str] = Field(default_factory=list, description="办理步骤")
 
 
+class ClaimCodeSpec(_Strict):
+    """A code the claims data carry for this incentive (an official 减免性质代码), and whether it is verified."""
+
+    code: str = Field(min_length=1, description="减免性质代码，如 0001011608")
+    verified: bool = Field(False, description="是否已对照官方减免性质代码表核实")
+    source: str = Field("", description="代码的出处（文件、代码表或核实方式）")
+
+
+class ClaimCodeMapping(ClaimCodeSpec):
+    """One line of rules/_claim_codes.yaml: a code the bureau maps to a rule without editing the rule."""
+
+    rule: str = Field(pattern=ID_PATTERN, description="该代码对应的政策编号")
+    name: str = Field("", description="减免项目名称（代码表中的名称）")
+
+
+class ClaimCodesFile(_Strict):
+    """rules/_claim_codes.yaml: 减免性质代码 → rule, maintained by the bureau."""
+
+    codes: list[ClaimCodeMapping] = Field(default_factory=list)
+
+
 class CaseSpec(_Strict):
     """One test case beside a rule: a small profile and the expected outcome."""
 
@@ -92,7 +125,7 @@ class CaseSpec(_Strict):
     indicators: dict[str, Any] = Field(default_factory=dict)
     claims: list[dict[str, Any]] = Field(default_factory=list)
     risk_events: list[dict[str, Any]] = Field(default_factory=list)
-    expect: Literal["unclaimed", "improper", "undetermined", "compliant", "not_applicable"]
+    expect: Literal["unclaimed", "improper", "undetermined", "compliant", "not_applicable", "not_judged"]
     expect_conditions: dict[str, Literal["pass", "fail", "unknown"]] = Field(default_factory=dict)
     expect_amount: Any = None
 
@@ -107,12 +140,19 @@ class RuleFile(_Strict):
     verification_note: str = Field("", description="未核实之处的说明")
     basis: list[BasisRef] = Field(min_length=1)
     effective: Window
+    judged: JudgedWindow | None = Field(
+        None, description="本目录判定的所属期范围：范围外的所属期不判定（不出结论，运行汇总中列明"
+                          "“目录未覆盖该所属期”）；范围内但不在执行期限内的申报为违规享受。"
+                          "缺省自 effective.from 起、长期")
     granularity: list[Granularity] = Field(min_length=1, description="判定期间：year / quarter / month")
     scope: ScopeSpec
     parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
     conditions: list[ConditionSpec] = Field(default_factory=list)
     excludes: list[str] = Field(default_factory=list, description="不得同时享受的政策编号")
-    claim_codes: list[str] = Field(default_factory=list, description="申报中代表本政策的代码，如减免性质代码")
+    claim_codes: list[str | ClaimCodeSpec] = Field(
+        default_factory=list,
+        description="申报中代表本政策的代码（减免性质代码）：写代码本身，或 {code, verified, source} "
+                    "注明是否核实及出处；也可在 rules/_claim_codes.yaml 中登记")
     benefit: BenefitSpec
     risk: RiskSpec
     claim: ClaimGuide

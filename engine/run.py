@@ -30,6 +30,7 @@ from engine.batch import build_query
 from engine.catalogue import Catalogue
 from engine.errors import ZhixiangError
 from engine.findings import FINDINGS_CSV_COLUMNS, FINDINGS_SCHEMA, KIND_LABELS, KINDS
+from engine.outcomes import NOT_JUDGED_REASON
 from profiles.periods import Period, period_kind_expr
 
 #: Polars 2 streams by default; for a table that fits in memory the in-memory engine runs this wide,
@@ -38,6 +39,9 @@ from profiles.periods import Period, period_kind_expr
 BATCH_ENGINE = "in-memory"
 
 QUARANTINE_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "value": pl.String, "reason": pl.String}
+#: Rules of the period's kind the catalogue does not judge for it, and the claims of them left unjudged.
+NOT_JUDGED_SCHEMA = {"rule_id": pl.String, "rule_name": pl.String, "judged": pl.String, "reason": pl.String,
+                     "detail": pl.String, "claims": pl.Int64}
 
 
 class OutputError(ZhixiangError):
@@ -59,6 +63,8 @@ class RunResult:
     #: Streaming runs: findings.parquet and findings.csv already written (in the work folder), and
     #: `findings` holds only the columns the summaries read (SUMMARY_COLUMNS).
     findings_files: dict[str, Path] = field(default_factory=dict)
+    #: Rules not judged for the period (NOT_JUDGED_SCHEMA): no finding of them exists, their claims are counted.
+    not_judged: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=NOT_JUDGED_SCHEMA))
 
     def counts(self) -> dict[str, int]:
         """Findings per kind."""
@@ -102,6 +108,27 @@ def claims_outside_granularity(catalogue: Catalogue, claims: pl.DataFrame, file:
     ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
 
 
+def not_judged_rules(catalogue: Catalogue, period: Period, claims: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """The rules the catalogue does not judge for `period` (outside their `judged` window), each with the
+    reason and the number of the period's claims of it — counted, never flagged. Both backends report this."""
+    rules = catalogue.not_judged(period)
+    if not rules:
+        return pl.DataFrame(schema=NOT_JUDGED_SCHEMA)
+    codes = {code: rid for code, rid in catalogue.code_to_rule.items() if rid in {r.id for r in rules}}
+    lazy = claims.lazy() if isinstance(claims, pl.DataFrame) else claims
+    counted = dict(
+        lazy.filter((pl.col("period") == period.text) & pl.col("incentive").is_in(list(codes)))
+        .group_by(pl.col("incentive").replace_strict(codes, return_dtype=pl.String).alias("rule_id"))
+        .agg(pl.len().cast(pl.Int64)).collect().iter_rows()
+    )
+    return pl.DataFrame(
+        [{"rule_id": r.id, "rule_name": r.name, "judged": r.judged_label, "reason": NOT_JUDGED_REASON,
+          "detail": catalogue.not_judged_detail(r, period), "claims": int(counted.get(r.id, 0))}
+         for r in sorted(rules, key=lambda r: r.id)],
+        schema=NOT_JUDGED_SCHEMA,
+    )
+
+
 def evaluate_period(catalogue: Catalogue, profiles: Any, period: Period) -> RunResult:
     """Evaluate the whole catalogue for one period over validated profile tables."""
     timings: dict[str, float] = {}
@@ -128,6 +155,7 @@ def evaluate_period(catalogue: Catalogue, profiles: Any, period: Period) -> RunR
         taxpayers_evaluated=int(n.item()),
         timings=timings,
         inputs=dict(getattr(profiles, "input_hashes", {})),
+        not_judged=not_judged_rules(catalogue, period, profiles.claims),
     )
 
 
@@ -217,23 +245,26 @@ def evaluate_streaming(catalogue: Catalogue, source: str | Path, period: Period,
     claims of the period, and rows whose period is malformed. Findings are sorted within a bucket.
     """
     from profiles.sources import file_sha256
-    from profiles.streaming import bucket_source, load_bucket, plan_buckets
+    from profiles.streaming import bucket_source, load_bucket, owner_income_totals, plan_buckets
 
     timings: dict[str, float] = {}
     with timed(timings, "partition"):
         k_total = buckets or plan_buckets(Path(source), period.text)
         split = bucket_source(source, period=period.text, buckets=k_total, workdir=workdir / "buckets")
+    with timed(timings, "owner_totals"):
+        owners = owner_income_totals(split)  # 个体工商户 run by one owner may sit in different buckets
     writer = FindingsWriter(workdir / "findings")
-    light, summaries, checked, extra = [], [], [], []
+    light, summaries, checked, extra, unjudged = [], [], [], [], []
     taxpayers = 0
     with timed(timings, "validate_evaluate_write"):
         try:
             for k in range(k_total):
-                profiles = load_bucket(split, k, known_incentives=catalogue.known_incentives)
+                profiles = load_bucket(split, k, known_incentives=catalogue.known_incentives, owner_totals=owners)
                 part = evaluate_period(catalogue, profiles, period)
                 writer.append(part.findings)
                 light.append(part.findings.select(SUMMARY_COLUMNS))
                 summaries.append(part.summary)
+                unjudged.append(part.not_judged)
                 checked.append(profiles.quarantine.cast(QUARANTINE_SCHEMA))  # type: ignore[arg-type]
                 extra.append(part.quarantine.slice(profiles.quarantine.height))
                 taxpayers += part.taxpayers_evaluated
@@ -255,12 +286,16 @@ def evaluate_streaming(catalogue: Catalogue, source: str | Path, period: Period,
     summary = (pl.concat(summaries).group_by("rule_id", "rule_name", "outcome")
                .agg(pl.col("count").sum(), pl.when(amount.count() > 0).then(amount.sum()).alias("amount"))
                .sort(["rule_id", "outcome"]))
+    # Every bucket lists the same rules (they depend on the catalogue and period only); their claims add up.
+    keys = [c for c in NOT_JUDGED_SCHEMA if c != "claims"]
+    not_judged = (pl.concat([pl.DataFrame(schema=NOT_JUDGED_SCHEMA), *unjudged])
+                  .group_by(keys, maintain_order=True).agg(pl.col("claims").sum()).select(list(NOT_JUDGED_SCHEMA)))
     with timed(timings, "input_hashes"):
         inputs = {name: file_sha256(path) for name, path in split.files.items()}
     timings["buckets"] = k_total
     return RunResult(period=period, ruleset_version=catalogue.version, findings=pl.concat(light),
                      summary=summary, quarantine=quarantine, taxpayers_evaluated=taxpayers, timings=timings,
-                     inputs=inputs, findings_files=files)
+                     inputs=inputs, findings_files=files, not_judged=not_judged)
 
 
 def cleanup_streaming(workdir: Path) -> None:
@@ -338,6 +373,8 @@ def summary_document(result: RunResult, *, data_source: str = "") -> dict[str, A
             for r, n, o, c, a in result.summary.iter_rows()
         ],
         "by_district": by_district,
+        # Rules the catalogue does not judge for this period: no finding, their claims counted, not flagged.
+        "not_judged": result.not_judged.to_dicts(),
         "timings_seconds": result.timings,
     }
 

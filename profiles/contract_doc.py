@@ -14,7 +14,7 @@ from pathlib import Path
 
 from profiles.readers import REQUIRED_TABLES
 from profiles.schema import ENUM_LABELS, MONEY_LIMIT, TABLES, TEXT_MAX_LENGTH, Column, Table
-from profiles.validation import DATE_FORMATS, FALSE_WORDS, TRUE_WORDS, reason_for
+from profiles.validation import DATE_FORMATS, FALSE_WORDS, TRUE_WORDS, reason_for, unknown_incentive_reason
 
 README = Path(__file__).with_name("README.md")
 
@@ -136,8 +136,7 @@ def describe_contract() -> str:
         "纳税人识别号（taxpayer_id）在 taxpayers 表中不存在：请先在 taxpayers 中登记该纳税人，"
         "或更正识别号 |",
         "| 申报了规则目录中没有的优惠事项 | "
-        "优惠事项（incentive）不在规则目录中：应为规则编号或规则列出的申报代码；"
-        "您是不是要写 small_low_profit_cit？ |",
+        f"{unknown_incentive_reason('small_low_profit_ci', ['small_low_profit_cit'])} |",
         "",
         "## 结构性问题：停止运行",
         "",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from profiles.derived import add_owner_business_income
 from profiles.errors import ProfileStructureError
 from profiles.schema import TABLES, Table
 from profiles.validation import ROW, Profiles, RawTable, validate_tables
@@ -54,6 +55,7 @@ def load_profiles(source: str | Path, *, known_incentives: Collection[str] | Non
         sources[name] = path
         hashes[name] = digest
     tables, quarantine = validate_tables(raw, known_incentives=known_incentives)
+    tables["indicators"] = add_owner_business_income(tables["taxpayers"], tables["indicators"])
     return Profiles(**tables, quarantine=quarantine, sources=sources, input_hashes=hashes)
 
 

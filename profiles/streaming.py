@@ -176,8 +176,41 @@ def bucket_source(root: str | Path, *, period: str, buckets: int, workdir: Path)
     return BucketedSource(root, workdir, buckets, period, files, rows, schemas)
 
 
-def load_bucket(source: BucketedSource, k: int, *, known_incentives: Collection[str] | None = None) -> Profiles:
-    """Bucket k's rows of every table, validated (row numbers and file names as in the data folder)."""
+def owner_income_totals(source: BucketedSource) -> pl.DataFrame | None:
+    """The owners' 经营所得 totals over the whole data set (profiles.derived), from every bucket's 个体工商户
+    with an owner id and their indicators rows; None when no taxpayer has an owner id. Only those rows are
+    validated here (the evaluation validates each bucket in full), so the pass costs little."""
+    from profiles.derived import combine_owner_totals, owner_totals
+
+    if "owner_id" not in source.schemas.get("taxpayers", {}) or "indicators" not in source.files:
+        return None
+    parts: list[pl.DataFrame] = []
+    for k in range(source.buckets):
+        tp_files, ind_files = source.bucket_files("taxpayers", k), source.bucket_files("indicators", k)
+        if not tp_files or not ind_files:
+            continue
+        tp = pl.read_parquet(tp_files, hive_partitioning=False)
+        owner = pl.col("owner_id").cast(pl.String).str.strip_chars(_STRIP)
+        tp = tp.filter(owner.is_not_null() & (owner.str.len_bytes() > 0))
+        if tp.is_empty():
+            continue
+        ids = tp.select(clean_key("taxpayer_id").alias("__id")).get_column("__id").drop_nulls()
+        ind = pl.read_parquet(ind_files, hive_partitioning=False)
+        ind = ind.filter(clean_key("taxpayer_id").is_in(ids.implode()))
+        raw = {
+            "taxpayers": RawTable(name="taxpayers", frame=tp.sort(ROW), file=source.files["taxpayers"].name),
+            "indicators": RawTable(name="indicators", frame=ind.sort(ROW), file=source.files["indicators"].name),
+        }
+        tables, _ = validate_tables(raw)
+        parts.append(owner_totals(tables["taxpayers"], tables["indicators"]))
+    return combine_owner_totals(parts) if parts else None
+
+
+def load_bucket(source: BucketedSource, k: int, *, known_incentives: Collection[str] | None = None,
+                owner_totals: pl.DataFrame | None = None) -> Profiles:
+    """Bucket k's rows of every table, validated (row numbers and file names as in the data folder).
+
+    `owner_totals` (from `owner_income_totals`) fills indicators.owner_business_income as in memory."""
     raw: dict[str, RawTable] = {}
     for name, path in source.files.items():
         parts = source.bucket_files(name, k)
@@ -187,5 +220,9 @@ def load_bucket(source: BucketedSource, k: int, *, known_incentives: Collection[
             frame = pl.DataFrame(schema=source.schemas[name])
         raw[name] = RawTable(name=name, frame=frame, file=path.name)
     tables, quarantine = validate_tables(raw, known_incentives=known_incentives)
+    if owner_totals is not None:
+        from profiles.derived import apply_owner_totals
+
+        tables["indicators"] = apply_owner_totals(tables["taxpayers"], tables["indicators"], owner_totals)
     return Profiles(taxpayers=tables["taxpayers"], indicators=tables["indicators"], claims=tables["claims"],
                     risk_events=tables["risk_events"], quarantine=quarantine, sources=dict(source.files))

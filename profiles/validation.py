@@ -591,7 +591,8 @@ def unknown_incentive_reason(value: str, known: Collection[str]) -> str:
     guess = difflib.get_close_matches(value, list(known), n=1, cutoff=0.6)
     hint = f"；您是不是要写 {guess[0]}？" if guess else ""
     return (
-        f"{_who(TABLES['claims'].column('incentive'))}不在规则目录中：应为规则编号或规则列出的申报代码{hint}"
+        f"{_who(TABLES['claims'].column('incentive'))}「{value}」不在规则目录中：应为规则编号、规则列出的减免性质代码"
+        f"或代码对照表（rules/_claim_codes.yaml）登记的代码{hint}"
     )
 
 

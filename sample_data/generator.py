@@ -52,6 +52,16 @@ CATALOGUE_IDS: tuple[str, ...] = (
     "software_vat_refund",
     "advanced_mfg_vat_credit_5pct",
     "equipment_one_off_deduction",
+    "veterans_startup_employment",
+    "disabled_employment_vat_refund",
+    "disabled_wage_extra_deduction",
+    # technology and other incentives (issue 11 §4)
+    "technology_transfer_cit",
+    "technology_transfer_vat_exempt",
+    "ic_machine_tool_rd_120",
+    "incubator_tax_exempt",
+    "agri_self_produced_vat_exempt",
+    "nev_purchase_tax",
 )
 
 TAX_YEAR = "2025"
@@ -70,7 +80,12 @@ SLP_ASSETS_CAP = 50_000_000
 VAT_EXEMPT_QUARTER = 300_000
 VAT_EXEMPT_MONTH = 100_000
 EQUIPMENT_UNIT_CAP = 5_000_000
+TECH_TRANSFER_EXEMPT_CAP = 5_000_000
 DISABILITY_EXEMPT_EMPLOYEES = 30
+DISABILITY_TIER_RATIO = 0.01  # 财政部公告2023年第8号 一: ≥ 1% pays 50%, below pays 90%
+KEY_GROUP_OWNER_QUOTA, KEY_GROUP_HIRE_QUOTA = 20_000, 6_000  # 2023年第15号 (national amounts)
+VETERAN_OWNER_QUOTA, VETERAN_HIRE_QUOTA = 20_000, 6_000  # 2023年第14号 (national amounts)
+MIN_WAGE_MONTHLY = 2_490  # sample figure for the districts' monthly minimum wage
 
 
 @dataclass(frozen=True)
@@ -282,6 +297,9 @@ def make_taxpayers(rng: np.random.Generator, n: int) -> pl.DataFrame:
         & (rng.random(n) < 0.55)
     )
     key_group_owner = individual & (rng.random(n) < 0.06)
+    veteran_owner = individual & ~key_group_owner & (rng.random(n) < 0.03)
+    # 福利企业: a few enterprises employing disabled people at 25% or more (财税〔2016〕52号)
+    welfare = ~individual & general & (rng.random(n) < 0.004)
 
     return pl.DataFrame(
         {
@@ -304,6 +322,13 @@ def make_taxpayers(rng: np.random.Generator, n: int) -> pl.DataFrame:
             "opt_out": rng.random(n) < 0.03,
             "software_copyright": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(software))).to_series(),
             "key_group_owner": key_group_owner,
+            # enjoyment of a start-up deduction begins in the month of registration
+            "key_group_relief_since": pl.select(
+                pl.when(pl.lit(key_group_owner)).then(pl.lit(registered.astype("datetime64[D]")).dt.month_start())
+            ).to_series(),
+            "veteran_owner": pl.select(pl.when(pl.lit(individual)).then(pl.lit(veteran_owner))).to_series(),
+            "blind_massage_org": pl.select(pl.when(pl.lit(welfare)).then(pl.lit(False))).to_series(),
+            "__welfare": welfare,
             "__sales": sales,
             "__industry": industry,
         }
@@ -330,7 +355,10 @@ def _year_rows(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame:
     qavg_raw = np.where(individual, 1 + rng.poisson(1.6, n), np.maximum(1, sales / per_head))
     employees_qavg = np.round(qavg_raw * 8) / 8  # mean of quarterly averages: multiples of 1/8
     employees = np.maximum(1, np.round(employees_qavg * rng.uniform(0.9, 1.1, n))).astype(np.int64)
+    welfare = tp["__welfare"].to_numpy()
+    employees = np.where(welfare, np.maximum(employees, 40), employees)
     disabled = np.where(employees > 20, rng.binomial(employees, 0.009), 0)
+    disabled = np.where(welfare, np.ceil(employees * rng.uniform(0.25, 0.45, n)), disabled).astype(np.int64)
     assets = sales * rng.lognormal(np.log(0.75), 0.6, n) * np.where(section == "K", 4.0, 1.0)
     margin = np.where(individual, rng.uniform(-0.02, 0.3, n), rng.normal(0.06, 0.08, n))
     taxable_income = sales * margin
@@ -345,8 +373,15 @@ def _year_rows(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame:
     equipment_cost = np.where(buys, rng.lognormal(np.log(300_000), 1.2, n), np.nan)
     equipment_max = equipment_cost * rng.uniform(0.15, 1.0, n)
     hires = np.where(~individual & (rng.random(n) < 0.03), rng.integers(1, 6, n), 0)
+    hire_months = hires + rng.binomial(hires * 11, 0.7)  # each hire works 1–12 months of the year
+    vet_hires = np.where(~individual & (rng.random(n) < 0.015), rng.integers(1, 4, n), 0)
+    vet_months = vet_hires + rng.binomial(vet_hires * 11, 0.7)
     key_owner = tp["key_group_owner"].to_numpy()
-    startup_due = np.where(key_owner | (hires > 0), np.maximum(sales * 0.02, 1_000), np.nan)
+    vet_owner = tp["veteran_owner"].fill_null(False).to_numpy()
+    startup_due = np.where(
+        key_owner | vet_owner | (hires > 0) | (vet_hires > 0), np.maximum(sales * 0.02, 1_000), np.nan
+    )
+    disabled_wages = np.where(~individual & (disabled > 0), disabled * rng.uniform(45_000, 90_000, n), np.nan)
     hnte_valid = _hnte_covers_2025(tp)
     listed = (
         (section == "C") & hnte_valid & (tp["vat_status"] == "general").to_numpy() & (rng.random(n) < 0.4)
@@ -378,7 +413,59 @@ def _year_rows(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame:
             "equipment_max_unit_cost": _money(np.nan_to_num(equipment_max), buys),
             "key_group_hires": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(hires))).to_series(),
             "startup_taxes_due": _money(np.nan_to_num(startup_due), ~np.isnan(startup_due)),
+            "key_group_hire_months": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(hire_months))).to_series(),
+            "veteran_hires": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(vet_hires))).to_series(),
+            "veteran_hire_months": pl.select(pl.when(~pl.lit(individual)).then(pl.lit(vet_months))).to_series(),
+            "disabled_wages": _money(np.nan_to_num(disabled_wages), ~np.isnan(disabled_wages)),
         }
+    )
+
+
+def _owners_and_recertification(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame:
+    """owner_id (a hash, as the bureau would give it) for individual businesses, about 4% of them run by the
+    owner of the business before; hnte_recert_failed for certificates that lapse within 2025."""
+    n = tp.height
+    individual = (tp["entity_type"] == "individual_business").to_numpy()
+    own = np.arange(n)
+    same_as_before = individual & (rng.random(n) < 0.04)
+    last_individual = np.maximum.accumulate(np.where(individual & ~same_as_before, own, -1))
+    prev = np.concatenate([[-1], last_individual[:-1]])
+    owner_row = np.where(same_as_before & (prev >= 0), prev, own)
+    owner_key = pl.Series(tp["taxpayer_id"].gather(owner_row)).hash(seed=20231).cast(pl.String)
+    owner_id = pl.select(pl.when(pl.lit(individual)).then(pl.lit("h") + pl.lit(owner_key))).to_series()
+    until = tp["hnte_cert_valid_until"]
+    lapses = ((until >= date(2025, 1, 1)) & (until < date(2025, 12, 31))).fill_null(False).to_numpy()
+    u = rng.random(n)
+    failed = pl.Series(np.where(u < 0.4, True, False)).to_frame("f").select(
+        pl.when(pl.lit(lapses) & pl.lit(u < 0.6)).then(pl.col("f"))).to_series()
+    return tp.with_columns(owner_id.alias("owner_id"), failed.alias("hnte_recert_failed"))
+
+
+def _items_and_other_reliefs(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) -> pl.DataFrame:
+    """equipment_cost_eligible (items of unit value <= 5,000,000; sometimes not reported) and, for a few
+    individual businesses, other_iit_relief."""
+    n = year.height
+    cost = year["equipment_cost"].cast(pl.Float64).to_numpy()
+    top = year["equipment_max_unit_cost"].cast(pl.Float64).to_numpy()
+    bought = ~np.isnan(cost)
+    eligible = np.where(top <= EQUIPMENT_UNIT_CAP, cost, np.maximum(cost - top, 0))
+    reported = bought & (rng.random(n) < 0.85)
+    individual = (tp["entity_type"] == "individual_business").to_numpy()
+    income = year["taxable_income"].cast(pl.Float64).fill_null(0).to_numpy()
+    other = individual & (income > 0) & (rng.random(n) < 0.05)
+    # 小型微利 by the last 汇算清缴 (2022年第3号 一): mostly what this year's figures say, a few changed status.
+    emp = year["employees_qavg"].fill_null(np.nan).to_numpy()
+    assets = year["assets_qavg"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    slp_now = (income <= SLP_INCOME_CAP) & (emp <= SLP_EMPLOYEES_CAP) & (assets <= SLP_ASSETS_CAP) \
+        & ~tp["restricted_industry"].fill_null(True).to_numpy()
+    h1 = slp_now ^ (rng.random(n) < 0.12)
+    h2 = slp_now ^ (rng.random(n) < 0.08)
+    known = ~individual & (rng.random(n) < 0.96)
+    return year.with_columns(
+        _money(np.nan_to_num(eligible), reported).alias("equipment_cost_eligible"),
+        _money(np.round(np.minimum(income * 0.01, 2_000), 2), other).alias("other_iit_relief"),
+        pl.select(pl.when(pl.lit(known)).then(pl.lit(h1))).to_series().alias("slp_settled_h1"),
+        pl.select(pl.when(pl.lit(known)).then(pl.lit(h2))).to_series().alias("slp_settled_h2"),
     )
 
 
@@ -388,6 +475,8 @@ def _vat_rows(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) ->
     general = (tp["vat_status"] == "general").to_numpy()
     software = tp["software_copyright"].fill_null(False).to_numpy()
     listed = year["advanced_mfg_listed"]
+    welfare = tp["__welfare"].to_numpy()
+    staff, disabled = year["employees"].to_numpy(), year["disabled_employees"].to_numpy()
     sales = tp["__sales"].to_numpy()
     growth = rng.uniform(0.85, 1.2, tp.height)
     parts = []
@@ -408,6 +497,9 @@ def _vat_rows(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) ->
         input_vat = period_sales * 0.13 * rng.uniform(0.35, 0.9, rows)
         soft_sales = np.where(soft, period_sales * rng.uniform(0.3, 0.9, rows), 0.0)
         missing_sales = rng.random(rows) < 0.003
+        wf = np.repeat(welfare[idx], k)
+        vat_paid = np.maximum(period_sales * 0.13 - input_vat, 0.0)
+        months = 3 if per_year == 4 else 1
         parts.append(
             pl.DataFrame(
                 {
@@ -420,6 +512,15 @@ def _vat_rows(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) ->
                     "software_input_vat": _money(soft_sales * 0.13 * rng.uniform(0.05, 0.3, rows), soft),
                     "creditable_input_vat": _money(input_vat, gen),
                     "advanced_mfg_listed": listed.gather(np.repeat(idx, k)),
+                    "employees": pl.select(pl.when(pl.lit(wf)).then(pl.lit(np.repeat(staff[idx], k)))).to_series(),
+                    "disabled_employees": pl.select(
+                        pl.when(pl.lit(wf)).then(pl.lit(np.repeat(disabled[idx], k)))
+                    ).to_series(),
+                    "vat_paid": _money(vat_paid, wf & gen),
+                    "min_wage_monthly": _money(np.full(rows, float(MIN_WAGE_MONTHLY)), wf),
+                    "disabled_vat_income_share": pl.Series(np.where(wf, rng.uniform(0.6, 1.0, rows), np.nan))
+                    .fill_nan(None),
+                    "__months": np.full(rows, months),
                     "__tp": np.repeat(idx, k),
                 }
             )
@@ -428,6 +529,76 @@ def _vat_rows(rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame) ->
         pl.concat(parts) if parts else pl.DataFrame(schema={"taxpayer_id": pl.String, "period": pl.String})
     )
     return frame
+
+
+#: 留抵退税 industries (GB/T 4754 prefixes): full monthly refund of incremental credit from 2022-07
+#: (财政部 税务总局公告2022年第14号、第21号) and monthly refund of period-end credit from the 2025-08 所属期
+#: (2025年第7号 as reported); real estate development.
+CREDIT_FULL_2022 = ("C", "M", "D", "I65", "N77", "G", "F", "A", "H", "O", "P", "Q", "R")
+CREDIT_FULL_2025 = ("C", "M", "I65", "N77")
+REAL_ESTATE_DEV = ("K701",)
+
+
+def _credit_columns(rng: np.random.Generator, tp: pl.DataFrame, vat: pl.DataFrame) -> pl.DataFrame:
+    """留抵退税 history columns and small-scale real-estate sales, from their own random stream.
+
+    Period-end credit = incremental credit + part of a per-taxpayer 2019 base; consecutive positive
+    months are run lengths over each taxpayer's periods (a quarter counts three months) plus a carry
+    from before 2025; the new credit over the previous 31 December uses the last 2025 period.
+    """
+    if vat.height == 0:
+        return vat
+    n = tp.height
+    t = vat["__tp"].to_numpy()
+    rows = vat.height
+    general = (tp["vat_status"] == "general").to_numpy()
+    small = (tp["vat_status"] == "small_scale").to_numpy()
+    codes = tp["industry_code"]
+    base = np.where(general & (rng.random(n) < 0.15), rng.lognormal(np.log(40_000), 1.0, n), 0.0)
+    carry = np.where(rng.random(n) < 0.5, rng.integers(0, 18, n), 0)
+    ratio = np.round(rng.uniform(0.55, 1.0, n), 4)
+    ratio_known = general & (rng.random(n) >= 0.04)
+    micro = tp["__sales"].to_numpy() < 20_000_000
+    micro_known = general & (rng.random(n) >= 0.05)
+    lessor = small & (rng.random(n) < np.where(_starts_with(codes, ("K", "L")), 0.25, 0.04))
+    share = rng.uniform(0.2, 1.0, n)
+    re_known = small & (rng.random(n) >= 0.03)
+
+    incr = vat["incremental_credit"].cast(pl.Float64).fill_null(0.0).to_numpy()
+    gen_rows = general[t]
+    used = np.where(rng.random(rows) < 0.4, 0.0, rng.uniform(0.0, 1.0, rows))  # base partly used up
+    period_end = np.where(gen_rows, incr + base[t] * np.where(incr > 0, 1.0, used), np.nan)
+    sales = vat["sales"].cast(pl.Float64).fill_null(0.0).to_numpy()
+    frame = vat.with_columns(
+        pl.Series("__pe", period_end),
+        pl.Series("__incr", incr),
+        pl.Series("__carry", carry[t]),
+        pl.Series("__step", np.where(vat["period"].str.contains("Q").to_numpy(), 3, 1)),
+    )
+    runs = []
+    for value, name in (("__incr", "incremental_credit_positive_months"),
+                        ("__pe", "period_end_credit_positive_months")):
+        pos = pl.col(value).fill_nan(0.0) > 0
+        stretch = (~pos).cum_sum().over("__tp")
+        months = (pos.cast(pl.Int64) * pl.col("__step")).cum_sum().over(["__tp", stretch])
+        runs.append(pl.when(pos).then(months + pl.when(stretch == 0).then(pl.col("__carry")).otherwise(0))
+                    .otherwise(0).alias(name))
+    prior_2025 = base * rng.uniform(0.3, 1.2, n)
+    last_2025 = pl.col("__pe").filter(pl.col("period").str.starts_with("2025")).last().over("__tp")
+    prior = pl.when(pl.col("period").str.starts_with("2025")).then(pl.Series(prior_2025[t])).otherwise(last_2025)
+    frame = frame.with_columns(
+        *runs,
+        (pl.col("__pe") - prior).alias("__new"),
+    )
+    return frame.with_columns(
+        _money(np.nan_to_num(period_end), gen_rows).alias("period_end_credit"),
+        _money(np.nan_to_num(frame["__new"].fill_null(0.0).to_numpy()), gen_rows).alias("new_credit_vs_prior_year_end"),
+        pl.when(pl.lit(gen_rows)).then(pl.col("incremental_credit_positive_months")),
+        pl.when(pl.lit(gen_rows)).then(pl.col("period_end_credit_positive_months")),
+        pl.Series("input_composition_ratio", np.where(ratio_known[t], ratio[t], np.nan)).fill_nan(None),
+        pl.select(pl.when(pl.lit(micro_known[t])).then(pl.lit(micro[t]))).to_series().alias("small_micro_enterprise"),
+        _money(np.where(lessor[t], sales * share[t], 0.0), re_known[t]).alias("real_estate_sales"),
+    ).drop("__pe", "__incr", "__carry", "__step", "__new")
 
 
 #: Tables longer than this are left in generation order (sorting millions of rows costs more than
@@ -504,9 +675,15 @@ def _starts_with(codes: pl.Series, prefixes: tuple[str, ...]) -> np.ndarray:
 
 
 def make_claims(
-    rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame, vat: pl.DataFrame, events: pl.DataFrame
+    rng: np.random.Generator,
+    tp: pl.DataFrame,
+    year: pl.DataFrame,
+    vat: pl.DataFrame,
+    events: pl.DataFrame,
+    *,
+    aux: np.random.Generator | None = None,
 ) -> pl.DataFrame:
-    """Claims with realistic error rates, per incentive."""
+    """Claims with realistic error rates, per incentive (留抵退税 draws from `aux` when given)."""
     y = pl.concat([year, tp.drop("taxpayer_id", "__sales", "__industry")], how="horizontal")  # same order
     ids, per = y["taxpayer_id"], y["period"]
 
@@ -537,9 +714,36 @@ def make_claims(
     employees = col("employees", np.nan)
     six = col("six_taxes_due", 0)
     eq_cost, eq_max = col("equipment_cost", 0), col("equipment_max_unit_cost", 0)
-    hires = col("key_group_hires", 0)
+    # Item by item (2023年第37号 第一条): the items up to 5,000,000 count, one dearer machine does not spoil them.
+    eq_eligible = np.where(np.isnan(col("equipment_cost_eligible")),
+                           np.where(eq_max <= EQUIPMENT_UNIT_CAP, eq_cost, 0), col("equipment_cost_eligible", 0))
+    settled = col("slp_settled_h1") | col("slp_settled_h2")  # 六税两费 of a general-taxpayer enterprise
+    hire_months = col("key_group_hire_months", 0)
     owner = col("key_group_owner")
     startup = col("startup_taxes_due", 0)
+    vet_owner = col("veteran_owner")
+    vet_months = col("veteran_hire_months", 0)
+    disabled = col("disabled_employees", 0)
+    due = col("disability_fund_due", 0)
+    # 残保金: exempt up to 30 staff, else 50% off at a ratio of 1% or more, 10% off below; a few firms over 30
+    # staff have the whole levy waived (违规享受).
+    fund_relief = due * np.where(
+        employees <= DISABILITY_EXEMPT_EMPLOYEES, 1.0, np.where(disabled >= employees * DISABILITY_TIER_RATIO, 0.5, 0.1)
+    )
+    waived = (employees > DISABILITY_EXEMPT_EMPLOYEES) & (rng.random(len(ids)) < 0.03)
+    fund_relief = np.where(waived, due, fund_relief)
+    # a start-up deduction runs 36 months from the month of registration: in 2025, registered 2022-02 or later
+    recent = (y["registered_on"] >= date(2022, 2, 1)).fill_null(False).to_numpy()
+    key_group = ((owner & recent) | (hire_months > 0)) & (startup > 0)
+    veteran = ((vet_owner & recent) | (vet_months > 0)) & (startup > 0)
+    key_group_relief = np.minimum(
+        startup, np.where(owner, KEY_GROUP_OWNER_QUOTA, hire_months * KEY_GROUP_HIRE_QUOTA / 12)
+    )
+    veteran_relief = np.minimum(
+        startup, np.where(vet_owner, VETERAN_OWNER_QUOTA, vet_months * VETERAN_HIRE_QUOTA / 12)
+    )
+    wages = col("disabled_wages", 0)
+    wage_saving = np.minimum(wages, np.maximum(np.nan_to_num(ti), 0)) * np.where(slp, 0.05, 0.25)
     parts = [
         _claims_for(rng, ids, per, "small_low_profit_cit", slp, enterprise & (ti > 0), ti * 0.2, 0.88, 0.02),
         _claims_for(
@@ -547,7 +751,7 @@ def make_claims(
             ids,
             per,
             "six_taxes_two_fees_half",
-            (small_scale | slp | individual) & (six > 0),
+            (small_scale | settled | individual) & (six > 0),
             enterprise,
             six * 0.5,
             0.8,
@@ -593,20 +797,20 @@ def make_claims(
             ids,
             per,
             "disability_fund_relief",
-            enterprise & (employees <= DISABILITY_EXEMPT_EMPLOYEES) & (col("disability_fund_due", 0) > 0),
-            enterprise & (col("disability_fund_due", 0) > 0),
-            col("disability_fund_due", 0),
-            0.7,
-            0.02,
+            enterprise & (due > 0) & ~np.isnan(employees),
+            np.zeros(len(ids), dtype=bool),
+            fund_relief,
+            0.9,  # applied by the bureau's 批扣 in Hangzhou: seldom missed
+            0.0,
         ),
         _claims_for(
             rng,
             ids,
             per,
             "equipment_one_off_deduction",
-            (eq_cost > 0) & (eq_max <= EQUIPMENT_UNIT_CAP),
+            eq_eligible > 0,
             eq_cost > 0,
-            eq_cost * 0.9 * 0.25,
+            eq_eligible * 2 / 3 * 0.25,
             0.7,
             0.2,
         ),
@@ -615,10 +819,32 @@ def make_claims(
             ids,
             per,
             "key_groups_startup_employment",
-            (owner | (hires > 0)) & (startup > 0),
-            np.zeros(len(ids), dtype=bool),
-            np.minimum(startup, np.where(owner, 20_000, hires * 6_000)),
+            key_group,
+            owner & ~recent & (startup > 0),  # still deducting after the 36 months
+            key_group_relief,
             0.7,
+            0.03,
+        ),
+        _claims_for(
+            rng,
+            ids,
+            per,
+            "veterans_startup_employment",
+            veteran,
+            vet_owner & ~recent & (startup > 0),
+            np.where(key_group, 0.0, veteran_relief),
+            0.6,
+            0.03,
+        ),
+        _claims_for(
+            rng,
+            ids,
+            per,
+            "disabled_wage_extra_deduction",
+            enterprise & (disabled > 0) & (wages > 0),
+            np.zeros(len(ids), dtype=bool),
+            wage_saving,
+            0.6,
             0.0,
         ),
     ]
@@ -661,15 +887,37 @@ def make_claims(
         incr = vcol("incremental_credit")
         grade_ok = tp["credit_grade"].is_in(["A", "B"]).fill_null(False).to_numpy()[t]
         manufacturing = _starts_with(tp["industry_code"], ("C",))[t]
+        pe = vcol("period_end_credit") if "period_end_credit" in vat.columns else incr
+        new = vcol("new_credit_vs_prior_year_end") if "new_credit_vs_prior_year_end" in vat.columns else incr
+        inc_m = vcol("incremental_credit_positive_months") if "incremental_credit_positive_months" in vat.columns else 0
+        pe_m = vcol("period_end_credit_positive_months") if "period_end_credit_positive_months" in vat.columns else 0
+        ratio = vcol("input_composition_ratio", 1.0) if "input_composition_ratio" in vat.columns else 1.0
+        micro = (vat["small_micro_enterprise"].fill_null(False).to_numpy()
+                 if "small_micro_enterprise" in vat.columns else np.zeros(len(t), dtype=bool))
+        codes = tp["industry_code"]
+        full_old = _starts_with(codes, CREDIT_FULL_2022)[t] | micro
+        full_new, estate = _starts_with(codes, CREDIT_FULL_2025)[t], _starts_with(codes, REAL_ESTATE_DEV)[t]
+        new_regime = pl.select(
+            pl.when(pl.lit(vper).str.contains("Q")).then(pl.lit(vper) >= "2025Q4").otherwise(pl.lit(vper) >= "2025-08")
+        ).to_series().to_numpy()
+        six_incr = (inc_m >= 6) & (incr >= 500_000)
+        ok_old = (incr > 0) & (full_old | six_incr)
+        ok_new = (full_new & (pe > 0)) | (estate & six_incr) | (~full_new & ~estate & (pe_m >= 6) & (new >= 500_000))
+        refund = ratio * np.where(
+            new_regime,
+            np.where(full_new, pe, np.where(estate, incr * 0.6,
+                                            np.minimum(new, 1e8) * 0.6 + np.maximum(new - 1e8, 0) * 0.3)),
+            incr * np.where(full_old, 1.0, 0.6),
+        )
         parts.append(
             _claims_for(
-                rng,
+                aux if aux is not None else rng,
                 vids,
                 vper,
                 "vat_credit_refund",
-                general & grade_ok & clean & (incr > 0),
-                general & (incr > 0),
-                incr * 0.9 * np.where(manufacturing, 1.0, 0.6),
+                general & grade_ok & clean & np.where(new_regime, ok_new, ok_old),
+                general & ((incr > 0) | (pe > 0)),
+                refund,
                 0.5,
                 0.05,
             )
@@ -701,6 +949,23 @@ def make_claims(
                 refund,
                 0.8,
                 0.0,
+            )
+        )
+        vdisabled = vcol("disabled_employees")
+        vpaid = vcol("vat_paid")
+        bad_grade = tp["credit_grade"].is_in(["C", "D"]).fill_null(False).to_numpy()[t]
+        welfare = vdisabled > 0
+        parts.append(
+            _claims_for(
+                rng,
+                vids,
+                vper,
+                "disabled_employment_vat_refund",
+                welfare & ~bad_grade & (vpaid > 0),
+                welfare & bad_grade,
+                np.minimum(vpaid, vdisabled * MIN_WAGE_MONTHLY * 4 * vat["__months"].to_numpy()),
+                0.8,
+                0.5,
             )
         )
         listed = vat["advanced_mfg_listed"].fill_null(False).to_numpy()
@@ -753,6 +1018,123 @@ def make_risk_events(rng: np.random.Generator, tp: pl.DataFrame) -> pl.DataFrame
 
 
 # ----------------------------------------------------------------------------------------------
+# Technology and other incentives (issue 11 §4): their own random stream, so adding them leaves every
+# figure drawn before unchanged.
+
+
+def _bool_where(mask: np.ndarray, values: np.ndarray) -> pl.Series:
+    """values where mask, null elsewhere."""
+    return pl.select(pl.when(pl.lit(mask)).then(pl.lit(values))).to_series()
+
+
+def add_tech_figures(
+    rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame, vat: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The columns of the technology and other incentives, for a sensible share of taxpayers.
+
+    * technology transfer (CIT, year): ~5% of manufacturing, software and research firms, contracts
+      registered for most of them; technology services (VAT periods): ~15% of software and research firms;
+    * 集成电路 / 工业母机 list: about half of the IC design firms with R&D;
+    * incubators: ~4% of research and investment-management firms, with the property and land tax due;
+    * farmers: a third of the fruit-and-vegetable shops sell their own produce (agri_producer);
+    * new-energy vehicles: ~6% of enterprises and 2% of individual businesses bought 1–4 listed vehicles.
+    """
+    n = tp.height
+    individual = (tp["entity_type"] == "individual_business").to_numpy()
+    enterprise = ~individual
+    codes = tp["industry_code"]
+    section = codes.str.slice(0, 1).to_numpy()
+    tech = enterprise & np.isin(section, ["C", "I", "M"])
+    rd = year["rd_expense"].cast(pl.Float64).fill_null(0).to_numpy()
+    transfers = tech & (rng.random(n) < 0.05)
+    transfer_income = np.where(transfers, rng.lognormal(np.log(900_000), 1.1, n), 0.0)
+    registered = rng.random(n) < 0.9
+    services = enterprise & np.isin(codes.to_numpy(), ["I6513", "I6511", "I6520", "I6531", "M7320", "M7340"]) & (
+        rng.random(n) < 0.15)
+    services_registered = rng.random(n) < 0.92
+    listed = enterprise & (codes == "I6520").to_numpy() & (rd > 0) & (rng.random(n) < 0.5)
+    incubator = enterprise & np.isin(codes.to_numpy(), ["M7320", "L7212"]) & (rng.random(n) < 0.04)
+    incubator_ok = rng.random(n) < 0.9
+    farmer_shop = individual & (codes == "F5223").to_numpy()
+    farmer = farmer_shop & (rng.random(n) < 0.35)
+    buys = np.where(individual, rng.random(n) < 0.02, rng.random(n) < 0.06)
+    vehicles = np.where(buys, np.where(individual, 1, rng.integers(1, 5, n)), 0)
+    per_vehicle = rng.uniform(8_000, 45_000, (n, 4)).round(2)
+    per_vehicle[np.arange(4)[None, :] >= vehicles[:, None]] = 0.0
+    year = year.with_columns(
+        tech_transfer_income=_money(transfer_income, enterprise),
+        tech_contract_registered=_bool_where(transfers, registered),
+        ic_machine_tool_listed=_bool_where(enterprise & (rd > 0), listed),
+        incubator_certified=_bool_where(incubator, incubator_ok),
+        incubator_property_land_tax=_money(rng.lognormal(np.log(150_000), 0.8, n), incubator),
+        nev_listed_vehicles=pl.Series(vehicles.astype(np.int64)),
+        nev_purchase_tax=_money(per_vehicle.sum(axis=1), vehicles > 0),
+        nev_max_vehicle_tax=_money(per_vehicle.max(axis=1), vehicles > 0),
+    )
+    tp = tp.with_columns(agri_producer=_bool_where(farmer_shop, farmer))
+    if vat.height:
+        t = vat["__tp"].to_numpy()
+        rows = vat.height
+        vsales = vat["sales"].cast(pl.Float64).fill_null(0).to_numpy()
+        tech_share = np.where(services[t], rng.uniform(0.05, 0.4, rows), 0.0)
+        agri_share = np.where(farmer[t], rng.uniform(0.5, 1.0, rows), 0.0)
+        vat = vat.with_columns(
+            tech_service_sales=_money(vsales * tech_share, services[t]),
+            tech_contract_registered=_bool_where(services[t], services_registered[t]),
+            agri_self_produced_sales=_money(vsales * agri_share, farmer_shop[t]),
+        )
+    return tp, year, vat
+
+
+def make_tech_claims(
+    rng: np.random.Generator, tp: pl.DataFrame, year: pl.DataFrame, vat: pl.DataFrame
+) -> pl.DataFrame:
+    """Claims of the technology and other incentives, with realistic error rates."""
+    ids, per = year["taxpayer_id"], year["period"]
+
+    def col(frame: pl.DataFrame, name: str, fill: float = 0.0) -> np.ndarray:
+        s = frame[name]
+        if s.dtype == pl.Boolean:
+            return s.fill_null(False).to_numpy()
+        return s.cast(pl.Float64).fill_null(fill).to_numpy()
+
+    tti = col(year, "tech_transfer_income")
+    registered = col(year, "tech_contract_registered")
+    reduction = np.minimum(tti, TECH_TRANSFER_EXEMPT_CAP) + np.maximum(tti - TECH_TRANSFER_EXEMPT_CAP, 0) * 0.5
+    rd = col(year, "rd_expense")
+    listed = col(year, "ic_machine_tool_listed")
+    has_listed = year["ic_machine_tool_listed"].is_not_null().to_numpy()
+    incubator_tax = col(year, "incubator_property_land_tax")
+    certified = col(year, "incubator_certified")
+    vehicles = col(year, "nev_listed_vehicles")
+    n = year.height
+    none = np.zeros(n, dtype=bool)
+    parts = [
+        _claims_for(rng, ids, per, "technology_transfer_cit", (tti > 0) & registered, tti > 0,
+                    reduction * 0.25, 0.8, 0.3),
+        _claims_for(rng, ids, per, "ic_machine_tool_rd_120", listed & (rd > 0), has_listed & (rd > 0),
+                    rd * 0.2 * 0.25, 0.8, 0.003),
+        _claims_for(rng, ids, per, "incubator_tax_exempt", certified & (incubator_tax > 0), incubator_tax > 0,
+                    incubator_tax, 0.85, 0.6),
+        _claims_for(rng, ids, per, "nev_purchase_tax", vehicles > 0, none,
+                    np.minimum(col(year, "nev_purchase_tax"), vehicles * 30_000), 0.95, 0.0),
+    ]
+    if vat.height:
+        t = vat["__tp"].to_numpy()
+        vids, vper = vat["taxpayer_id"], vat["period"]
+        tech_sales = col(vat, "tech_service_sales")
+        vreg = col(vat, "tech_contract_registered")
+        agri = col(vat, "agri_self_produced_sales")
+        producer = tp["agri_producer"].fill_null(False).to_numpy()[t]
+        shop = tp["agri_producer"].is_not_null().to_numpy()[t]
+        parts.append(_claims_for(rng, vids, vper, "technology_transfer_vat_exempt", (tech_sales > 0) & vreg,
+                                 tech_sales > 0, tech_sales * 0.03, 0.85, 0.3))
+        parts.append(_claims_for(rng, vids, vper, "agri_self_produced_vat_exempt", producer & (agri > 0),
+                                 shop & ~producer, agri * 0.01, 0.85, 0.04))
+    return _conform(pl.concat(parts), CLAIMS.polars_schema)
+
+
+# ----------------------------------------------------------------------------------------------
 # Whole data sets
 
 
@@ -761,9 +1143,20 @@ def generate(n_taxpayers: int, *, seed: int = 2026, planted: bool = True) -> dic
     rng = np.random.default_rng(seed)
     tp = make_taxpayers(rng, n_taxpayers)
     year = _year_rows(rng, tp)
+    # Columns added later draw from their own stream, so the earlier columns stay as they were.
+    later = np.random.default_rng([seed, 1])
+    tp = _owners_and_recertification(later, tp)
+    year = _items_and_other_reliefs(later, tp, year)
     vat = _vat_rows(rng, tp, year)
+    aux = np.random.default_rng([seed, 1120])  # 留抵退税/不动产 columns (issues 11, 20): own stream
+    vat = _credit_columns(aux, tp, vat)
     events = make_risk_events(rng, tp)
-    claims = make_claims(rng, tp, year, vat, events)
+    claims = make_claims(rng, tp, year, vat, events, aux=aux)
+    tech_rng = np.random.default_rng([seed, 11])  # issue 11 §4: a stream of its own, earlier draws unchanged
+    tp, year, vat = add_tech_figures(tech_rng, tp, year, vat)
+    claims = _sorted(
+        pl.concat([claims, make_tech_claims(tech_rng, tp, year, vat)]), ["taxpayer_id", "period", "incentive"]
+    )
     tables = {
         "taxpayers": _conform(tp, TAXPAYERS.polars_schema),
         "indicators": _sorted(

@@ -22,8 +22,10 @@ def _catalogue_with_cases(tmp_path: Path, rule_id: str, cases: str) -> Path:
 
 def test_needed_rules_follow_dependencies_exclusions_and_claimed_targets() -> None:
     catalogue = load_catalogue(DEFAULT_RULES_DIR)
-    assert needed_rules(catalogue, ["six_taxes_two_fees_half"]) == ["hnte_15pct", "small_low_profit_cit",
-                                                                     "six_taxes_two_fees_half"]
+    # cit_rate() reads both CIT rate rules; 小型微利's estimate reads the HNTE one.
+    assert needed_rules(catalogue, ["rd_super_deduction"]) == ["hnte_15pct", "small_low_profit_cit",
+                                                                "rd_super_deduction"]
+    assert needed_rules(catalogue, ["six_taxes_two_fees_half"]) == ["six_taxes_two_fees_half"]
     assert set(needed_rules(catalogue, ["small_scale_vat_1pct"])) == {"small_scale_vat_1pct",
                                                                      "small_scale_vat_exemption"}
     assert needed_rules(catalogue, ["individual_business_iit_half"]) == ["individual_business_iit_half"]

@@ -26,7 +26,7 @@ def catalogue() -> Catalogue:
 
 def small_firm(**indicators: Any) -> dict[str, Any]:
     figures = {"period": "2025", "taxable_income": "1000000", "employees_qavg": 120, "assets_qavg": "8000000",
-               "six_taxes_due": "20000", "rd_expense": None}
+               "six_taxes_due": "20000", "rd_expense": None, "slp_settled_h1": True, "slp_settled_h2": True}
     figures.update(indicators)
     return {
         "taxpayer": {"taxpayer_id": TAXPAYER, "name": "杭州样例科技有限公司", "entity_type": "enterprise",
@@ -49,7 +49,7 @@ def test_check_gives_batch_columns_and_the_same_rows_as_the_batch(catalogue: Cat
     found = by_rule(durable)
     assert found["small_low_profit_cit"]["kind"] == "unclaimed"
     assert found["small_low_profit_cit"]["estimated_amount"] == Decimal("200000.00")
-    assert found["six_taxes_two_fees_half"]["kind"] == "unclaimed"  # reads small_low_profit_cit's eligibility
+    assert found["six_taxes_two_fees_half"]["kind"] == "unclaimed"  # 小型微利 by the last 汇算清缴
     assert found["rd_super_deduction"]["kind"] == "undetermined"  # R&D expense missing: unknown, not improper
     assert "缺少研发费用" in found["rd_super_deduction"]["reasons"]
 
@@ -77,8 +77,11 @@ def test_events_report_new_changed_and_resolved_findings(catalogue: Catalogue) -
     assert new["small_low_profit_cit"].finding["kind"] == "improper"
     assert new["small_low_profit_cit"].finding["reasons"] == "从业人数 301 人，超过 300 人上限"
     assert new["small_low_profit_cit"].finding["risk_tier"] == "high"
-    # 六税两费 no longer has a small low-profit enterprise behind it: its finding is resolved.
-    assert new["six_taxes_two_fees_half"].change == "resolved"
+    # 六税两费 of a general taxpayer follows the last 汇算清缴, not this year's headcount (2022年第3号 一).
+    assert "six_taxes_two_fees_half" not in new
+    changes = apply_event(state, FilingEvent("indicators", {**small_firm(employees_qavg=301, slp_settled_h1=False,
+                                                                          slp_settled_h2=False)["indicators"][0]}))
+    assert [(c.change, c.finding["rule_id"]) for c in changes] == [("resolved", "six_taxes_two_fees_half")]
 
     # A larger claimed amount changes the improper finding's amount at stake.
     changes = apply_event(state, FilingEvent("claim", {"period": "2025", "incentive": "small_low_profit_cit",
@@ -93,13 +96,16 @@ def test_events_report_new_changed_and_resolved_findings(catalogue: Catalogue) -
 
 def test_risk_events_move_the_vat_refund_in_and_out_of_the_window(catalogue: Catalogue) -> None:
     doc = small_firm()
-    doc["indicators"] = [{"period": "2026Q3", "incremental_credit": "100000", "sales": "5000000"}]
+    # 留抵退税 is judged for 2023–2025 (the 2026 rules under the VAT Law are not verified).
+    doc["indicators"] = [{"period": "2025Q3", "incremental_credit": "100000", "sales": "5000000",
+                          "input_composition_ratio": 0.9}]
     checker = RealtimeChecker(catalogue)
-    state = checker.start(profile_from_json(doc, known_incentives=catalogue.known_incentives), QUARTER)
+    state = checker.start(profile_from_json(doc, known_incentives=catalogue.known_incentives),
+                          parse_period("2025Q3"))
     assert state.findings["vat_credit_refund"]["kind"] == "unclaimed"
-    # 36 months before 2026-09-30 starts after 2023-09-30: an older fraud does not count, a later one does.
-    assert apply_event(state, FilingEvent("risk_event", {"event": "refund_fraud", "occurred_on": "2023-09-30"})) == []
-    changes = apply_event(state, FilingEvent("risk_event", {"event": "refund_fraud", "occurred_on": "2023-10-01"}))
+    # 36 months before 2025-09-30 starts after 2022-09-30: an older fraud does not count, a later one does.
+    assert apply_event(state, FilingEvent("risk_event", {"event": "refund_fraud", "occurred_on": "2022-09-30"})) == []
+    changes = apply_event(state, FilingEvent("risk_event", {"event": "refund_fraud", "occurred_on": "2022-10-01"}))
     assert [(c.change, c.finding["rule_id"]) for c in changes] == [("resolved", "vat_credit_refund")]
 
 

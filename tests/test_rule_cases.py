@@ -52,10 +52,16 @@ def test_every_rule_has_cases() -> None:
 
 
 def test_every_rule_has_missing_data_and_window_cases() -> None:
-    """Per rule: an undetermined case (missing figure) and a claim outside the effective window."""
+    """Per rule: an undetermined case (missing figure), an improper one, and — where the catalogue judges
+    periods outside the effective window (the policy not yet or no longer in force) — a claim there."""
     catalogue = load_catalogue(DEFAULT_RULES_DIR)
-    for rule_id in catalogue.rules:
+    for rule_id, rule in catalogue.rules.items():
         mine = [c for c in CASES if c.rule_id == rule_id]
         assert any(c.spec.expect == "undetermined" for c in mine), f"{rule_id}: 没有缺数（待核实）案例"
-        assert any(c.spec.expect_conditions.get("effective") == "fail" for c in mine), f"{rule_id}: 没有执行期外案例"
+        judged_from = rule.judged_from or rule.effective_from
+        before = judged_from < rule.effective_from
+        after = rule.effective_to is not None and (rule.judged_to is None or rule.judged_to > rule.effective_to)
+        if before or after:
+            assert any(c.spec.expect_conditions.get("effective") == "fail" for c in mine), \
+                f"{rule_id}: 没有执行期外案例"
         assert any(c.spec.expect == "improper" for c in mine), f"{rule_id}: 没有违规享受案例"

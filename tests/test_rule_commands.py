@@ -47,7 +47,8 @@ def test_check_lists_every_rule() -> None:
         assert column in result.output
     assert "small_low_profit_cit" in result.output
     assert "2023-01-01 至 2027-12-31" in result.output
-    assert "规则目录检查通过：14 条规则" in result.output
+    rules = [p for p in DEFAULT_RULES_DIR.glob("*.yaml") if not p.name.startswith("_") and ".cases." not in p.name]
+    assert f"规则目录检查通过：{len(rules)} 条规则" in result.output
 
 
 def test_test_passes_and_reports_per_rule(tmp_path: Path) -> None:
@@ -78,3 +79,15 @@ def test_test_of_a_broken_catalogue_exits_with_the_rule_error(tmp_path: Path) ->
     assert result.exit_code == EXIT_RULE_ERROR
     assert "缺少必填项" in result.output
     assert "Traceback" not in result.output
+
+
+def test_table_writes_the_readme_block(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- zhixiang rules table: start -->\n<!-- zhixiang rules table: end -->\n",
+                      encoding="utf-8")
+    result = CliRunner().invoke(main, ["rules", "table", "--write", "--readme", str(readme)])
+    assert result.exit_code == 0, result.output
+    text = readme.read_text(encoding="utf-8")
+    assert "| `small_low_profit_cit` | 小型微利企业" in text and "| 编号 | 名称 | 依据 |" in text
+    printed = CliRunner().invoke(main, ["rules", "table"])
+    assert printed.exit_code == 0 and printed.output in text

@@ -135,7 +135,7 @@ GOLDEN = [
     ("base_rule.yaml", 16, 11, "未知名称 taxable_incom：既不是纳税人档案字段，也不是本规则的参数",
      "profiles/schema.py 中的字段，或本文件 parameters 下定义的参数", "taxable_income"),
     ("base_rule.yaml", 19, 11, "未知函数 maxx()",
-     "内置函数之一：claimed, claimed_amount, date, eligible, events, events_since, has, max, min, "
+     "内置函数之一：cit_rate, claimed, claimed_amount, date, eligible, events, events_since, has, max, min, "
      "months_between, period_end, period_kind, period_start, progressive, round, startswith", "max"),
     ("base_rule.yaml", 22, 11, "不能比较日期和数值", "比较两边类型相同（数值与数值、日期与日期、文本与文本）", ""),
     ("base_rule.yaml", 25, 26, "entity_type 没有取值 'enterpise'", "enterprise、individual_business", "enterprise"),
@@ -143,7 +143,8 @@ GOLDEN = [
     ("base_rule.yaml", 28, 1, "granularty: 不认识的键 granularty", "", "granularity"),
     ("cycle_a.yaml", 12, 41, "规则之间存在循环依赖：cycle_a → cycle_b → cycle_a", "", _NO_SELF),
     ("cycle_b.yaml", 12, 9, "规则之间存在循环依赖：cycle_b → cycle_a → cycle_b", "", _NO_SELF),
-    ("cycle_b.yaml", 13, 15, "申报代码 'SHARED' 已属于规则 cycle_a", "每个申报代码只对应一条规则", ""),
+    ("cycle_b.yaml", 13, 15, "申报代码 'SHARED' 已属于规则 cycle_a（cycle_a.yaml:13），不能再对应规则 cycle_b",
+     "每个申报代码只对应一条规则", ""),
     ("missing_key.yaml", 1, 1, "tax: 缺少必填项 tax", "", ""),
 ]
 
@@ -243,7 +244,8 @@ def test_case_files_report_every_problem_at_once(tmp_path: Path) -> None:
         ("base_rule.cases.yaml", 8, 16, "indicators 中没有字段 employes", "纳税人期间指标（indicators）的字段",
          "employees"),
         ("base_rule.cases.yaml", 15, 3,
-         "案例 expect：Input should be 'unclaimed', 'improper', 'undetermined', 'compliant' or 'not_applicable'",
+         "案例 expect：Input should be 'unclaimed', 'improper', 'undetermined', 'compliant', 'not_applicable' "
+         "or 'not_judged'",
          "", ""),
         ("base_rule.cases.yaml", 16, 3, "案例名称「正确的案例」重复", "每个案例名称唯一", ""),
     ]

@@ -89,6 +89,7 @@ def test_planted_cases_are_valid_and_distinct() -> None:
         "undetermined",
         "compliant",
         "not_applicable",
+        "not_judged",  # a period the catalogue does not cover: no finding at all
     }
     assert expected["note"].str.len_chars().min() > 5  # type: ignore[operator]
     # every planted VAT / year row exists in indicators for the period it is expected in
@@ -126,3 +127,26 @@ def test_contract_doc_is_current() -> None:
     assert README.read_text(encoding="utf-8") == describe_contract(), (
         "profiles/README.md is stale: run python -m profiles.contract_doc --write"
     )
+
+
+def test_technology_incentives_are_planted_and_drawn() -> None:
+    """Issue 11 §4: each new rule has a planted 应享未享 and 违规享受 case, and the generator draws its figures."""
+    new_rules = (
+        "technology_transfer_cit",
+        "technology_transfer_vat_exempt",
+        "ic_machine_tool_rd_120",
+        "incubator_tax_exempt",
+        "agri_self_produced_vat_exempt",
+        "nev_purchase_tax",
+    )
+    assert set(new_rules) <= set(CATALOGUE_IDS)
+    _, expected = planted_tables()
+    for rule in new_rules:
+        kinds = set(expected.filter(pl.col("rule_id") == rule)["expected_kind"])
+        assert {"unclaimed", "improper"} <= kinds, rule
+    tables = generate(3000, seed=2026, planted=False)
+    assert set(new_rules) <= set(tables["claims"]["incentive"])
+    ind = tables["indicators"]
+    for column in ("tech_transfer_income", "tech_service_sales", "agri_self_produced_sales", "nev_purchase_tax",
+                   "incubator_property_land_tax"):
+        assert ind[column].cast(pl.Float64).gt(0).sum() > 0, column

@@ -38,7 +38,7 @@ def _run(args: list[str]) -> None:
 def _summary(out: Path) -> dict[str, object]:
     doc = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     return {k: doc[k] for k in ("taxpayers_evaluated", "findings", "by_rule", "by_district", "inputs",
-                                "quarantined_rows")}
+                                "quarantined_rows", "not_judged")}
 
 
 @pytest.fixture(scope="module")

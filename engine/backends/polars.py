@@ -19,7 +19,7 @@ import polars as pl
 from engine import ir
 from engine.catalogue import Rule
 from engine.evidence import round_half_up
-from engine.functions import FUNCTIONS, NUMBER, events_window
+from engine.functions import FUNCTIONS, MACROS, NUMBER, events_window
 from profiles.periods import Period
 from profiles.schema import MONEY_WORK_DTYPE, PROFILE_FIELDS
 
@@ -295,7 +295,7 @@ _TRANSLATE: dict[type, Callable[[Any, Context], pl.Expr]] = {
     ir.Call: _call,
 }
 
-assert set(_CALLS) | {"date"} == set(FUNCTIONS), "every built-in function needs a Polars translation"
+assert set(_CALLS) | set(MACROS) == set(FUNCTIONS), "every built-in function needs a Polars translation"
 
 
 def event_counts(risk_events: pl.LazyFrame, ctx: Context) -> pl.LazyFrame | None:
