@@ -30,7 +30,14 @@ from ruamel.yaml.error import MarkedYAMLError
 from engine import ir
 from engine.backends.polars import condition_col
 from engine.batch import build_query, outcome_col
-from engine.catalogue import CASES_SUFFIX, DEFAULT_RULES_DIR, Catalogue, yaml_problem, yaml_value_problem
+from engine.catalogue import (
+    CASES_SUFFIX,
+    DEFAULT_RULES_DIR,
+    Catalogue,
+    yaml_alias_problems,
+    yaml_problem,
+    yaml_value_problem,
+)
 from engine.errors import RuleError, RuleProblem, did_you_mean
 from engine.findings import KIND_LABELS, OUTCOMES, STATUS_LABELS
 from engine.outcomes import NOT_JUDGED, NOT_JUDGED_LABEL
@@ -140,6 +147,10 @@ def _load_file(path: Path, yaml: YAML, problems: list[RuleProblem]) -> list[Case
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         problems.append(RuleProblem(file, 1, 1, "文件不是 UTF-8 编码", expected="以 UTF-8 保存"))
+        return []
+    aliases = yaml_alias_problems(path, text, yaml)
+    if aliases:
+        problems.extend(aliases)
         return []
     try:
         doc = yaml.load(text)

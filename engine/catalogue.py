@@ -293,6 +293,10 @@ def _read_yaml(path: Path, data: bytes, yaml: YAML, problems: list[RuleProblem])
     except UnicodeDecodeError as exc:
         problems.append(RuleProblem(str(path), 1, 1, f"文件不是 UTF-8 编码（{exc.reason}）", expected="以 UTF-8 保存"))
         return None
+    aliases = yaml_alias_problems(path, text, yaml)
+    if aliases:
+        problems.extend(aliases)
+        return None
     try:
         doc = yaml.load(text)
     except MarkedYAMLError as exc:
@@ -305,6 +309,25 @@ def _read_yaml(path: Path, data: bytes, yaml: YAML, problems: list[RuleProblem])
         problems.append(RuleProblem(str(path), 1, 1, "规则文件应为键值映射", example="id: small_low_profit_cit"))
         return None
     return doc
+
+
+def yaml_alias_problems(path: Path, text: str, yaml: YAML) -> list[RuleProblem]:
+    """A YAML anchor (&name) or alias (*name) anywhere in the file, found from the parser's events before
+    anything is built: aliases can expand a few hundred bytes into gigabytes (a "billion laughs"), and a rule
+    file has no need for them. Syntax errors are left to the loader, which reports them with their position."""
+    try:
+        for event in yaml.parse(text):
+            anchor = getattr(event, "anchor", None)
+            if anchor is None and type(event).__name__ != "AliasEvent":
+                continue
+            mark = event.start_mark
+            sign = "*" if type(event).__name__ == "AliasEvent" else "&"
+            return [RuleProblem(str(path), mark.line + 1, mark.column + 1,
+                                f"YAML 锚点或别名（{sign}{anchor}）不允许使用：它们能把很小的文件展开成巨大的数据",
+                                expected="把重复的内容直接写出来")]
+    except (MarkedYAMLError, ValueError):
+        return []
+    return []
 
 
 def yaml_problem(path: Path, exc: MarkedYAMLError) -> RuleProblem:

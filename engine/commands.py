@@ -169,14 +169,20 @@ def _run_streaming(catalogue: Catalogue, folder: Path, p: Period, out_dir: Path,
                    "默认在估计内存需求超过 2 GiB 或可用内存一半时自动启用")
 @click.option("--buckets", type=click.IntRange(min=1), default=None,
               help="流式评估的分桶数（默认每桶约十二万五千户）")
+@click.option("--adopt-out", "adopt_out", is_flag=True,
+              help="输出目录中已有其他文件时仍写入（这些文件不会被删除）")
 @exit_on_user_error
 def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool, streaming: bool | None,
-                buckets: int | None) -> None:
+                buckets: int | None, adopt_out: bool) -> None:
     """评估一个所属期：输出应享未享、违规享受、待核实清单及汇总。"""
+    from engine.outdir import OWNER_MARKER, claim_output_dir, mark_owned
     from profiles.database import is_database_url
     from profiles.sources import relabel_quarantine, write_snapshot
 
     p = _period(period)
+    written = ("findings.parquet", "findings.csv", "quarantine.csv", "summary.json")
+    ours = {OWNER_MARKER, "snapshot", ".streaming", *written, *(f".{name}.tmp" for name in written)}
+    claim_output_dir(out_dir, ours=ours, adopt=adopt_out, flag="--adopt-out", create=False)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   disable=quiet, transient=False) as progress:
         catalogue = load_rules(rules, progress)
@@ -199,6 +205,7 @@ def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool,
         task = progress.add_task(f"写出结果到 {out_dir}", total=None)
         try:
             write_outputs(result, out_dir, data_source=display_url(data))
+            mark_owned(out_dir)
         finally:
             if result.findings_files:
                 cleanup_streaming(out_dir / ".streaming")

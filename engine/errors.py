@@ -104,7 +104,9 @@ def exit_on_user_error(fn):  # type: ignore[no-untyped-def]
         try:
             return fn(*args, **kwargs)
         except (ZhixiangError, ProfileError) as exc:
-            click.echo(f"错误: {exc}", err=True)
+            from profiles.database import mask_secrets
+
+            click.echo(f"错误: {mask_secrets(str(exc))}", err=True)
             sys.exit(getattr(exc, "exit_code", EXIT_RUNTIME_ERROR))
 
     return wrapper

@@ -30,6 +30,25 @@ _HINTS = {
 }
 
 
+#: Bounds on one expression (issue 13): the catalogue's longest is ~420 characters and 12 levels deep. Beyond
+#: these an expression is refused at load, before Python's parser or the backends could recurse or allocate
+#: without bound (`not` x 10,000, a 500-term sum, 3,000 nested if/else).
+MAX_EXPRESSION_CHARS = 2_000
+MAX_EXPRESSION_DEPTH = 50
+
+
+def _depth(tree: ast.AST) -> int:
+    """Nesting depth of a syntax tree, computed without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_EXPRESSION_DEPTH:
+            return depth
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 class ExpressionError(Exception):
     """Raised with every problem found in one expression."""
 
@@ -44,8 +63,16 @@ def parse_expression(text: str, *, file: str = "<expr>", line: int = 1, col: int
     problems: list[RuleProblem] = []
     if not source:
         raise ExpressionError([RuleProblem(file, line, col, "表达式为空", expected="条件或公式，如 sales <= 300000")])
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError([RuleProblem(
+            file, line, col, f"表达式过长：{len(source):,} 个字符，上限 {MAX_EXPRESSION_CHARS:,}",
+            expected="把长条件拆成几个条件，或把重复的部分写成参数")])
     try:
         tree = ast.parse(source, mode="eval")
+    except (RecursionError, MemoryError):
+        raise ExpressionError([RuleProblem(
+            file, line, col, f"表达式嵌套过深：超过 {MAX_EXPRESSION_DEPTH} 层",
+            expected="把深层嵌套拆成几个条件")]) from None
     except SyntaxError as exc:
         ln = line + (exc.lineno or 1) - 1
         cl = (col if (exc.lineno or 1) == 1 else 1) + max((exc.offset or 1) - 1, 0)
@@ -60,6 +87,10 @@ def parse_expression(text: str, *, file: str = "<expr>", line: int = 1, col: int
                         suggestion=suggestion,
                         example='taxable_income <= income_cap and credit_grade in ["A", "B"]')
         ]) from None
+    if _depth(tree) > MAX_EXPRESSION_DEPTH:
+        raise ExpressionError([RuleProblem(
+            file, line, col, f"表达式嵌套过深：超过 {MAX_EXPRESSION_DEPTH} 层（如一长串 not、加法或 if/else）",
+            expected="把深层嵌套拆成几个条件，或把重复的部分写成参数")])
     builder = _Builder(source, file, line, col, problems)
     node = builder.build(tree.body)
     if problems:

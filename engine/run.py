@@ -300,7 +300,10 @@ def evaluate_streaming(catalogue: Catalogue, source: str | Path, period: Period,
 
 
 def cleanup_streaming(workdir: Path) -> None:
-    """Remove a streaming run's working folder."""
+    """Remove a streaming run's working folder (a link in its place is removed, never followed)."""
+    if workdir.is_symlink():
+        workdir.unlink()
+        return
     shutil.rmtree(workdir, ignore_errors=True)
 
 

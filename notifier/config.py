@@ -8,6 +8,7 @@
     [delivery]  smtp / webhook besides the file outbox, retries, and how many nights an undelivered letter
                 is sent again ([delivery.smtp], [delivery.webhook]; secrets from the environment)
     [cases]     service levels by tier (passed to the case ledger)
+    [guards]    when a night's input shrank implausibly (stop before the case ledger, unless accepted)
     [locks] [logging] [report]
 
 Every key has a default, so an empty file (or none) is a valid configuration. An environment variable
@@ -244,6 +245,14 @@ class Report(_Section):
     top_rules: int = Field(default=10, ge=1, le=50)
 
 
+class Guards(_Section):
+    """What stops a night before it changes anything (issue 13): an input that shrank implausibly."""
+
+    max_shrink: float = Field(default=0.2, gt=0, le=1,
+                              description="taxpayers、indicators、claims 行数比上次成功运行减少超过此比例即停止")
+    accept_shrink: bool = Field(default=False, description="确认数据确实减少，照常运行（等同 --accept-shrink）")
+
+
 class Config(_Section):
     """The whole configuration."""
 
@@ -257,6 +266,7 @@ class Config(_Section):
     locks: Locks = Locks()
     logging: Logging = Logging()
     report: Report = Report()
+    guards: Guards = Guards()
     source: str = Field(default="", exclude=True, description="where this configuration came from (for messages)")
 
     def service_levels(self) -> Any:

@@ -14,6 +14,7 @@ from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 
 from engine.errors import EXIT_RUNTIME_ERROR, ZhixiangError
+from profiles.database import mask_secrets
 
 METADATA = MetaData()
 
@@ -39,7 +40,7 @@ def normalise_url(url: str | Path) -> str:
     if text.startswith("sqlite://") or text.startswith("postgresql+"):
         return text
     raise StateDatabaseError(
-        f"不支持的状态数据库地址 {text!r}：请使用 SQLite 文件路径（如 state.sqlite）"
+        f"不支持的状态数据库地址 {mask_secrets(text)!r}：请使用 SQLite 文件路径（如 state.sqlite）"
         "或 postgresql://用户@主机/数据库"
     )
 
@@ -66,7 +67,8 @@ def open_state(url: str | Path) -> Engine:
             # Two processes opening a new database at once (two schedulers, a scheduler and its nightly)
             # both find a table missing and both create it; the loser's CREATE fails. Checking again settles it.
             if attempt == 2:
-                raise StateDatabaseError(f"无法打开状态数据库 {url}: {exc}") from exc
+                cause = mask_secrets(str(exc))
+                raise StateDatabaseError(f"无法打开状态数据库 {mask_secrets(str(url))}: {cause}") from exc
             time.sleep(0.2 * (attempt + 1))
     return engine
 

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import smtplib
 import ssl
 import time
@@ -94,6 +95,9 @@ def deliver(backend: Backend, package: Package, retry: RetryPolicy,
         try:
             backend.send(package)
             return DeliveryResult(backend.name, True, attempt)
+        except (ValueError, TypeError, UnicodeError) as exc:  # a bad value in this package: it alone fails
+            why = f"信函内容无法发送（{type(exc).__name__}: {exc}）（不可重试）"
+            return DeliveryResult(backend.name, False, attempt, why, retryable=False)
         except DeliveryError as exc:
             if not exc.retryable or attempt > len(waits):
                 how = "" if exc.retryable else "（不可重试）"
@@ -163,6 +167,8 @@ class SmtpBackend:
     def send(self, package: Package) -> None:
         if not package.letter.email:
             raise DeliveryError("纳税人没有电子邮箱", retryable=False)
+        if not is_mail_address(package.letter.email):
+            raise DeliveryError(f"纳税人电子邮箱 {package.letter.email!r} 不是有效的邮件地址", retryable=False)
         msg = self.message(package)
         try:
             if self._conn is None:
@@ -194,6 +200,16 @@ class SmtpBackend:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 self._conn.quit()
             self._drop()
+
+
+_ATOM = r"[^@\s<>()\[\],;:\"\\\x00-\x1f\x7f]"
+_ADDRESS = re.compile(rf"{_ATOM}+@{_ATOM}+\.(?:(?!\.){_ATOM})+")
+
+
+def is_mail_address(value: str) -> bool:
+    """One plain address (local@domain.tld), nothing that could add a header or a recipient: no line
+    breaks or other control characters, no spaces, brackets, commas or a second @."""
+    return bool(_ADDRESS.fullmatch(value)) and len(value) <= 254
 
 
 def _smtp_reasons(recipients: dict[str, tuple[int, bytes]]) -> str:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.letters import Letter, LetterError, OfficeSettings
+from notifier.workers import die_with_parent
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 PDF_TEMPLATE = "letter.typ"
@@ -380,8 +381,13 @@ class PdfJob:
     check: bool = True
 
 
-def _worker(conn: Connection, templates: str | None, max_bytes: int) -> None:
-    """A PDF worker: no network, one letter at a time, until its pipe closes."""
+def _worker(conn: Connection, templates: str | None, max_bytes: int, parent_pid: int) -> None:
+    """A PDF worker: no network, one letter at a time, until its pipe closes or its parent dies.
+
+    The closed pipe ends a worker waiting for a letter; `die_with_parent` also ends one busy laying out a
+    letter when the run is killed (kill -9 included), so none outlives the run that started it.
+    """
+    die_with_parent(parent_pid)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         os.environ[var] = DEAD_PROXY
     os.environ.pop("NO_PROXY", None)
@@ -430,7 +436,7 @@ class PdfPool:
 
     def _start(self) -> tuple[Any, Connection]:
         parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=_worker, args=(child, self.templates, self.max_bytes), daemon=True,
+        proc = self.ctx.Process(target=_worker, args=(child, self.templates, self.max_bytes, os.getpid()), daemon=True,
                                 name="zhixiang-pdf")
         proc.start()
         child.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.letters_format import mask_taxpayer_id
+from profiles.database import mask_secrets
 
 #: A GB 32100-2015 unified social credit code: 18 characters of its alphabet (no I, O, S, V, Z), the
 #: registering department, category and the 6-digit region code in front. Word boundaries keep it
@@ -33,8 +34,8 @@ LOG_FILE = "zhixiang.jsonl"
 
 
 def mask_text(text: str) -> str:
-    """Every credit code in `text` masked."""
-    return CREDIT_CODE.sub(lambda m: mask_taxpayer_id(m.group(0)), text)
+    """Every credit code and every URL's password in `text` masked."""
+    return mask_secrets(CREDIT_CODE.sub(lambda m: mask_taxpayer_id(m.group(0)), text))
 
 
 def _mask_value(key: str, value: Any) -> Any:

@@ -46,8 +46,16 @@ import polars as pl
 from sqlalchemy.engine import Engine
 
 from engine.catalogue import Catalogue, load_catalogue
-from engine.errors import ZhixiangError
+from engine.errors import InputError, ZhixiangError
 from engine.findings import FINDINGS_KEY, KINDS, empty_findings, write_findings_csv
+from engine.outdir import (
+    OWNER_MARKER,
+    OutputFolderError,
+    claim_output_dir,
+    mark_owned,
+    refuse_link,
+    remove_owned,
+)
 from engine.run import QUARANTINE_SCHEMA, RunResult, evaluate_period, write_outputs
 from notifier.config import Config, due_periods
 from notifier.db import open_state
@@ -68,6 +76,8 @@ from notifier.runs import (
     utcnow,
 )
 from profiles import excel
+from profiles.database import mask_secrets
+from profiles.errors import ProfileError
 from profiles.periods import Period
 
 log = logging.getLogger("zhixiang.nightly")
@@ -135,8 +145,11 @@ def display_source(data: str) -> str:
     return display_url(data) if is_database_url(data) else str(data)
 
 
-def run_nightly(config: Config, as_of: date, *, force: bool = False, trigger: str = "manual") -> NightlyOutcome:
-    """Run one business day (or find it done). Raises LockHeldError when another nightly is running."""
+def run_nightly(config: Config, as_of: date, *, force: bool = False, trigger: str = "manual",
+                adopt_out: bool = False) -> NightlyOutcome:
+    """Run one business day (or find it done). Raises LockHeldError when another nightly is running.
+
+    `adopt_out`: use an output folder that already holds other files (they are left alone)."""
     engine = open_state(config.state_url)
     try:
         done = succeeded_run(engine, as_of)
@@ -152,6 +165,7 @@ def run_nightly(config: Config, as_of: date, *, force: bool = False, trigger: st
             done = succeeded_run(engine, as_of)
             if done is not None and not force:
                 return NightlyOutcome("skipped", done, Path(done.output_dir or ""))
+            _claim_out(config, engine, as_of, adopt=adopt_out)
             abandoned = _clean_up_crashed(engine, config.paths.out, as_of)
             run = start_run(engine, as_of, trigger=trigger, forced=force,
                             data_source=display_source(config.paths.data))
@@ -172,18 +186,47 @@ def run_nightly(config: Config, as_of: date, *, force: bool = False, trigger: st
         engine.dispose()
 
 
+def _claim_out(config: Config, engine: Engine, as_of: date, *, adopt: bool) -> None:
+    """The output root is zhixiang's (or adopted); its staging, trash and the day's folder are no links, and
+    a day folder already there was published by zhixiang."""
+    out = config.paths.out
+    ours = {OWNER_MARKER, STAGING, TRASH}
+    if config.log_dir is not None and config.log_dir.parent.resolve() == out.resolve():
+        ours.add(config.log_dir.name)
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if database and Path(database).resolve().parent == out.resolve():
+        name = Path(database).name
+        ours |= {name, f"{name}-wal", f"{name}-shm", f"{name}-journal"}
+    if out.is_dir():
+        ours |= {p.name for p in out.iterdir() if is_complete(p) and not p.is_symlink()}
+    claim_output_dir(out, ours=ours, adopt=adopt, flag="--adopt-out")
+    refuse_link(out / STAGING, "临时输出目录")
+    refuse_link(out / TRASH, "待删除目录")
+    final = run_folder(out, as_of)
+    refuse_link(final, "业务日期输出目录")
+    if final.exists() and not is_complete(final):
+        raise OutputFolderError(
+            f"{final} 已存在，但不是直享发布的运行目录（没有 {MARKER}）：直享不会替换或删除它。请移走该目录后重试")
+
+
 def _clean_up_crashed(engine: Engine, out: Path, as_of: date) -> list[RunRecord]:
-    """Mark dead `running` attempts abandoned and remove staging folders nobody owns (we hold the lock)."""
+    """Mark dead `running` attempts abandoned and remove the staging folders they left (we hold the lock).
+
+    Only folders zhixiang created are removed (they hold OWNER_MARKER); links are never followed."""
     abandoned = abandon_running(engine)
     for run in abandoned:
         what = "现在重新运行该日" if run.business_date == as_of else "该日未完成，其间的变化由本次运行的比对一并反映"
         log.warning("运行 %s（业务日期 %s）在阶段 %s 中断，已标记为放弃；%s", run.run_id, run.business_date,
                     run.stage, what, extra={"run_id": run.run_id})
     staging = out / STAGING
-    if staging.is_dir():
+    if staging.is_dir() and not staging.is_symlink():
         for leftover in staging.iterdir():
-            shutil.rmtree(leftover, ignore_errors=True)
-    shutil.rmtree(out / TRASH, ignore_errors=True)
+            if not remove_owned(leftover):
+                log.warning("临时输出目录中的 %s 不是直享创建的，未删除", leftover)
+    trash = out / TRASH
+    if trash.is_dir() and not trash.is_symlink():
+        for aside in trash.iterdir():
+            discard_published(aside, out)
     return abandoned
 
 
@@ -240,10 +283,10 @@ class _Pipeline:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             message = "运行被中断（收到终止信号）"
         else:
-            message = str(exc) or type(exc).__name__
+            message = mask_secrets(str(exc) or type(exc).__name__)
         log.error("阶段 %s 失败：%s", STAGE_LABELS.get(self.stage, self.stage), message,
                   extra={"run_id": self.run.run_id, "stage": self.stage},
-                  exc_info=not isinstance(exc, ZhixiangError | KeyboardInterrupt | SystemExit))
+                  exc_info=not isinstance(exc, ZhixiangError | ProfileError | KeyboardInterrupt | SystemExit))
         try:
             update_run(self.engine, self.run.run_id, status="failed", error=f"[{self.stage}] {message}",
                        timings=dict(self.timings), finished_at=utcnow())
@@ -253,6 +296,7 @@ class _Pipeline:
     def execute(self) -> Path:
         try:
             self.staging.mkdir(parents=True, exist_ok=False)
+            mark_owned(self.staging)
         except OSError as exc:
             raise NightlyError(f"无法创建临时输出目录 {self.staging}：{exc.strerror or exc}。请检查 paths.out 的权限") \
                 from exc
@@ -272,6 +316,9 @@ class _Pipeline:
         snapshot_dir = self.staging / "inputs" if is_database_url(paths.data) else None
         profiles = load_source(paths.data, known_incentives=catalogue.known_incentives, snapshot_dir=snapshot_dir)
         self.s.catalogue, self.s.profiles = catalogue, profiles
+        shrank = check_shrink(profiles.tables, _baseline_rows(previous_success(self.engine, self.as_of)),
+                              max_shrink=self.config.guards.max_shrink, accept=self.config.guards.accept_shrink)
+        self.s.warnings += [f"输入数据减少（已确认照常运行）：{line}" for line in shrank]
         self.s.periods = due_periods(self.as_of, self.config.periods)
         inputs = {name: digest for name, digest in sorted(profiles.input_hashes.items())}
         (self.staging / "inputs.json").write_text(json.dumps({
@@ -438,6 +485,7 @@ class _Pipeline:
         letters = self.s.letters
         counts: dict[str, Any] = {
             "taxpayers": int(self.s.profiles.taxpayers.height),
+            "input_rows": {name: int(frame.height) for name, frame in self.s.profiles.tables.items()},
             "findings": by_kind,
             "amounts": amounts,
             "by_period": {r.period.text: r.counts() for r in self.s.results},
@@ -459,6 +507,55 @@ class _Pipeline:
         return counts
 
 
+#: Tables whose row count is compared with the last successful run's (the shrink guard).
+SHRINK_TABLES: tuple[str, ...] = ("taxpayers", "indicators", "claims")
+_REQUIRED_TABLES: tuple[str, ...] = ("taxpayers", "indicators")
+
+
+class InputShrankError(InputError):
+    """The night's input is implausibly smaller than the last successful run's: stop before the case ledger."""
+
+
+def _baseline_rows(run: RunRecord | None) -> dict[str, int]:
+    """Valid rows per table of a successful run (its counts, or the inputs.json of its folder)."""
+    if run is None:
+        return {}
+    rows = (run.counts or {}).get("input_rows")
+    if not rows and run.output_dir:
+        try:
+            rows = json.loads((Path(run.output_dir) / "inputs.json").read_text(encoding="utf-8")).get("rows")
+        except (OSError, ValueError):
+            rows = None
+    return {str(k): int(v) for k, v in (rows or {}).items()}
+
+
+def check_shrink(tables: dict[str, pl.DataFrame], baseline: dict[str, int], *, max_shrink: float,
+                 accept: bool) -> list[str]:
+    """Stop when a required table has no valid row, or when taxpayers, indicators or claims have fallen by more
+    than `max_shrink` against the baseline (unless `accept`): a truncated export must not close every case.
+    Returns what shrank when accepted."""
+    empty = [name for name in _REQUIRED_TABLES if tables[name].height == 0]
+    if empty:
+        raise InputShrankError(
+            "；".join(f"{name} 表为空（没有一行有效数据；上次成功运行为 {baseline.get(name, '未知')} 行）"
+                     for name in empty)
+            + "：数据导出可能不完整。本次运行已停止，未更新案件台账，未发送信函。请检查数据源后重跑"
+            "（必需的表为空时 --accept-shrink 也不会放行）")
+    shrank = []
+    for name in SHRINK_TABLES:
+        before, now = baseline.get(name, 0), tables[name].height
+        if before > 0 and now < before * (1 - max_shrink):
+            shrank.append(f"{name} 从 {before:,} 行减少到 {now:,} 行（−{(before - now) / before:.0%}）")
+    if shrank and not accept:
+        raise InputShrankError(
+            "输入数据比上次成功运行明显减少（超过 " + f"{max_shrink:.0%}）：" + "；".join(shrank)
+            + "。数据导出可能不完整：本次运行已停止，未更新案件台账，未发送信函。"
+            "确认减少属实时请加 --accept-shrink 重跑（或在配置中设 guards.accept_shrink = true）")
+    for line in shrank:
+        log.warning("输入数据减少（已确认）：%s", line)
+    return shrank
+
+
 def _money(value: Any) -> str:
     return f"{Decimal(value or 0):.2f}"
 
@@ -478,15 +575,48 @@ def publish(staging: Path, final: Path) -> None:
     the day.
     """
     trash = final.parent / TRASH
+    refuse_link(final, "业务日期输出目录")
     if final.exists():
+        if not is_complete(final):
+            raise OutputFolderError(f"{final} 不是直享发布的运行目录（没有 {MARKER}）：直享不会替换它")
+        refuse_link(trash, "待删除目录")
         trash.mkdir(exist_ok=True)
         aside = trash / f"{final.name}.{int(time.time() * 1000)}"
         os.replace(final, aside)
         os.replace(staging, final)
-        shutil.rmtree(aside, ignore_errors=True)
+        discard_published(aside, final.parent)
     else:
         os.replace(staging, final)
     _fsync_dir(final.parent)
+
+
+def discard_published(folder: Path, out: Path) -> None:
+    """Delete a replaced run folder: the files its marker lists (what zhixiang wrote). Files someone else put
+    there are kept: the folder then moves to OUT/<name>.kept-<ms> with them, and a warning says so."""
+    if folder.is_symlink():
+        folder.unlink()  # the link only, never what it points to
+        return
+    try:
+        listed = set(json.loads((folder / MARKER).read_text(encoding="utf-8")).get("files", []))
+    except (OSError, ValueError):
+        listed = set()
+    listed.add(MARKER)
+    foreign = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for name in files + [d for d in dirs if (Path(root) / d).is_symlink()]:
+            relative = str((Path(root) / name).relative_to(folder))
+            if relative not in listed:
+                foreign.append(relative)
+    if not foreign:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for relative in listed:
+        path = folder / relative
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    kept = out / f"{folder.name.split('.')[0]}.kept-{int(time.time() * 1000)}"
+    os.replace(folder, kept)
+    log.warning("替换运行目录时发现不是直享写出的文件（%s），已保留在 %s", "、".join(sorted(foreign)[:5]), kept)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -62,10 +62,15 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 @click.option("--state", "state", default=None, help="状态数据库（覆盖配置 state_url）")
 @click.option("--rules", "rules", default=None, type=click.Path(path_type=Path, file_okay=False), help="规则目录")
 @click.option("--force", is_flag=True, help="该业务日期已成功运行过也重新运行")
+@click.option("--accept-shrink", "accept_shrink", is_flag=True,
+              help="输入数据比上次成功运行明显减少时仍照常运行（确认减少属实时使用；配置 guards.accept_shrink）")
+@click.option("--adopt-out", "adopt_out", is_flag=True,
+              help="输出目录中已有其他文件时仍使用它（这些文件不会被删除）")
 @click.option("--trigger", "trigger", type=click.Choice(["manual", "schedule"]), default="manual", hidden=True)
 @exit_on_user_error
 def nightly_command(data: str | None, as_of: str, out: Path | None, config_path: Path | None, state: str | None,
-                    rules: Path | None, force: bool, trigger: str) -> None:
+                    rules: Path | None, force: bool, accept_shrink: bool, adopt_out: bool,
+                    trigger: str) -> None:
     """运行一个业务日期的夜间批处理：评估、比对、案件台账、政策礼包、任务清单、运行报告。
 
     同一业务日期已成功运行过则不重复运行（除非 --force）；中途崩溃的运行在下次启动时从头重做，
@@ -75,9 +80,11 @@ def nightly_command(data: str | None, as_of: str, out: Path | None, config_path:
 
     day = _date(as_of)
     config = _config(config_path, data=data, out=out, rules=rules, state_url=state)
+    if accept_shrink:
+        config = config.model_copy(update={"guards": config.guards.model_copy(update={"accept_shrink": True})})
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        outcome = run_nightly(config, day, force=force, trigger=trigger)
+        outcome = run_nightly(config, day, force=force, trigger=trigger, adopt_out=adopt_out)
     except StateDatabaseError as exc:
         raise ZhixiangError(str(exc)) from exc
     except (ZhixiangError, ProfileError, KeyboardInterrupt):

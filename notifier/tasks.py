@@ -11,6 +11,7 @@ Excel opens it) holds the same rows and columns, all tiers in one file.
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -139,9 +140,10 @@ def export_task_lists(
     for case in selected:
         by_authority.setdefault(case.tax_authority, []).append(case)
     written = []
+    stems = authority_file_stems(by_authority)
     for authority in sorted(by_authority):
         rows = by_authority[authority]
-        stem = _file_stem(authority)
+        stem = stems[authority]
         sheets = {TIER_LABELS[t]: [c for c in rows if c.tier == t] for t in SHEET_TIERS}
         xlsx, csv_path = out / f"{stem}.xlsx", out / f"{stem}.csv"
         try:
@@ -288,3 +290,21 @@ _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 
 def _file_stem(authority: str) -> str:
     return _UNSAFE.sub("_", authority).strip(" .") or "未注明税务机关"
+
+
+def authority_file_stems(authorities: Iterable[str]) -> dict[str, str]:
+    """A distinct file name (without suffix) per authority code: the cleaned code, and where two codes clean
+    to the same name (`13301020000.` and `13301020000`), each but an exact one gets a short hash of its code,
+    so no authority's task list ever overwrites another's. Names compare case-insensitively (file systems)."""
+    codes = sorted(set(authorities))
+    by_stem: dict[str, list[str]] = {}
+    for code in codes:
+        by_stem.setdefault(_file_stem(code).lower(), []).append(code)
+    out: dict[str, str] = {}
+    for group in by_stem.values():
+        for code in group:
+            stem = _file_stem(code)
+            if len(group) > 1 and stem != code:
+                stem = f"{stem}-{hashlib.sha256(code.encode('utf-8')).hexdigest()[:8]}"
+            out[code] = stem
+    return out

@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 from profiles.readers import REQUIRED_TABLES
-from profiles.schema import ENUM_LABELS, TABLES, Column, Table
+from profiles.schema import ENUM_LABELS, MONEY_LIMIT, TABLES, TEXT_MAX_LENGTH, Column, Table
 from profiles.validation import DATE_FORMATS, FALSE_WORDS, TRUE_WORDS, reason_for, unknown_incentive_reason
 
 README = Path(__file__).with_name("README.md")
 
-_KIND_TEXT = {
+KIND_TEXT = {
     "id": "统一社会信用代码（18 位文本）",
     "string": "文本",
     "enum": "枚举",
@@ -39,12 +39,25 @@ def _values(col: Column) -> str:
     return text + (f"；空 = {col.empty_means}" if col.empty_means else "")
 
 
+def _bounds(col: Column) -> str:
+    parts = []
+    if col.length_cap:
+        parts.append(f"最长 {col.length_cap} 个字符")
+    if col.pattern_doc:
+        parts.append(f"格式：{col.pattern_doc}")
+    low, high = col.bounds
+    if low is not None or high is not None:
+        parts.append("范围：" + (f"{low:,.0f}" if low is not None else "不限") + " 至 "
+                     + (f"{high:,.0f}" if high is not None else "不限"))
+    return "；".join(parts)
+
+
 def _column_rows(table: Table) -> list[str]:
     rows = ["| 列 | 中文名 | 类型 | 单位 | 必需列 | 可为空 | 取值 / 说明 |", "|---|---|---|---|---|---|---|"]
     for col in table.columns:
-        notes = "；".join(x for x in (_values(col), col.doc) if x)
+        notes = "；".join(x for x in (_values(col), _bounds(col), col.doc) if x)
         rows.append(
-            f"| `{col.name}` | {col.label} | {_KIND_TEXT[col.kind]} | {col.unit} | "
+            f"| `{col.name}` | {col.label} | {KIND_TEXT[col.kind]} | {col.unit} | "
             f"{'是' if col.required else '否（缺列时全部视为空）'} | "
             f"{'是' if col.nullable else '否'} | {notes} |"
         )
@@ -67,6 +80,9 @@ def describe_contract() -> str:
         "- CSV 编码自动识别：UTF-8（有无 BOM 均可）、带 BOM 的 UTF-16、GBK/GB18030；分隔符取表头中最多的",
         "  `,` / 制表符 / `;` / `|`。所有列先按文本读入，再按下表校验和转换，不会丢失任何值。",
         "- 空单元格表示缺失（null），除非下表说明了空值的含义。首尾空白会被去掉。",
+        "- 文本列不得含换行、制表符、NUL 等控制字符，长度不超过下表所列上限（未注明的文本列最长 "
+        f"{TEXT_MAX_LENGTH} 个字符）；金额列绝对值不超过 {MONEY_LIMIT:,.0f} 元，下表注明范围的列须在范围内。"
+        "超出的行进入隔离清单。",
         "- 表中可以有契约以外的列：原样保留（CSV 中为文本）。`required` 为否的列缺失时按全空补上。",
         "- 每张表还带一列 `__row`：该行在源文件中的行号（CSV 以表头为第 1 行；Parquet 从 1 起），"
         "不属于契约。",
@@ -110,6 +126,11 @@ def describe_contract() -> str:
         f"| 是/否无法识别 | {reason_for(TABLES['taxpayers'].column('opt_out'), 'bool')} |",
         f"| 枚举取值未知 | {reason_for(TABLES['taxpayers'].column('entity_type'), 'enum')} |",
         f"| 所属期格式不对 | {reason_for(TABLES['indicators'].column('period'), 'period')} |",
+        f"| 文本含换行、制表符、NUL 等控制字符 | {reason_for(TABLES['taxpayers'].column('email'), 'control')} |",
+        f"| 文本超过该列的最大长度 | {reason_for(TABLES['taxpayers'].column('name'), 'too_long')} |",
+        f"| 文本不符合该列的格式 | {reason_for(TABLES['taxpayers'].column('tax_authority'), 'pattern')} |",
+        f"| 数值超出该列的范围（负数或大得不可能） | {reason_for(TABLES['indicators'].column('rd_expense'), 'below')}；"
+        f"{reason_for(TABLES['indicators'].column('sales'), 'above')} |",
         "| 主键重复（第一次出现的保留，其后的隔离） | "
         "主键重复：与第 2 行的 taxpayer_id+period 相同，同一主键只保留第一次出现的记录 |",
         "| indicators / claims 的纳税人不在 taxpayers 中（或其 taxpayers 行已被隔离） | "

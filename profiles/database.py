@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 
@@ -79,14 +78,19 @@ def is_database_url(source: str | Path) -> bool:
     return scheme.split("+", 1)[0] in DATABASE_SCHEMES
 
 
+#: Credentials in a URL: `scheme://user:password@` and `?password=` (libpq also takes it as a parameter).
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@'\"]*):[^\s@'\"]*@")
+_PARAM_PASSWORD = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)[^&\s'\"]*")
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with the password of every URL in it replaced by ***: for every message and log line."""
+    return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
+
+
 def display_url(url: str) -> str:
     """The URL without its password, for messages, quarantine and summary.json."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    return mask_secrets(url)
 
 
 def _driver_url(url: str) -> str:

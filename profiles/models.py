@@ -39,6 +39,7 @@ from profiles.validation import (
     empty_quarantine,
     reason_for,
     unknown_incentive_reason,
+    value_problem,
 )
 
 _PY_TYPES: dict[str, type] = {
@@ -79,6 +80,14 @@ def coerce_cell(col: Column, v: Any) -> Any:
         if not col.nullable:
             raise ValueError(reason_for(col, "empty"))
         return None
+    value = _coerce(col, v)
+    problem = value_problem(col, value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _coerce(col: Column, v: Any) -> Any:
     kind = col.kind
     if kind in ("id", "string", "enum", "period"):
         return _coerce_text(col, _text(v) or "")

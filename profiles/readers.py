@@ -105,7 +105,39 @@ def _read_parquet(path: Path, data: bytes) -> pl.DataFrame:
             f"{path} 不是可读的 Parquet 文件（{first}）：请重新导出该表，或改用 CSV"
         ) from None
     frame = frame.rename({c: c.strip() for c in frame.columns if c != c.strip()})
+    table = TABLES.get(path.stem)
+    if table is not None:
+        _check_parquet_types(table, frame, path)
     return frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(ROW))
+
+
+#: Parquet types a column of each contract kind may be stored as (anything else is refused).
+_TEXTUAL = (pl.String, pl.Categorical, pl.Enum, pl.Null)
+
+
+def _parquet_type_ok(kind: str, dtype: pl.DataType) -> bool:
+    if isinstance(dtype, _TEXTUAL):
+        return True
+    if kind in ("money", "number", "int"):
+        return dtype.is_numeric()
+    if kind == "date":
+        return isinstance(dtype, pl.Date | pl.Datetime)
+    if kind == "bool":
+        return isinstance(dtype, pl.Boolean) or dtype.is_integer()
+    return dtype.is_numeric() and kind in ("id", "string", "period")  # e.g. a period stored as 2025
+
+
+def _check_parquet_types(table: Table, frame: pl.DataFrame, path: Path) -> None:
+    """A contract column stored as a type it cannot be read from (a list, a struct, a date for money…)."""
+    from profiles.contract_doc import KIND_TEXT
+
+    wrong = [(c, frame.schema[c.name]) for c in table.columns
+             if c.name in frame.columns and not _parquet_type_ok(c.kind, frame.schema[c.name])]
+    if wrong:
+        lines = [f"  列 {c.name!r}（{c.label}）的类型是 {dtype}，应为{KIND_TEXT[c.kind]}" for c, dtype in wrong]
+        raise ProfileStructureError(
+            f"{path} 有 {len(wrong)} 列的类型无法按契约读取：\n" + "\n".join(lines)
+            + "\n请按 profiles/README.md 的类型重新导出这些列（文本列也可存为字符串）")
 
 
 def decode_csv(path: Path, data: bytes) -> tuple[bytes, str]:
@@ -189,6 +221,15 @@ def _read_csv(path: Path, data: bytes) -> pl.DataFrame:
 
 def _record_lines(text: bytes, sep: str) -> list[int]:
     """First physical line of each data record (header = line 1), for files with multi-line values."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))  # a cell may be as long as the file (its cap is checked later)
+    try:
+        return _record_starts(text, sep)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _record_starts(text: bytes, sep: str) -> list[int]:
     reader = csv.reader(io.StringIO(text.decode("utf-8"), newline=""), delimiter=sep)
     starts = []
     previous = 0

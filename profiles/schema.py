@@ -18,6 +18,14 @@ FieldKind = Literal["id", "string", "enum", "bool", "date", "money", "number", "
 MONEY_DTYPE = pl.Decimal(38, 2)
 MONEY_WORK_DTYPE = pl.Decimal(38, 6)
 
+#: Longest text a `string` column accepts unless the column says otherwise (characters).
+TEXT_MAX_LENGTH = 200
+#: Money beyond +-1e16 元 (a hundred times the national GDP) is a broken cell, never a figure: it is also
+#: the most the databases' NUMERIC(18, 2) columns hold (profiles/database.py, notifier/case_tables.py).
+MONEY_LIMIT = 1e16
+#: No employer has ten million staff; beyond it is a broken cell.
+HEADCOUNT_LIMIT = 10_000_000
+
 POLARS_DTYPES: dict[FieldKind, pl.DataType] = {
     "id": pl.String(),
     "string": pl.String(),
@@ -44,10 +52,34 @@ class Column:
     values: tuple[str, ...] = ()  # allowed values of an enum
     empty_means: str = ""  # when an empty cell is not "missing" but has a meaning
     doc: str = ""
+    #: Bounds (issue 13). Text: at most `max_length` characters (0 = TEXT_MAX_LENGTH for `string`), and when
+    #: `pattern` is set the whole value must match it (`pattern_doc` says how, in Chinese). Figures: the
+    #: allowed range, inclusive; None = no bound on that side (money gets +-MONEY_LIMIT when unset).
+    max_length: int = 0
+    pattern: str = ""
+    pattern_doc: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def dtype(self) -> pl.DataType:
         return POLARS_DTYPES[self.kind]
+
+    @property
+    def length_cap(self) -> int:
+        """Most characters a `string` cell may hold (0 for other kinds: their format bounds them)."""
+        return self.max_length or (TEXT_MAX_LENGTH if self.kind == "string" else 0)
+
+    @property
+    def bounds(self) -> tuple[float | None, float | None]:
+        """The allowed range of a figure (money, number, int), inclusive; (None, None) for other kinds."""
+        if self.kind == "money":
+            low = -MONEY_LIMIT if self.minimum is None else self.minimum
+            high = MONEY_LIMIT if self.maximum is None else self.maximum
+            return low, high
+        if self.kind in ("number", "int"):
+            return self.minimum, self.maximum
+        return None, None
 
 
 @dataclass(frozen=True)
@@ -113,14 +145,16 @@ TAXPAYERS = Table(
     columns=(
         Column("taxpayer_id", "id", "纳税人识别号", nullable=False,
                doc="统一社会信用代码, 18 characters, GB 32100-2015 check digit and GB 11714 organisation-code check"),
-        Column("name", "string", "纳税人名称", nullable=False),
+        Column("name", "string", "纳税人名称", nullable=False, max_length=200),
         Column("entity_type", "enum", "纳税人类型", values=ENTITY_TYPES, nullable=False),
         Column("vat_status", "enum", "增值税纳税人身份", values=VAT_STATUSES),
         Column("vat_filing_cycle", "enum", "增值税申报期", values=FILING_CYCLES),
-        Column("industry_code", "string", "行业代码", doc="GB/T 4754-2017, e.g. C3911"),
+        Column("industry_code", "string", "行业代码", doc="GB/T 4754-2017, e.g. C3911", max_length=8),
         Column("restricted_industry", "bool", "国家限制和禁止行业"),
-        Column("tax_authority", "string", "主管税务机关", nullable=False),
-        Column("district", "string", "区县"),
+        Column("tax_authority", "string", "主管税务机关", nullable=False, pattern=r"[0-9]{11}",
+               pattern_doc="11 位数字的税务机关代码，如 13301060000",
+               doc="税务机关代码, 11 digits: 1 + 6-digit region code + 4 digits"),
+        Column("district", "string", "区县", max_length=50),
         Column("credit_grade", "enum", "纳税信用等级", values=CREDIT_GRADES),
         Column("registered_on", "date", "登记日期"),
         Column("hnte_cert_issued_on", "date", "高新技术企业证书发证日期",
@@ -131,8 +165,8 @@ TAXPAYERS = Table(
                doc="For the year the certificate on file expires in: true = not re-certified by 31 December "
                    "(15% not lawful for that year, 国家税务总局公告2017年第24号), false = re-certified; empty = not "
                    "known, and a claim for that year is 待核实"),
-        Column("phone", "string", "联系电话"),
-        Column("email", "string", "电子邮箱"),
+        Column("phone", "string", "联系电话", max_length=32),
+        Column("email", "string", "电子邮箱", max_length=254, doc="RFC 5321: at most 254 characters"),
         Column("preferred_channel", "enum", "首选通知渠道", values=CHANNELS),
         Column("opt_out", "bool", "拒收政策推送"),
         # Fields added for the catalogue rules beyond the core contract (optional columns).
@@ -164,14 +198,14 @@ INDICATORS = Table(
         Column("period", "period", "所属期", nullable=False),
         Column("sales", "money", "销售额", unit="元"),
         Column("taxable_income", "money", "应纳税所得额", unit="元"),
-        Column("employees_qavg", "number", "从业人数", unit="人"),
-        Column("assets_qavg", "money", "资产总额", unit="元"),
-        Column("employees", "int", "在职职工人数", unit="人",
+        Column("employees_qavg", "number", "从业人数", unit="人", minimum=0, maximum=HEADCOUNT_LIMIT),
+        Column("assets_qavg", "money", "资产总额", unit="元", minimum=0),
+        Column("employees", "int", "在职职工人数", unit="人", minimum=0, maximum=HEADCOUNT_LIMIT,
                doc="in a VAT period row, the month's employees (for a quarter, the month of the lowest ratio)"),
-        Column("disabled_employees", "int", "安置残疾人数", unit="人",
+        Column("disabled_employees", "int", "安置残疾人数", unit="人", minimum=0, maximum=HEADCOUNT_LIMIT,
                doc="in a VAT period row (month or quarter), the disabled persons employed in the month (for a "
                    "quarter, the lowest month), as 财税〔2016〕52号 counts them; in a year row, the year's figure"),
-        Column("rd_expense", "money", "研发费用", unit="元"),
+        Column("rd_expense", "money", "研发费用", unit="元", minimum=0),
         Column("incremental_credit", "money", "增量留抵税额", unit="元"),
         Column("period_end_credit", "money", "期末留抵税额", unit="元", required=False,
                doc="the period-end input-tax credit carried forward (增值税申报表 期末留抵税额)"),
@@ -197,7 +231,7 @@ INDICATORS = Table(
         Column("real_estate_sales", "money", "销售、出租不动产和转让土地使用权销售额", unit="元", required=False,
                doc="the part of sales from selling or leasing real estate and transferring land-use rights, "
                    "which the small-scale 1% rate does not cover from 2026"),
-        Column("six_taxes_due", "money", "六税两费应纳税额", unit="元"),
+        Column("six_taxes_due", "money", "六税两费应纳税额", unit="元", minimum=0),
         Column("slp_settled_h1", "bool", "1月至6月适用的小型微利企业身份（上年办理的汇算清缴结果）", required=False,
                doc="Year row, 一般纳税人 enterprises (国家税务总局公告2022年第3号 一(一)): the 小型微利 result of the "
                    "企业所得税汇算清缴 filed in the previous calendar year governs 六税两费 of January–June. A new "
@@ -205,7 +239,7 @@ INDICATORS = Table(
                    "资产总额 <= 50,000,000 and not a restricted industry. Empty = not known (待核实)"),
         Column("slp_settled_h2", "bool", "7月至12月适用的小型微利企业身份（本年办理的汇算清缴结果）", required=False,
                doc="As slp_settled_h1, for July–December: the result of the 汇算清缴 filed in this calendar year"),
-        Column("disability_fund_due", "money", "残疾人就业保障金应缴额", unit="元", required=False,
+        Column("disability_fund_due", "money", "残疾人就业保障金应缴额", unit="元", required=False, minimum=0,
                doc="按规定应缴费额 before any relief: (上年在职职工人数 × 省定比例 − 安置残疾人数) × "
                    "上年在职职工年平均工资 (财税〔2015〕72号 第八条), for the year the levy belongs to"),
         Column("software_sales", "money", "软件产品销售额", unit="元", required=False),
@@ -213,15 +247,17 @@ INDICATORS = Table(
         Column("software_input_vat", "money", "软件产品进项税额", unit="元", required=False),
         Column("creditable_input_vat", "money", "当期可抵扣进项税额", unit="元", required=False),
         Column("advanced_mfg_listed", "bool", "列入先进制造业企业名单", required=False),
-        Column("equipment_cost", "money", "新购进设备器具购置额", unit="元", required=False),
-        Column("equipment_max_unit_cost", "money", "新购进设备器具最高单位价值", unit="元", required=False),
+        Column("equipment_cost", "money", "新购进设备器具购置额", unit="元", required=False, minimum=0),
+        Column("equipment_max_unit_cost", "money", "新购进设备器具最高单位价值", unit="元", required=False,
+               minimum=0),
         Column("equipment_cost_eligible", "money", "新购进单位价值不超过500万元的设备器具金额", unit="元",
                required=False,
                doc="Sum of this year's newly bought equipment items each of unit value <= 5,000,000 "
                    "(财政部 税务总局公告2023年第37号 第一条: judged item by item); empty = not reported, then "
                    "equipment_cost counts only "
                    "when equipment_max_unit_cost <= 5,000,000"),
-        Column("key_group_hires", "int", "招用重点群体人数", unit="人", required=False),
+        Column("key_group_hires", "int", "招用重点群体人数", unit="人", required=False, minimum=0,
+               maximum=HEADCOUNT_LIMIT),
         Column("other_iit_relief", "money", "经营所得其他政策减免税额", unit="元", required=False,
                doc="个体工商户: 经营所得 IIT relief under other policies this period (empty = none reported)"),
         Column("owner_business_income", "money", "经营者全部个体工商户经营所得合计", unit="元", required=False,
@@ -231,7 +267,7 @@ INDICATORS = Table(
                    "lacks taxable_income. A given value is kept. Streaming runs (data larger than memory) do not "
                    "derive it: supply it. For a real-time check put it in the profile"),
         Column("startup_taxes_due", "money", "可扣减税费合计（增值税、城建税及附加、个人所得税或企业所得税）",
-               unit="元", required=False,
+               unit="元", required=False, minimum=0,
                doc="the year's taxes the 重点群体 and 退役士兵 deductions come out of (one pool for both); 城建税 and "
                    "surcharges computed on the VAT before the deduction"),
         Column("key_group_hire_months", "int", "招用重点群体人员本年度在职月数合计", unit="人月", required=False,
@@ -294,7 +330,7 @@ CLAIMS = Table(
     columns=(
         Column("taxpayer_id", "id", "纳税人识别号", nullable=False),
         Column("period", "period", "所属期", nullable=False),
-        Column("incentive", "string", "优惠事项", nullable=False),
+        Column("incentive", "string", "优惠事项", nullable=False, max_length=64),
         Column("amount", "money", "减免税额", unit="元"),
     ),
 )

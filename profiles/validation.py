@@ -14,9 +14,12 @@ the column, the raw value and a Chinese reason saying what is wrong and what is 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -110,8 +113,44 @@ def reason_for(col: Column, problem: str) -> str:
         "bool": f"{who}不是有效的是/否值：应为 true/false、1/0、是/否 或 Y/N",
         "enum": f"{who}取值无效：应为 {_enum_expected(col)} 之一",
         "period": f"{who}格式不正确：应为年度 2025、季度 2026Q3 或月份 2026-09",
+        "control": f"{who}含有换行符或其他控制字符：请删除单元格中的换行、制表符、NUL 等不可见字符",
+        "too_long": f"{who}过长：最多 {col.length_cap} 个字符",
+        "pattern": f"{who}格式不正确：应为 {col.pattern_doc}",
+        "below": f"{who}超出允许范围：不能小于 {_bound_text(col.bounds[0])}",
+        "above": f"{who}超出允许范围：不能大于 {_bound_text(col.bounds[1])}",
     }
     return texts[problem]
+
+
+def _bound_text(bound: float | None) -> str:
+    return "" if bound is None else f"{bound:,.0f}" if bound == int(bound) else f"{bound:,}"
+
+
+#: Control characters (C0, DEL, C1 NEL, line and paragraph separators): never part of a text cell's value.
+CONTROL_CHARS = r"[\x00-\x1F\x7F\x{85}\x{2028}\x{2029}]"
+_CONTROL_PY = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+#: Characters of a raw cell shown in the quarantine (the rest is cut, with "…").
+QUARANTINE_VALUE_CHARS = 200
+
+
+def value_problem(col: Column, value: object) -> str | None:
+    """The reason a parsed, non-null cell breaks its column's bounds (text characters, length, format;
+    a figure's range), or None. The scalar twin of the batch checks, for single profiles (models.py)."""
+    if isinstance(value, str):
+        if _CONTROL_PY.search(value):
+            return reason_for(col, "control")
+        if col.length_cap and len(value) > col.length_cap:
+            return reason_for(col, "too_long")
+        if col.pattern and not re.fullmatch(col.pattern, value):
+            return reason_for(col, "pattern")
+        return None
+    low, high = col.bounds
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        if low is not None and value < Decimal(str(low)):
+            return reason_for(col, "below")
+        if high is not None and value > Decimal(str(high)):
+            return reason_for(col, "above")
+    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,8 +436,35 @@ def _parse_member_id(raw: pl.Series, col: Column, valid_ids: pl.Series) -> Parse
     return Parsed(values, problems.alias(col.name), outside=outside)
 
 
+def _text_problems(s: pl.Series, col: Column) -> pl.Series:
+    """Per value: control characters, more than the column's cap of characters, or not its pattern."""
+    frame = pl.DataFrame({"s": s})
+    checks: Any = pl.when(pl.col("s").str.contains(CONTROL_CHARS)).then(pl.lit(reason_for(col, "control")))
+    if col.length_cap:
+        checks = checks.when(pl.col("s").str.len_chars() > col.length_cap).then(
+            pl.lit(reason_for(col, "too_long")))
+    if col.pattern:
+        checks = checks.when(~pl.col("s").str.contains(f"^(?:{col.pattern})$")).then(
+            pl.lit(reason_for(col, "pattern")))
+    return frame.select(checks.otherwise(None)).to_series()
+
+
 def _parse_string(raw: pl.Series, col: Column) -> Parsed:
-    return _text_column(raw, _clean_text)
+    return _text_column(raw, _clean_text, lambda s: _text_problems(s, col))
+
+
+def _range_problems(values: pl.Series, problem: pl.Series, col: Column) -> pl.Series:
+    """Reasons for figures outside the column's range (where the cell has no other problem)."""
+    low, high = col.bounds
+    if low is None and high is None:
+        return problem
+    num = pl.col("v").cast(pl.Float64)
+    expr: Any = pl.when(pl.col("p").is_not_null()).then(pl.col("p"))
+    if low is not None:
+        expr = expr.when(num < low).then(pl.lit(reason_for(col, "below")))
+    if high is not None:
+        expr = expr.when(num > high).then(pl.lit(reason_for(col, "above")))
+    return pl.DataFrame({"v": values, "p": problem}).select(expr.otherwise(None)).to_series()
 
 
 PARSERS: dict[str, Callable[[pl.Series, Column], Parsed | tuple[pl.Series, pl.Series]]] = {
@@ -425,7 +491,9 @@ def parse_column(raw: pl.Series, col: Column, *, valid_ids: pl.Series | None = N
         got = PARSERS[col.kind](raw, col)
         parsed = got if isinstance(got, Parsed) else Parsed(*got)
     values = parsed.values.cast(col.dtype).alias(col.name)
-    problem = parsed.problems
+    problem = _range_problems(values, parsed.problems, col)
+    if problem is not parsed.problems and problem.null_count() < problem.len():
+        values = _null_where(values, problem.is_not_null() & parsed.problems.is_null())
     if not col.nullable:
         empty = values.is_null() & problem.is_null()
         if empty.any():
@@ -610,7 +678,7 @@ def _quarantine_lines(checked: _Checked) -> pl.DataFrame:
                 pl.concat_str([pl.col(k).cast(pl.String) for k in checked.table.key], separator="+")
             ).to_series()
         else:
-            value = checked.raw.get_column(column).cast(pl.String)
+            value = _shown(checked.raw.get_column(column).cast(pl.String))
         n = int(mask.sum())
         parts.append(
             pl.DataFrame(
@@ -626,6 +694,18 @@ def _quarantine_lines(checked: _Checked) -> pl.DataFrame:
     if not parts:
         return empty_quarantine()
     return pl.concat(parts).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+
+
+def _shown(raw: pl.Series) -> pl.Series:
+    """Raw cells as the quarantine shows them: control characters escaped (\\n, \\x00…), at most
+    QUARANTINE_VALUE_CHARS characters followed by "…"."""
+    out = raw.str.replace_many(["\r", "\n", "\t", "\x00"], ["\\r", "\\n", "\\t", "\\x00"])
+    out = out.str.replace_all(CONTROL_CHARS, "\uFFFD")
+    long = out.str.len_chars() > QUARANTINE_VALUE_CHARS
+    if not long.any():
+        return out
+    return pl.select(pl.when(pl.lit(long)).then(pl.lit(out).str.slice(0, QUARANTINE_VALUE_CHARS) + "…")
+                     .otherwise(pl.lit(out))).to_series()
 
 
 def _kept(checked: _Checked) -> pl.DataFrame:

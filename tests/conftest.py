@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests: reproducible in CI (the same examples every run, no example database, the failing example
+# printed for replay); locally they keep exploring new examples. HYPOTHESIS_PROFILE chooses explicitly.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 def _pg_admin_url() -> str | None:

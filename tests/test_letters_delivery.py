@@ -267,3 +267,21 @@ def test_deliver_backs_off_exponentially() -> None:
                      sleep=waits.append)
     assert not result.ok and result.attempts == 5 and Flaky.calls == 5
     assert waits == [0.5, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("bad", ["finance@xinghe-ai.example.cn\r\nBcc: victim@example.com",
+                                 "finance@xinghe-ai.example.cn\x00", "not an address"])
+def test_a_bad_contact_value_fails_that_letter_only(tmp_path: Path, smtp_server: tuple[MailSink, int],
+                                                     bad: str) -> None:
+    """A contact value that slipped past validation (issue 13): that one letter fails and is recorded as
+    failed; every other letter goes, and nothing is sent to anyone the value smuggled in."""
+    sink, port = smtp_server
+    rows = [dict(r, email=bad) if r["taxpayer_id"] == ID_FIVE else r for r in all_rows()]
+    report = _notify(tmp_path, [_smtp(port)], rows=rows)
+    assert report.failed == 1 and sink.messages == []
+    assert report.delivered == {"file": 3}
+    row = next(r for r in read_manifest(tmp_path / "out" / "manifest.csv") if r["taxpayer_id"] == ID_FIVE)
+    assert row["status"] == "failed"
+    engine = open_state(str(tmp_path / "state.sqlite"))
+    assert history(engine, ID_FIVE) == []
+    engine.dispose()

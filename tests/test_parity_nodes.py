@@ -222,3 +222,22 @@ def test_number_encoding_keeps_order(a: Decimal, b: Decimal) -> None:
     """durable-rules compares the encoded strings; their order is the numbers' order, exactly."""
     ea, eb = encode_number(a), encode_number(b)
     assert (ea < eb, ea == eb, ea > eb) == (a < b, a == b, a > b)
+
+
+def test_a_condition_durable_rules_cannot_hold_is_decided_in_python_with_the_same_answer() -> None:
+    """durable-rules refuses some nested if/else patterns (`Could not create ruleset, error code: 113`,
+    its expression limit); such a rule's conditions are decided in Python with the same three-valued logic."""
+    text = ("((restricted_industry or credit_grade not in grades) if (sales < sales if restricted_industry "
+            "else sales < sales) else sales < sales)")
+    node = checked(text)
+    catalogue, rule = probe_rule(node)
+    p = parse_period("2025")
+    rows = [{"sales": Decimal("1.00"), "restricted_industry": r, "credit_grade": g}
+            for r in (True, False, None) for g in ("A", "D", None)] + [{"sales": None}]
+    expected = polars_values(node, rule, rows, "2025")
+    program = compile_program(catalogue, p)
+    as_status = {True: "pass", False: "fail", None: "unknown"}
+    for row, e in zip(rows, expected, strict=True):
+        env = build_env(catalogue, p, taxpayer=row, indicators=None, claims=[], risk_events=[])
+        (verdict,) = program.evaluate(env)
+        assert verdict.statuses["scope"] == as_status[e], (row, e)

@@ -49,11 +49,11 @@ def test_models_are_generated_from_the_schema() -> None:
     assert set(ROW_MODELS) == set(TABLES)
     assert set(TABLES["indicators"].names) <= set(IndicatorRow.model_fields)
     row = TaxpayerRow.model_validate(
-        {"taxpayer_id": A.lower(), "name": " 甲 ", "entity_type": "个体工商户", "tax_authority": "1"}
+        {"taxpayer_id": A.lower(), "name": " 甲 ", "entity_type": "个体工商户", "tax_authority": "13301060000"}
     )
     assert (row.taxpayer_id, row.name, row.entity_type) == (A, "甲", "individual_business")  # type: ignore[attr-defined]
     with pytest.raises(ValidationError) as err:
-        TaxpayerRow.model_validate({"taxpayer_id": A, "name": "", "entity_type": "x", "tax_authority": "1"})
+        TaxpayerRow.model_validate({"taxpayer_id": A, "name": "", "entity_type": "x", "tax_authority": "13301060000"})
     fields = {e["loc"][0] for e in err.value.errors()}
     assert fields == {"name", "entity_type"}
 

@@ -79,6 +79,9 @@ except Exception as exc:  # ImportError on 3.13 (undefined symbol PyEval_CallObj
     _dre = _engine = _lang = None
     _IMPORT_ERROR = exc
 
+#: durable-rules' ERR_EXPRESSION_LIMIT_EXCEEDED: a rule's patterns are too many for its rete network (some
+#: nested if/else conditions); such a rule's conditions are decided in Python instead (compile_rule).
+ERR_EXPRESSION_LIMIT_EXCEEDED = 113
 #: Properties durable-rules keeps per event (MAX_OBJECT_PROPERTIES), minus sid, id and the marker.
 MAX_ATTRIBUTES = 29
 #: The shared session is dropped and recreated after this many evaluations (a guard, see above).
@@ -891,9 +894,13 @@ def _statuses_any(names: Sequence[str], status: str) -> Any:
     return _disj(_m(n) == status for n in names)
 
 
-def compile_rule(rule: Rule, period: Period, in_window: frozenset[str], *, name: str, qualification: bool
-                 ) -> tuple[RulePlan, dict[str, Any]]:
-    """One catalogue rule as a durable-rules ruleset definition and the plan to feed it."""
+def compile_rule(rule: Rule, period: Period, in_window: frozenset[str], *, name: str, qualification: bool,
+                 in_python: bool = False) -> tuple[RulePlan, dict[str, Any]]:
+    """One catalogue rule as a durable-rules ruleset definition and the plan to feed it.
+
+    `in_python`: each condition is decided in Python (`truth_fn`, the same three-valued logic) and posted as
+    one boolean attribute, for a rule whose patterns durable-rules refuses (its expression limit, error 113);
+    the outcome table is still durable-rules'."""
     require_durable()
     scope = Scope(period, rule, in_window)
     rules: list[tuple[int, Any]] = []
@@ -903,7 +910,11 @@ def compile_rule(rule: Rule, period: Period, in_window: frozenset[str], *, name:
     if inside:
         for j, cond in enumerate(rule.all_conditions()):
             tr = Translation(scope, EventSchema())
-            verdict = translate(cond.expr, tr)
+            if in_python:
+                truth = truth_fn(cond.expr, scope)
+                verdict = _bool_attribute(tr.event.add("t", lambda env, truth=truth: truth(env)))  # type: ignore[misc]
+            else:
+                verdict = translate(cond.expr, tr)
             if len(tr.event.attributes) > MAX_ATTRIBUTES:
                 raise NotTranslatableError(
                     f"{rule.file}: 条件 {cond.id} 读取 {len(tr.event.attributes)} 个数据项，超过实时核查引擎每个条件 "
@@ -1105,14 +1116,21 @@ def compile_program(catalogue: Catalogue, period: Period, *, session: str = "sha
         rules = catalogue.active(period)
         in_window = frozenset(r.id for r in rules if r.covers(period))
         read = {d for r in rules for d in r.depends_on}
-        plans, definitions = [], {}
+        plans: list[RulePlan] = []
         tag = "s" if session == "shared" else "t"
         for rule in rules:
             name = f"zhixiang_{catalogue.version}_{period.text}_{tag}_{rule.id}"
             plan, definition = compile_rule(rule, period, in_window, name=name, qualification=rule.id in read)
+            try:
+                _host().register_rulesets({name: definition})
+            except Exception as exc:  # durable_rules_engine.error carries only the code in its text
+                if f"error code: {ERR_EXPRESSION_LIMIT_EXCEEDED}" not in str(exc):
+                    raise
+                name += "_py"
+                plan, definition = compile_rule(rule, period, in_window, name=name, qualification=rule.id in read,
+                                                in_python=True)
+                _host().register_rulesets({name: definition})
             plans.append(plan)
-            definitions[name] = definition
-        _host().register_rulesets(definitions)
         program = DurableProgram(catalogue, period, plans, in_window, session)
         _PROGRAMS[key] = program
         return program
