@@ -102,6 +102,14 @@ audit_log = Table(
 )
 
 
+WORKBENCH_TABLES = (users, api_tokens, web_sessions, audit_log)
+
+
+def ensure_tables(engine: Engine) -> None:
+    """Create the workbench's tables in a state database opened before this module was imported."""
+    METADATA.create_all(engine, tables=list(WORKBENCH_TABLES))
+
+
 class AccountError(ZhixiangError):
     """An account or token request that cannot be done."""
 

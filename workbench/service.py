@@ -35,6 +35,9 @@ class Workbench:
     profiles_error: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        from workbench.accounts import ensure_tables
+
+        ensure_tables(self.engine)
         self.catalogue = load_catalogue(self.rules_dir)
         self.checker = RealtimeChecker(self.catalogue, engine="durable")
 
