@@ -29,7 +29,8 @@ from notifier.cases import case_number, sync_findings
 from notifier.db import open_state
 from tests.conftest import free_port
 from tests.test_cases_builder import finding, findings_frame
-from tests.test_durable_realtime import small_firm
+from tests.test_durable_engine import _write_folder
+from tests.test_durable_realtime import TAXPAYER, small_firm
 from workbench import accounts
 
 A, B = "13301060000", "13301050000"
@@ -49,6 +50,7 @@ def no(i: int) -> str:
 class Server:
     url: str
     state: str
+    data: Path
     token_a: str
     token_b: str
     process: subprocess.Popen[bytes]
@@ -74,9 +76,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     token_a = accounts.add_token(engine, "etax-a", "科员", A)
     token_b = accounts.add_token(engine, "etax-b", "科员", B)
     engine.dispose()
+    data = folder / "data"
+    _write_folder(data)  # one taxpayer of authority A (TAXPAYER): the profiles behind "check now"
     port = free_port()
     log = open(folder / "serve.log", "wb")  # noqa: SIM115 — closed with the server
-    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--state", state, "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--state", state, "--port", str(port),
+                                "--data", str(data)],
                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -91,7 +96,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             raise RuntimeError((folder / "serve.log").read_text())
         time.sleep(0.2)
     try:
-        yield Server(url, state, token_a, token_b, process)
+        yield Server(url, state, data, token_a, token_b, process)
     finally:
         process.terminate()
         process.wait(10)
@@ -247,6 +252,27 @@ def test_check_api_answers_as_check_stdin(server: Server) -> None:
     code, out = zx("check", "--stdin", "--period", "2025", "--json", stdin=body)
     assert code == 0
     assert answer.json()["findings"] == json.loads(out)
+
+
+def test_taxpayer_findings_answer_as_check_and_respect_scope(server: Server) -> None:
+    path = f"{server.url}/api/v1/taxpayers/{TAXPAYER}/findings?period=2025"
+    answer = httpx.get(path, headers={"Authorization": f"Bearer {server.token_a}"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    code, out = zx("check", "--data", str(server.data), "--taxpayer", TAXPAYER, "--period", "2025", "--json")
+    assert code == 0 and answer.json()["findings"] == json.loads(out) and answer.json()["findings"]
+    assert httpx.get(path, headers={"Authorization": f"Bearer {server.token_b}"}).status_code == 404
+    missing = httpx.get(path.replace(TAXPAYER, "91330106MA2Y00028P"),
+                        headers={"Authorization": f"Bearer {server.token_a}"})
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "taxpayer_id"
+
+
+def test_check_now_on_the_taxpayer_page(server: Server) -> None:
+    client = login(server, "li")
+    page = client.get(f"/taxpayers/{TAXPAYER}")
+    assert page.status_code == 200 and "立即核查" in page.text
+    checked = client.post(f"/taxpayers/{TAXPAYER}/check", data={"period": "2025", "csrf": csrf_of(page.text)})
+    assert checked.status_code == 200 and "2025年度 核查结果" in checked.text and "小型微利企业" in checked.text
+    assert login(server, "zhou").get(f"/taxpayers/{TAXPAYER}").status_code == 404  # authority B
 
 
 @pytest.mark.parametrize(("path", "body", "status", "field"), [

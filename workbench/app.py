@@ -42,6 +42,7 @@ from notifier.cases import CASE_TIERS, TIER_LABELS, assign, close, resolve, send
 from notifier.runs import get_run, list_runs
 from profiles.errors import ProfileDataError
 from profiles.periods import PeriodError, parse_period
+from profiles.schema import ENUM_LABELS
 from workbench import accounts
 from workbench.accounts import ADMIN, ANALYST, Principal
 from workbench.service import Workbench
@@ -110,7 +111,8 @@ def _templates() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["money"] = lambda v: "—" if v is None else f"{Decimal(v):,.2f}"
     env.filters["when"] = lambda m: "" if m is None else m.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
-    env.globals.update(TIER_LABELS=TIER_LABELS, FINDING_TIERS=FINDING_TIERS, KIND_LABELS=KIND_LABELS,
+    env.globals.update(ENUM_LABELS=ENUM_LABELS, TIER_LABELS=TIER_LABELS, FINDING_TIERS=FINDING_TIERS,
+                       KIND_LABELS=KIND_LABELS,
                        STATUS_LABELS=STATUS_LABELS)
     return env
 
