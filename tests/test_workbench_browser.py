@@ -10,6 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ ARTIFACTS = Path(os.environ.get("ZHIXIANG_ARTIFACTS", Path(__file__).resolve().p
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Any]:
     if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
         if os.environ.get("CI"):
             pytest.fail("chromium and chromium-driver are needed (scripts/setup installs them)")
@@ -46,7 +47,7 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
-def test_an_officer_works_a_case_in_the_browser(server: Server, browser: object) -> None:  # noqa: F811
+def test_an_officer_works_a_case_in_the_browser(server: Server, browser: Any) -> None:  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -54,43 +55,43 @@ def test_an_officer_works_a_case_in_the_browser(server: Server, browser: object)
         WebDriverWait(browser, 30).until(lambda drv: part in drv.current_url and drv.execute_script(
             "return document.readyState") == "complete")
 
-    d = browser  # type: ignore[assignment]
+    d = browser
     shots = ARTIFACTS / "workbench"
     shots.mkdir(parents=True, exist_ok=True)
-    d.get(server.url + "/queue")  # type: ignore[attr-defined]
-    assert "/login" in d.current_url  # type: ignore[attr-defined]
-    d.find_element(By.NAME, "name").send_keys("wang")  # type: ignore[attr-defined]
-    d.find_element(By.NAME, "password").send_keys(PASSWORD)  # type: ignore[attr-defined]
-    d.find_element(By.ID, "login").click()  # type: ignore[attr-defined]
+    d.get(server.url + "/queue")
+    assert "/login" in d.current_url
+    d.find_element(By.NAME, "name").send_keys("wang")
+    d.find_element(By.NAME, "password").send_keys(PASSWORD)
+    d.find_element(By.ID, "login").click()
     after("/queue")
-    assert "案件队列" in d.page_source  # type: ignore[attr-defined]
-    d.save_screenshot(str(shots / "1-queue.png"))  # type: ignore[attr-defined]
+    assert "案件队列" in d.page_source
+    d.save_screenshot(str(shots / "1-queue.png"))
 
-    Select(d.find_element(By.NAME, "sort")).select_by_value("amount")  # type: ignore[attr-defined]
-    d.find_element(By.ID, "filter").click()  # type: ignore[attr-defined]
+    Select(d.find_element(By.NAME, "sort")).select_by_value("amount")
+    d.find_element(By.ID, "filter").click()
     after("sort=amount")
-    links = [a.text for a in d.find_elements(By.CSS_SELECTOR, "#cases tbody a[href^='/cases/']")]  # type: ignore[attr-defined]
+    links = [a.text for a in d.find_elements(By.CSS_SELECTOR, "#cases tbody a[href^='/cases/']")]
     assert links[0] == no(5) and len(links) == 6
-    d.save_screenshot(str(shots / "2-filtered.png"))  # type: ignore[attr-defined]
+    d.save_screenshot(str(shots / "2-filtered.png"))
 
-    d.find_element(By.LINK_TEXT, no(1)).click()  # type: ignore[attr-defined]
+    d.find_element(By.LINK_TEXT, no(1)).click()
     after("/cases/")
-    assert no(1) in d.title  # type: ignore[attr-defined]
-    Select(d.find_element(By.NAME, "officer")).select_by_value("wang")  # type: ignore[attr-defined]
-    d.find_element(By.CSS_SELECTOR, "#assign-form button").click()  # type: ignore[attr-defined]
+    assert no(1) in d.title
+    Select(d.find_element(By.NAME, "officer")).select_by_value("wang")
+    d.find_element(By.CSS_SELECTOR, "#assign-form button").click()
     after("done=assigned")
-    assert d.find_element(By.ID, "status").text == "核实中"  # type: ignore[attr-defined]
-    Select(d.find_element(By.NAME, "outcome")).select_by_value("已更正")  # type: ignore[attr-defined]
-    d.find_element(By.NAME, "reason").send_keys("纳税人已更正申报")  # type: ignore[attr-defined]
-    d.find_element(By.ID, "resolve").click()  # type: ignore[attr-defined]
+    assert d.find_element(By.ID, "status").text == "核实中"
+    Select(d.find_element(By.NAME, "outcome")).select_by_value("已更正")
+    d.find_element(By.NAME, "reason").send_keys("纳税人已更正申报")
+    d.find_element(By.ID, "resolve").click()
     after("done=resolved")
-    assert d.find_element(By.ID, "status").text == "已更正"  # type: ignore[attr-defined]
-    d.save_screenshot(str(shots / "3-case.png"))  # type: ignore[attr-defined]
+    assert d.find_element(By.ID, "status").text == "已更正"
+    d.save_screenshot(str(shots / "3-case.png"))
     assert get_case(open_state(server.state), no(1)).status == "已更正"
 
-    d.find_element(By.LINK_TEXT, "规则准确率").click()  # type: ignore[attr-defined]
+    d.find_element(By.LINK_TEXT, "规则准确率").click()
     after("/precision")
-    table = d.find_element(By.ID, "precision").text  # type: ignore[attr-defined]
+    table = d.find_element(By.ID, "precision").text
     assert "100%" in table
-    d.save_screenshot(str(shots / "4-precision.png"))  # type: ignore[attr-defined]
-    assert d.execute_script("return document.documentElement.scrollWidth") <= 1366  # type: ignore[attr-defined]
+    d.save_screenshot(str(shots / "4-precision.png"))
+    assert d.execute_script("return document.documentElement.scrollWidth") <= 1366
