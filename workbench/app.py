@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
+from dataclasses import fields
 from datetime import date, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -23,12 +24,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import ZhixiangError
 from engine.findings import STATUS_LABELS
 from engine.findings import TIER_LABELS as FINDING_TIERS
-from notifier.case_queries import CaseFilter, count_cases, find_cases, get_case, history_of, rule_stats
+from notifier.case_queries import Case, CaseFilter, count_cases, find_cases, get_case, history_of, rule_stats
 from notifier.case_status import (
     CLOSED,
     OPEN_STATUSES,
@@ -38,6 +40,7 @@ from notifier.case_status import (
     CaseNotFoundError,
     allowed_next,
 )
+from notifier.case_tables import cases
 from notifier.cases import CASE_TIERS, TIER_LABELS, assign, close, resolve, send_back
 from notifier.runs import get_run, list_runs
 from profiles.errors import ProfileDataError
@@ -349,13 +352,15 @@ def create_app(wb: Workbench, *, secure_cookies: bool = False) -> FastAPI:
                  "mine": q.get("mine", ""), "sort": q.get("sort", "due"), "authority": authority}
         return where, clean
 
-    def sorted_cases(where: CaseFilter, sort: str, offset: int, limit: int | None) -> list[Any]:
-        if sort == "due":
-            rows = find_cases(engine, where, limit=None if limit is None else offset + limit)
-            return rows[offset:] if limit is None else rows[offset:offset + limit]
-        rows = find_cases(engine, where)
-        rows.sort(key=lambda c: (c.amount is None, -(c.amount or 0), c.due_on))
-        return rows[offset:] if limit is None else rows[offset:offset + limit]
+    def sorted_cases(where: CaseFilter, sort: str, offset: int, limit: int | None) -> list[Case]:
+        """A page of the queue, sorted in SQL: most urgent first, or the largest amount first."""
+        order = ((cases.c.amount.desc().nulls_last(), cases.c.due_on, cases.c.case_no) if sort == "amount"
+                 else (cases.c.due_on, cases.c.amount.desc().nulls_last(), cases.c.case_no))
+        stmt = where.apply(select(*[cases.c[f.name] for f in fields(Case)])).order_by(*order).offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with engine.connect() as conn:
+            return [Case(**r._mapping) for r in conn.execute(stmt)]
 
     @app.get("/queue", response_class=HTMLResponse, include_in_schema=False)
     async def queue(request: Request) -> Response:
