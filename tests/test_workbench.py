@@ -217,6 +217,15 @@ def test_resolve_through_the_web_changes_the_ledger_as_the_cli_does(server: Serv
     assert "resolve" in actions and "view_case" in actions
 
 
+def test_precision_per_rule_over_time(server: Server) -> None:
+    assert zx("cases", "assign", no(8), "--to", "zhou", "--by", "zhou", "--state", server.state)[0] == 0
+    assert zx("cases", "resolve", no(8), "--outcome", "已更正", "--by", "zhou", "--state", server.state)[0] == 0
+    client = login(server, "zhao")
+    page = client.get("/precision?rule=small_low_profit_cit")
+    assert page.status_code == 200 and "<svg" in page.text and "误报" in page.text
+    assert client.get("/precision?rule=no_such_rule").status_code == 400
+
+
 def test_an_officer_acts_only_on_cases_assigned_to_them(server: Server) -> None:
     officer = login(server, "li")
     page = officer.get(f"/cases/{no(5)}").text  # 待分派, not theirs

@@ -536,8 +536,12 @@ def create_app(wb: Workbench, *, secure_cookies: bool = False) -> FastAPI:
             raise PageError(404, "没有这个页面。")
         scope = user.authorities() or []
         stats = rule_stats(engine, authorities=scope)
-        months, chart = precision_by_month(engine, scope)
-        return render(request, "precision.html", stats=stats, months=months, chart=chart)
+        rule = request.query_params.get("rule") or None
+        if rule is not None and rule not in wb.catalogue.rules and rule not in {s.rule_id for s in stats}:
+            raise PageError(400, f"未知的规则 {rule}")
+        months, chart = precision_by_month(engine, scope, rule)
+        rules = sorted((r.id, r.name) for r in wb.catalogue.rules.values())
+        return render(request, "precision.html", stats=stats, months=months, chart=chart, rule=rule, rules=rules)
 
     # ---------------------------------------------------------------------------------- administration
 

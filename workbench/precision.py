@@ -16,7 +16,8 @@ from notifier.report_charts import line_chart
 BEIJING = timezone(timedelta(hours=8))
 
 
-def precision_by_month(engine: Engine, authorities: Sequence[str]) -> tuple[list[dict[str, object]], str]:
+def precision_by_month(engine: Engine, authorities: Sequence[str], rule: str | None = None
+                       ) -> tuple[list[dict[str, object]], str]:
     """Decisions (已更正/放弃优惠 = confirmed, 误报) recorded in the case history, by month in Beijing time.
 
     Counts decisions as they were made (a decision later sent back still counted in its month): the
@@ -28,6 +29,8 @@ def precision_by_month(engine: Engine, authorities: Sequence[str]) -> tuple[list
                    cases.c.tier.in_(["high", "medium"])))
     if authorities:
         stmt = stmt.where(cases.c.tax_authority.in_(list(authorities)))
+    if rule:
+        stmt = stmt.where(cases.c.rule_id == rule)
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     with engine.connect() as conn:
         for at, status, _rule in conn.execute(stmt):
@@ -39,7 +42,8 @@ def precision_by_month(engine: Engine, authorities: Sequence[str]) -> tuple[list
         confirmed, false = counts[m]
         rows.append({"month": m, "confirmed": confirmed, "false_alarms": false,
                      "precision": confirmed / (confirmed + false) if confirmed + false else None})
+    title = f"各月核实结论（{rule}）" if rule else "各月核实结论（全部规则）"
     chart = line_chart(months, [("确认（已更正＋放弃优惠）", [float(counts[m][0]) for m in months]),
                                 ("误报", [float(counts[m][1]) for m in months])],
-                       title="各月核实结论", unit="件", width=900, height=240) if months else ""
+                       title=title, unit="件", width=900, height=240) if months else ""
     return rows, chart
