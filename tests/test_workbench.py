@@ -290,6 +290,9 @@ def test_check_now_on_the_taxpayer_page(server: Server) -> None:
     ("/api/v1/check?period=2025Q9", "{}", 400, "period"),
     ("/api/v1/check", "{}", 422, "period"),
     ("/api/v1/check?period=2025", "", 400, "$"),
+    ("/api/v1/check?period=2025", "\udcff\udcfe\x00", 400, "$"),  # not UTF-8 (was a 500: json guessed UTF-16)
+    ("/api/v1/check?period=2025", "{" * 5000, 400, "第1行第2列"),
+    ("/api/v1/check?period=2025", "x" * (2 * 1024 * 1024), 413, "$"),
     ("/api/v1/cases?limit=abc", None, 422, "limit"),
     ("/api/v1/cases?limit=0", None, 400, "limit"),
     ("/api/v1/cases?status=nope", None, 400, "status"),
@@ -300,7 +303,7 @@ def test_bad_input_gets_a_chinese_error_naming_the_field(server: Server, path: s
     if body is None:
         response = httpx.get(server.url + path, headers=headers)
     else:
-        response = httpx.post(server.url + path, content=body.encode(), headers=headers)
+        response = httpx.post(server.url + path, content=body.encode("utf-8", "surrogateescape"), headers=headers)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["field"] == field and re.search(r"[\u4e00-\u9fff]", error["message"])

@@ -54,6 +54,8 @@ HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "zx_session"
 LOGIN_COOKIE = "zx_login"
 PAGE_SIZE = 50
+#: One taxpayer's profile is a few kilobytes; a larger body is refused before it is parsed.
+MAX_BODY = 1024 * 1024
 BEIJING = timezone(timedelta(hours=8), "北京时间")
 KIND_LABELS = {"unclaimed": "应享未享", "improper": "违规享受", "undetermined": "待核实"}
 
@@ -585,11 +587,20 @@ def create_app(wb: Workbench, *, secure_cookies: bool = False) -> FastAPI:
         """Body: one taxpayer's profile JSON, exactly as `zhixiang check --stdin --period P --json` reads it."""
         api_user(request, allow_session=False)
         p = _period_or_error(period)
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            raise ApiError(413, "too_large", f"请求体超过 {MAX_BODY // 1024} KB：一次只核查一户纳税人", "$")
         body = await request.body()
+        if len(body) > MAX_BODY:
+            raise ApiError(413, "too_large", f"请求体超过 {MAX_BODY // 1024} KB：一次只核查一户纳税人", "$")
         if not body:
             raise ApiError(400, "invalid", "请求体应为一户纳税人的 JSON 画像", "$")
         try:
-            profile = wb.profile_from_json(body)
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise ApiError(400, "invalid", f"请求体应为 UTF-8 编码的 JSON（第 {exc.start + 1} 个字节无法解码）",
+                           "$") from exc
+        try:
+            profile = wb.profile_from_json(text)
         except ProfileDataError as exc:
             problems = [{"field": path, "message": message} for path, message in exc.problems]
             first = problems[0] if problems else {"field": "$", "message": str(exc)}

@@ -52,7 +52,7 @@ class Workbench:
         with self._lock:
             return self.checker.check(profile, period)
 
-    def profile_from_json(self, document: bytes) -> TaxpayerProfile:
+    def profile_from_json(self, document: str | bytes) -> TaxpayerProfile:
         return profile_from_json(document, known_incentives=self.catalogue.known_incentives)
 
     # -- the current profiles
