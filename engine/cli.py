@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "notifier.case_commands",
     "notifier.nightly_commands",
     "profiles.commands",
+    "workbench.commands",
 )
 
 
