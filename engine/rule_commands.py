@@ -125,7 +125,8 @@ def readme_with_table(readme: str, table: str) -> str:
 @rules_group.command("table")
 @_DIR
 @click.option("--write", "write", is_flag=True, help="写入 README.md 的目录表（两个标记之间）")
-@click.option("--readme", "readme", type=click.Path(path_type=Path), default=README_FILE, show_default=True)
+@click.option("--readme", "readme", type=click.Path(path_type=Path), default=README_FILE, show_default="README.md",
+              help="要更新规则目录表的 README 文件")
 @exit_on_user_error
 def table_command(directory: Path, write: bool, readme: Path) -> None:
     """输出规则目录表（编号、名称、依据、执行期限、判定范围、减免性质代码、核实状态）；--write 写入 README。"""

@@ -38,8 +38,8 @@ def _password(prompt: bool, from_stdin: bool) -> str:
               help="zhixiang.toml（取其中的 state_url）")
 @click.option("--data", "data", default=None,
               help="档案数据（目录或 postgresql://…），供“立即核查”使用；默认取最近一次成功运行的数据来源")
-@click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path), show_default=True,
-              help="规则目录")
+@click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path),
+              show_default="rules/", help="规则目录")
 @click.option("--secure-cookies", is_flag=True, help="Cookie 加 Secure 标记（经 HTTPS 反向代理提供服务时使用）")
 @click.pass_context
 @exit_on_user_error
@@ -170,7 +170,7 @@ def tokens_revoke(token_id: str, state: str) -> None:
 @click.option("--user", "actor", help="只看该操作人")
 @click.option("--action", help="只看该操作（login、login_failed、view_case、assign、resolve、export……）")
 @click.option("--since", help="起始日期 YYYY-MM-DD（北京时间）")
-@click.option("--limit", default=200, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(min=1), help="最多列出的条数")
 @exit_on_user_error
 def audit_command(state: str, actor: str | None, action: str | None, since: str | None, limit: int) -> None:
     """审计日志：谁、何时、做了什么、从哪里（最新在前）。"""
