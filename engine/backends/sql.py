@@ -584,14 +584,28 @@ def plan_sql(catalogue: Catalogue, period: Period, dialect: str = "duckdb") -> S
         outcome_cols[rule.id] = o_name
         rctx.bind(Val(outcome, level), o_name)
 
-    base = _base_query(catalogue, period, claim_rules, ctx, names)
-    query: exp.Select = base
-    for k, layer in enumerate(ctx.layers):
-        if not layer:
-            continue
-        query = exp.select(exp.Star(), *(e.as_(n, quoted=False) for n, e in layer)).from_(
-            query.subquery(f"zx_l{k}"))
+    query = layered(_base_query(catalogue, period, claim_rules, ctx, names), ctx)
     return SqlPlan(period, rules, in_window, query, names, outcome_cols, benefit_cols, ctx.events, claim_rules)
+
+
+def layered(base: exp.Select, ctx: SqlContext) -> exp.Select:
+    """`base` with the context's layers of computed columns on top, each SELECT reading the one below."""
+    query = base
+    for k, layer in enumerate(ctx.layers):
+        if layer:
+            query = exp.select(exp.Star(), *(e.as_(n, quoted=False) for n, e in layer)).from_(
+                query.subquery(f"zx_l{k}"))
+    return query
+
+
+def expression_query(node: ir.Node, rule: Rule | None, period: Period, dialect: str, table: str,
+                     keep: tuple[str, ...] = ()) -> str:
+    """SQL computing `node` as column `zx_value` for every row of `table` (the parity tests' probe)."""
+    ctx = SqlContext(period=period, dialect=dialect, rule=rule)
+    ctx.bind(translate(node, ctx), "zx_value")
+    query = layered(exp.select(exp.Star()).from_(table), ctx)
+    return exp.select(*(col(k) for k in keep), col("zx_value")).from_(query.subquery("zx_out")).sql(
+        dialect=DIALECTS[dialect])
 
 
 def _base_query(catalogue: Catalogue, period: Period, claim_rules: tuple[Rule, ...], ctx: SqlContext,
