@@ -11,7 +11,7 @@ wording is the one place it is defined — so findings files are byte-identical 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,7 +22,7 @@ from engine.backends.sql import TABLES, SqlPlan, check_catalogue, plan_sql
 from engine.batch import _rule_findings
 from engine.catalogue import Catalogue
 from engine.errors import RuntimeUnavailableError
-from engine.findings import FINDINGS_SCHEMA
+from engine.findings import FINDINGS_SCHEMA, KINDS
 from engine.run import QUARANTINE_SCHEMA, RunResult, claims_outside_granularity, not_judged_rules, timed
 from profiles.periods import Period
 from profiles.schema import MONEY_DTYPE, PROFILE_FIELDS
@@ -161,8 +161,10 @@ def _as_wide(rows: pl.DataFrame, plan: SqlPlan) -> pl.DataFrame:
 
 
 def evaluate_period_sql(catalogue: Catalogue, profiles: Any, period: Period, engine: str = "duckdb",
-                        url: str | None = None) -> RunResult:
-    """`engine.run.evaluate_period`, with the verdicts computed inside DuckDB or PostgreSQL."""
+                        url: str | None = None, outcomes: Collection[str] = KINDS) -> RunResult:
+    """`engine.run.evaluate_period`, with the verdicts computed inside DuckDB or PostgreSQL.
+
+    `outcomes`: which outcomes become findings rows (every outcome for the parity tests)."""
     timings: dict[str, float] = {}
     check_catalogue(catalogue, engine)
     claims_file = str(getattr(profiles, "sources", {}).get("claims", "claims"))
@@ -175,14 +177,13 @@ def evaluate_period_sql(catalogue: Catalogue, profiles: Any, period: Period, eng
             s.execute(f"DROP TABLE IF EXISTS {WIDE_TABLE}")
             s.execute(f"CREATE TEMP TABLE {WIDE_TABLE} AS {plan.sql(engine)}")
             n = int(s.fetch(f"SELECT COUNT(*) AS n FROM {WIDE_TABLE}")["n"][0])
-            filt = plan.findings_filter().sql(dialect=engine)
+            filt = plan.findings_filter(outcomes).sql(dialect=engine)
             rows = s.fetch(f"SELECT * FROM {WIDE_TABLE} WHERE {filt}")
             summary_rows = s.fetch(plan.summary(WIDE_TABLE).sql(dialect=engine))
     with timed(timings, "evidence"):
         wide = _as_wide(rows, plan).lazy()
         ctx = Context(period=period, active=plan.in_window, events=dict(plan.events))
-        parts = [_rule_findings(wide, rule, catalogue, ctx, rule.id in plan.in_window, ("unclaimed", "improper",
-                                                                                         "undetermined"))
+        parts = [_rule_findings(wide, rule, catalogue, ctx, rule.id in plan.in_window, outcomes)
                  for rule in sorted(plan.rules, key=lambda r: r.id)]
         findings = pl.concat([pl.LazyFrame(schema=FINDINGS_SCHEMA), *parts], how="vertical").collect()
     names = {r.id: r.name for r in plan.rules}

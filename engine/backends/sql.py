@@ -25,7 +25,7 @@ RuleError when a catalogue is loaded for a SQL engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -487,9 +487,10 @@ class SqlPlan:
     def sql(self, dialect: str, *, pretty: bool = False) -> str:
         return self.wide.sql(dialect=DIALECTS[dialect], pretty=pretty)
 
-    def findings_filter(self) -> exp.Expression:
-        """Rows with at least one finding (unclaimed, improper, undetermined)."""
-        tests = [exp.In(this=col(c), expressions=[lit(k) for k in KINDS]) for c in self.outcome_cols.values()]
+    def findings_filter(self, outcomes: Collection[str] = KINDS) -> exp.Expression:
+        """Rows with at least one of `outcomes` (by default a finding: unclaimed, improper, undetermined)."""
+        tests = [exp.In(this=col(c), expressions=[lit(k) for k in sorted(outcomes)])
+                 for c in self.outcome_cols.values()]
         return exp.or_(*tests) if tests else exp.Boolean(this=False)
 
     def summary(self, table: str) -> exp.Expression:
