@@ -65,7 +65,7 @@ class NotExpressibleError(Exception):
 class Val:
     """A translated expression and the layer from which it can be computed (0: the base table's columns)."""
 
-    expr: exp.Expression
+    expr: exp.Expr
     level: int
 
 
@@ -73,7 +73,7 @@ def col(name: str) -> exp.Column:
     return exp.column(name, quoted=False)
 
 
-def lit(value: Any) -> exp.Expression:
+def lit(value: Any) -> exp.Expr:
     """A constant as SQL (numbers exact)."""
     if value is None:
         return exp.Null()
@@ -90,7 +90,7 @@ def lit(value: Any) -> exp.Expression:
     raise TypeError(f"no SQL literal for {value!r}")
 
 
-def _case(*whens: tuple[exp.Expression, exp.Expression], default: exp.Expression | None = None) -> exp.Case:
+def _case(*whens: tuple[exp.Expr, exp.Expr], default: exp.Expr | None = None) -> exp.Case:
     case = exp.Case()
     for cond, then in whens:
         case = case.when(cond, then)
@@ -107,7 +107,7 @@ class SqlContext:
     active: frozenset[str] = frozenset()
     qualifies: dict[str, Val] = field(default_factory=dict)  # rule id -> its qualification column
     events: dict[tuple[str, tuple[str, ...], Any], str] = field(default_factory=dict)
-    layers: list[list[tuple[str, exp.Expression]]] = field(default_factory=list)
+    layers: list[list[tuple[str, exp.Expr]]] = field(default_factory=list)
     counter: list[int] = field(default_factory=lambda: [0])
 
     def for_rule(self, rule: Rule) -> SqlContext:
@@ -155,7 +155,7 @@ def exact(node: ir.Node, ctx: SqlContext) -> Val:
     if isinstance(node, ir.Field) and PROFILE_FIELDS[node.name].kind == "number":
         scaled = exp.Mul(this=exp.Cast(this=val.expr, to=exp.DataType.build("DOUBLE")),
                          expression=exp.Literal.number("1000000.0"))
-        rounded: exp.Expression
+        rounded: exp.Expr
         if ctx.dialect == "duckdb":
             rounded = exp.Anonymous(this="ROUND_EVEN", expressions=[scaled, exp.Literal.number(0)])
         elif ctx.dialect == "spark":
@@ -170,12 +170,12 @@ def _exact_val(val: Val) -> Val:
     return Val(exp.Cast(this=val.expr, to=WORK.copy()), val.level)
 
 
-def _scaled(val: Val, ctx: SqlContext) -> exp.Expression:
+def _scaled(val: Val, ctx: SqlContext) -> exp.Expr:
     """A DECIMAL(38, 6) as the integer count of millionths."""
     return exp.Cast(this=exp.Mul(this=val.expr, expression=exp.Literal.number(SCALE)), to=ctx.int_type())
 
 
-def _unscale(expr: exp.Expression, ctx: SqlContext) -> exp.Expression:
+def _unscale(expr: exp.Expr, ctx: SqlContext) -> exp.Expr:
     """An integer count of millionths as DECIMAL(38, 6) (an exact product, no division)."""
     return exp.Cast(this=exp.Mul(this=exp.Cast(this=expr, to=exp.DataType.build("DECIMAL(38, 0)")),
                                  expression=lit(Decimal("0.000001"))), to=WORK.copy())
@@ -270,7 +270,7 @@ def _in(node: ir.In, ctx: SqlContext) -> Val:
     options = _options(node.options, ctx)
     if any(o is None for o in options):
         raise ctx.refuse(node.options, "列表中有空值（SQL 的 IN 对空值的处理与其他引擎不同）")
-    test: exp.Expression
+    test: exp.Expr
     if not options:  # `x in []`: false for a value, unknown for a missing one
         item = ctx.bind(item)
         test = _case((exp.Is(this=item.expr, expression=exp.Null()), exp.Null()), default=exp.Boolean(this=False))
@@ -341,7 +341,7 @@ def _startswith(node: ir.Call, ctx: SqlContext) -> Val:
     prefixes = _options(node.args[1], ctx)
     if not prefixes:
         return _in(ir.In(node.args[0], ir.Literal_(()), span=node.span), ctx)
-    tests: list[exp.Expression] = []
+    tests: list[exp.Expr] = []
     for prefix in prefixes:
         if any(ch in str(prefix) for ch in "%_\\"):
             raise ctx.refuse(node, f"前缀 {prefix!r} 含 LIKE 通配符（%、_ 或 \\）")
@@ -394,7 +394,7 @@ def _progressive(node: ir.Call, ctx: SqlContext) -> Val:
 def _months_between(node: ir.Call, ctx: SqlContext) -> Val:
     a, b = (translate(x, ctx) for x in node.args)
 
-    def ym(v: Val, part: type[exp.Func]) -> exp.Expression:
+    def ym(v: Val, part: type[exp.Func]) -> exp.Expr:
         return exp.Cast(this=part(this=exp.Cast(this=v.expr.copy(), to=exp.DataType.build("DATE"))),
                         to=exp.DataType.build("BIGINT"))
 
@@ -487,13 +487,13 @@ class SqlPlan:
     def sql(self, dialect: str, *, pretty: bool = False) -> str:
         return self.wide.sql(dialect=DIALECTS[dialect], pretty=pretty)
 
-    def findings_filter(self, outcomes: Collection[str] = KINDS) -> exp.Expression:
+    def findings_filter(self, outcomes: Collection[str] = KINDS) -> exp.Expr:
         """Rows with at least one of `outcomes` (by default a finding: unclaimed, improper, undetermined)."""
         tests = [exp.In(this=col(c), expressions=[lit(k) for k in sorted(outcomes)])
                  for c in self.outcome_cols.values()]
         return exp.or_(*tests) if tests else exp.Boolean(this=False)
 
-    def summary(self, table: str) -> exp.Expression:
+    def summary(self, table: str) -> exp.Expr:
         """Counts and amounts per rule and outcome (as engine.batch._summary), over the materialised table."""
         parts: list[exp.Select] = []
         for rule in self.rules:
@@ -505,8 +505,9 @@ class SqlPlan:
                  exp.Coalesce(this=col(claim_amount_col(rule.id)), expressions=[benefit.copy()])),
                 (exp.NEQ(this=outcome.copy(), expression=lit("not_applicable")), benefit.copy()),
                 default=exp.Null())
+            # Polars sums no amount to 0, SQL to NULL.
             total = _case((exp.EQ(this=outcome.copy(), expression=lit("not_applicable")), exp.Null()),
-                          default=exp.Coalesce(this=exp.Sum(this=amount), expressions=[exp.Literal.number(0)]))  # Polars: sum of none is 0
+                          default=exp.Coalesce(this=exp.Sum(this=amount), expressions=[exp.Literal.number(0)]))
             parts.append(
                 exp.select(lit(rule.id).as_("rule_id"), outcome.copy().as_("outcome"),
                            exp.Count(this=exp.Star()).as_("count"),
@@ -515,7 +516,7 @@ class SqlPlan:
             )
         if not parts:
             return exp.select(exp.Null().as_("rule_id")).where(exp.Boolean(this=False))
-        query: exp.Expression = parts[0]
+        query: exp.Expr = parts[0]
         for part in parts[1:]:
             query = exp.union(query, part, distinct=False)
         return query
@@ -526,7 +527,6 @@ def plan_sql(catalogue: Catalogue, period: Period, dialect: str = "duckdb") -> S
     rules = tuple(catalogue.active(period))
     in_window = frozenset(r.id for r in rules if r.covers(period))
     ctx = SqlContext(period=period, dialect=dialect, active=in_window)
-    p = period.text
     names: dict[str, str] = {}
 
     referenced = {rid for rule in rules for node in (*(c.expr for c in rule.all_conditions()), rule.benefit)
@@ -616,7 +616,7 @@ def _base_query(catalogue: Catalogue, period: Period, claim_rules: tuple[Rule, .
     from engine.backends.polars import claimed_col as p_claimed
 
     p = period.text
-    claim_aggs: list[exp.Expression] = []
+    claim_aggs: list[exp.Expr] = []
     for r in claim_rules:
         hit = exp.In(this=col("incentive"), expressions=[lit(c) for c in r.claim_codes])
         claim_aggs.append(exp.Max(this=_case((hit, exp.Literal.number(1)), default=exp.Literal.number(0)))
@@ -659,11 +659,11 @@ def _base_query(catalogue: Catalogue, period: Period, claim_rules: tuple[Rule, .
         else:
             window = exp.and_(exp.GTE(this=col("occurred_on"), expression=lit(arg)),
                               exp.LTE(this=col("occurred_on"), expression=lit(period.end)))
-        hit = exp.and_(exp.In(this=col("event"), expressions=[lit(k) for k in kinds]), window)
-        aggs.append(exp.Sum(this=_case((hit, exp.Literal.number(1)), default=exp.Literal.number(0))).as_(sql_col))
+        event_hit = exp.and_(exp.In(this=col("event"), expressions=[lit(k) for k in kinds]), window)
+        aggs.append(exp.Sum(this=_case((event_hit, exp.Literal.number(1)), default=exp.Literal.number(0))).as_(sql_col))
     counts = exp.select(col("taxpayer_id"), *aggs).from_("risk_events").group_by(col("taxpayer_id"))
     inner = query.subquery("b")
-    outer = [exp.Column(this=exp.Star(), table=exp.to_identifier("b"))]
+    outer: list[exp.Expr] = [exp.Column(this=exp.Star(), table=exp.to_identifier("b"))]
     outer += [exp.Cast(this=exp.Coalesce(this=exp.column(c.replace("__events__", "zx_events_"), "e"),
                                          expressions=[exp.Literal.number(0)]), to=exp.DataType.build("BIGINT"))
               .as_(c.replace("__events__", "zx_events_")) for c in ctx.events.values()]
