@@ -109,11 +109,11 @@ def test_rules_sql_prints_sql_that_parses(dialect: str) -> None:
 
 
 def test_spark_sql_keeps_exact_decimals() -> None:
-    """Spark gets DECIMAL(38, …) arithmetic and BROUND for float figures, never a double division."""
+    """Spark gets DECIMAL(38, …) arithmetic, corrected FLOOR quotients (its DIV is a long) and no SIGN (a double)."""
     catalogue = load_catalogue()
     sql = plan_sql(catalogue, parse_period("2025"), "spark").sql("spark")
-    assert "DECIMAL(38, 6)" in sql and " DIV " in sql
-    assert " / " not in sql
+    assert "DECIMAL(38, 6)" in sql and "FLOOR(" in sql
+    assert " DIV " not in sql and "SIGN(" not in sql and "HUGEINT" not in sql
 
 
 def test_unexpressible_construct_is_refused_at_load(tmp_path: Path) -> None:

@@ -109,10 +109,16 @@ class SqlContext:
     events: dict[tuple[str, tuple[str, ...], Any], str] = field(default_factory=dict)
     layers: list[list[tuple[str, exp.Expr]]] = field(default_factory=list)
     counter: list[int] = field(default_factory=lambda: [0])
+    #: Integer quotients through FLOOR of the decimal quotient, corrected (Spark; the tests run it on PostgreSQL).
+    floor_division: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.floor_division is None:
+            self.floor_division = self.dialect == "spark"
 
     def for_rule(self, rule: Rule) -> SqlContext:
         return SqlContext(self.period, self.dialect, rule, self.active, self.qualifies, self.events, self.layers,
-                          self.counter)
+                          self.counter, self.floor_division)
 
     def polars(self) -> PolarsContext:
         return PolarsContext(period=self.period, rule=self.rule, active=self.active, events=self.events)
@@ -181,17 +187,44 @@ def _unscale(expr: exp.Expr, ctx: SqlContext) -> exp.Expr:
                                  expression=lit(Decimal("0.000001"))), to=WORK.copy())
 
 
+def _negative(v: Val) -> exp.Expr:
+    return _case((exp.LT(this=v.expr.copy(), expression=exp.Literal.number(0)), exp.Literal.number(-1)),
+                 default=exp.Literal.number(1))
+
+
 def _half_even_quotient(n: Val, d: Val, ctx: SqlContext) -> Val:
-    """round-half-even(n / d) for integers n, d ≠ 0, without leaving integer arithmetic."""
+    """round-half-even(n / d) for integers n, d ≠ 0, without leaving integer arithmetic.
+
+    DuckDB and PostgreSQL divide integers exactly (`//`, DIV). Spark's DIV returns a long (it overflows
+    on money × rate at 10¹² scale), so there the integer quotient is FLOOR of the decimal quotient —
+    within one of the true one — corrected by the remainder's sign and size.
+    """
+    n, d = ctx.bind(n), ctx.bind(d)
     level = max(n.level, d.level)
-    num = ctx.bind(Val(exp.Abs(this=n.expr), level))
-    den = ctx.bind(Val(exp.Abs(this=d.expr), level))
-    sign = ctx.bind(Val(exp.Mul(this=exp.Sign(this=n.expr), expression=exp.Sign(this=d.expr)), level))
+    num = ctx.bind(Val(exp.Abs(this=n.expr.copy()), level))
+    den = ctx.bind(Val(exp.Abs(this=d.expr.copy()), level))
+    # The sign as ±1 integers (SIGN() is a double in Spark: it would turn the quotient into a float).
+    sign = ctx.bind(Val(exp.Mul(this=_negative(n), expression=_negative(d)), level))
     lv = max(num.level, den.level, sign.level)
-    q0 = ctx.bind(Val(exp.IntDiv(this=num.expr, expression=den.expr), lv))
-    lv = max(lv, q0.level)
-    rem = ctx.bind(Val(exp.Sub(this=num.expr, expression=exp.Mul(this=q0.expr, expression=den.expr)), lv))
-    lv = max(lv, rem.level)
+    if ctx.floor_division:
+        raw = ctx.bind(Val(exp.Cast(this=exp.Floor(this=exp.Div(this=num.expr, expression=den.expr)),
+                                    to=ctx.int_type()), lv))
+        lv = max(lv, raw.level)
+        raw_rem = ctx.bind(Val(exp.Sub(this=num.expr, expression=exp.Mul(this=raw.expr, expression=den.expr)), lv))
+        lv = max(lv, raw_rem.level)
+        low = exp.LT(this=raw_rem.expr.copy(), expression=exp.Literal.number(0))
+        high = exp.GTE(this=raw_rem.expr.copy(), expression=den.expr.copy())
+        q0 = ctx.bind(Val(exp.Add(this=raw.expr, expression=_case(
+            (low, exp.Literal.number(-1)), (high, exp.Literal.number(1)), default=exp.Literal.number(0))), lv))
+        rem = ctx.bind(Val(exp.Add(this=raw_rem.expr, expression=_case(
+            (low.copy(), den.expr.copy()), (high.copy(), exp.Neg(this=den.expr.copy())),
+            default=exp.Literal.number(0))), lv))
+        lv = max(lv, q0.level, rem.level)
+    else:
+        q0 = ctx.bind(Val(exp.IntDiv(this=num.expr, expression=den.expr), lv))
+        lv = max(lv, q0.level)
+        rem = ctx.bind(Val(exp.Sub(this=num.expr, expression=exp.Mul(this=q0.expr, expression=den.expr)), lv))
+        lv = max(lv, rem.level)
     twice = exp.Mul(this=exp.Literal.number(2), expression=rem.expr)
     odd = exp.NEQ(this=exp.Mod(this=q0.expr, expression=exp.Literal.number(2)), expression=exp.Literal.number(0))
     up = _case((exp.GT(this=twice, expression=den.expr), exp.Literal.number(1)),
@@ -600,9 +633,9 @@ def layered(base: exp.Select, ctx: SqlContext) -> exp.Select:
 
 
 def expression_query(node: ir.Node, rule: Rule | None, period: Period, dialect: str, table: str,
-                     keep: tuple[str, ...] = ()) -> str:
+                     keep: tuple[str, ...] = (), floor_division: bool | None = None) -> str:
     """SQL computing `node` as column `zx_value` for every row of `table` (the parity tests' probe)."""
-    ctx = SqlContext(period=period, dialect=dialect, rule=rule)
+    ctx = SqlContext(period=period, dialect=dialect, rule=rule, floor_division=floor_division)
     ctx.bind(translate(node, ctx), "zx_value")
     query = layered(exp.select(exp.Star()).from_(table), ctx)
     return exp.select(*(col(k) for k in keep), col("zx_value")).from_(query.subquery("zx_out")).sql(
