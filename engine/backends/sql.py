@@ -619,6 +619,10 @@ def plan_sql(catalogue: Catalogue, period: Period, dialect: str = "duckdb") -> S
         rctx.bind(Val(outcome, level), o_name)
 
     query = layered(_base_query(catalogue, period, claim_rules, ctx, names), ctx)
+    # Only the columns the findings and summary read: the intermediate columns (zx_1, zx_2, …) stay inside.
+    profile = [c.name for t in (INDICATORS, TAXPAYERS) for c in t.columns if c.name not in ("taxpayer_id", "period")]
+    keep = ["taxpayer_id", "period", *profile, *names]
+    query = exp.select(*(col(c) for c in keep)).from_(query.subquery("zx_wide"))
     return SqlPlan(period, rules, in_window, query, names, outcome_cols, benefit_cols, ctx.events, claim_rules)
 
 
