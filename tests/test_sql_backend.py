@@ -36,7 +36,7 @@ from tests.test_parity_nodes import (
 )
 
 PERIODS = ["2024", "2025", "2025Q4", "2024-02"]
-_SQL_SETTINGS = {**_SETTINGS, "derandomize": True}
+_SQL_SETTINGS: dict[str, Any] = {**_SETTINGS, "derandomize": True}
 
 
 @pytest.fixture(scope="module")

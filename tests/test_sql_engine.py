@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlglot
@@ -29,10 +30,11 @@ from engine.run import evaluate_period
 from engine.sql_run import evaluate_period_sql
 from profiles.periods import parse_period
 from tests.parity_support import PERIODS, PROBE_RULES, ROOT, catalogues, every_outcome_batch, profile_tables
-from tests.test_parity_property import _SETTINGS
+from tests.test_parity_property import _SETTINGS as _PARITY_SETTINGS
 from tests.test_sql_backend import pg_url  # noqa: F401 (a fixture)
 
 CATALOGUES = catalogues()
+_SETTINGS: dict[str, Any] = dict(_PARITY_SETTINGS)
 SAMPLE = ROOT / "sample_data" / "hangzhou"
 
 
