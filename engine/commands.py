@@ -169,8 +169,9 @@ def _run_streaming(catalogue: Catalogue, folder: Path, p: Period, out_dir: Path,
                    "默认在估计内存需求超过 2 GiB 或可用内存一半时自动启用")
 @click.option("--buckets", type=click.IntRange(min=1), default=None,
               help="流式评估的分桶数（默认每桶约十二万五千户）")
-@click.option("--engine", "engine", type=click.Choice(["polars", "duckdb", "postgres"]), default="polars",
-              show_default=True, help="执行引擎：polars（内置批量引擎），或在 DuckDB / PostgreSQL 内以 SQL 判定")
+@click.option("--engine", "engine", type=click.Choice(["polars", "duckdb", "postgres", "spark"]),
+              default="polars", show_default=True,
+              help="执行引擎：polars（内置批量引擎），或在 DuckDB / PostgreSQL / 本地 Spark（需 PySpark）内以 SQL 判定")
 @click.option("--pg-url", "pg_url", envvar="ZHIXIANG_PG_URL", default=None,
               help="--engine postgres 使用的数据库地址（默认读环境变量 ZHIXIANG_PG_URL）；数据载入临时表")
 @exit_on_user_error

@@ -11,6 +11,7 @@ wording is the one place it is defined — so findings files are byte-identical 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,7 +29,7 @@ from profiles.periods import Period
 from profiles.schema import MONEY_DTYPE, PROFILE_FIELDS
 from profiles.schema import TABLES as SCHEMA_TABLES
 
-ENGINES = ("duckdb", "postgres")
+ENGINES = ("duckdb", "postgres", "spark")
 WIDE_TABLE = "zx_wide"
 
 _PG_TYPES = {pl.String: "TEXT", pl.Float64: "DOUBLE PRECISION", pl.Int64: "BIGINT", pl.Boolean: "BOOLEAN",
@@ -119,6 +120,42 @@ class _PgSession(_Session):
         self.conn.close()
 
 
+class _SparkSession(_Session):
+    """A local Spark session (PySpark, optional: not a dependency of the project)."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError as exc:
+            raise RuntimeUnavailableError("--engine spark 需要 PySpark（pip install pyspark）和 Java 运行环境") from exc
+        self.spark = (SparkSession.builder.master("local[2]").appName("zhixiang")
+                      .config("spark.sql.session.timeZone", "UTC").config("spark.ui.enabled", "false")
+                      .config("spark.ui.showConsoleProgress", "false").config("spark.sql.shuffle.partitions", "4")
+                      .getOrCreate())
+        self.folder = Path(tempfile.mkdtemp(prefix="zx-spark-"))
+
+    def load(self, tables: dict[str, pl.DataFrame]) -> None:
+        for name, frame in tables.items():
+            path = self.folder / f"{name}.parquet"
+            frame.write_parquet(path)
+            self.spark.read.parquet(str(path)).createOrReplaceTempView(name)
+
+    def execute(self, sql: str) -> None:
+        sql = sql.replace(f"DROP TABLE IF EXISTS {WIDE_TABLE}", f"UNCACHE TABLE IF EXISTS {WIDE_TABLE}")
+        sql = sql.replace(f"CREATE TEMP TABLE {WIDE_TABLE} AS", f"CACHE TABLE {WIDE_TABLE} AS")
+        self.spark.sql(sql).collect()
+
+    def fetch(self, sql: str) -> pl.DataFrame:
+        return pl.from_arrow(self.spark.sql(sql).toArrow())  # type: ignore[return-value]
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @contextmanager
 def session(engine: str, url: str | None = None) -> Iterator[Any]:
     """A connection to the engine: an in-process DuckDB, or the PostgreSQL server at `url`."""
@@ -128,6 +165,8 @@ def session(engine: str, url: str | None = None) -> Iterator[Any]:
         if not url:
             raise RuntimeUnavailableError("--engine postgres 需要数据库地址：--pg-url 或环境变量 ZHIXIANG_PG_URL")
         s = _PgSession(url)
+    elif engine == "spark":
+        s = _SparkSession()
     else:
         raise RuntimeUnavailableError(f"未知的执行引擎 {engine}（可选：polars、{'、'.join(ENGINES)}）")
     try:
