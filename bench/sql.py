@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sql.py                          # 1M taxpayer-years of 2025, DuckDB vs Polars
     .venv/bin/python bench/sql.py --rows 100000 --pg-url postgresql://…/db   # PostgreSQL too
+    .venv/bin/python bench/sql.py --rows 100000 --spark    # Spark local mode too (PySpark installed by hand)
 
 Data: `bench/data.py --kind year` (N taxpayers, one indicators row each for 2025, their claims and risk
 events), cached under --data-root. Each engine runs in a fresh subprocess: read and validate the Parquet
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--data-root", type=Path, default=Path("/tmp/zx-bench-sql"))
     parser.add_argument("--pg-url", default=None, help="also run on this PostgreSQL database")
+    parser.add_argument("--spark", action="store_true", help="also run on Spark local mode (needs PySpark)")
     parser.add_argument("--child", nargs=3, metavar=("ENGINE", "DATA", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -83,7 +85,7 @@ def main() -> None:
                         "--out", str(data)], check=True)
     out = args.data_root / f"out-{args.rows}"
     out.mkdir(parents=True, exist_ok=True)
-    engines = ["polars", "duckdb"] + (["postgres"] if args.pg_url else [])
+    engines = ["polars", "duckdb"] + (["postgres"] if args.pg_url else []) + (["spark"] if args.spark else [])
     rows = []
     for engine in engines:
         cmd = [sys.executable, __file__, "--child", engine, str(data), str(out)]
