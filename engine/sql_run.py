@@ -11,9 +11,9 @@ wording is the one place it is defined — so findings files are byte-identical 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import polars as pl
