@@ -171,21 +171,32 @@ def _run_streaming(catalogue: Catalogue, folder: Path, p: Period, out_dir: Path,
               help="流式评估的分桶数（默认每桶约十二万五千户）")
 @click.option("--adopt-out", "adopt_out", is_flag=True,
               help="输出目录中已有其他文件时仍写入（这些文件不会被删除）")
+@click.option("--engine", "engine", type=click.Choice(["polars", "duckdb", "postgres", "spark"]),
+              default="polars", show_default=True,
+              help="执行引擎：polars（内置批量引擎），或在 DuckDB / PostgreSQL / 本地 Spark（需 PySpark）内以 SQL 判定")
+@click.option("--pg-url", "pg_url", envvar="ZHIXIANG_PG_URL", default=None,
+              help="--engine postgres 使用的数据库地址（默认读环境变量 ZHIXIANG_PG_URL）；数据载入临时表")
 @exit_on_user_error
 def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool, streaming: bool | None,
-                buckets: int | None, adopt_out: bool) -> None:
+                buckets: int | None, adopt_out: bool, engine: str, pg_url: str | None) -> None:
     """评估一个所属期：输出应享未享、违规享受、待核实清单及汇总。"""
     from engine.outdir import OWNER_MARKER, claim_output_dir, mark_owned
     from profiles.database import is_database_url
     from profiles.sources import relabel_quarantine, write_snapshot
 
     p = _period(period)
+    if engine != "polars" and streaming:
+        raise InputError(f"--streaming 只适用于 polars 引擎；--engine {engine} 在数据库内评估")
     written = ("findings.parquet", "findings.csv", "quarantine.csv", "summary.json")
     ours = {OWNER_MARKER, "snapshot", ".streaming", *written, *(f".{name}.tmp" for name in written)}
     claim_output_dir(out_dir, ours=ours, adopt=adopt_out, flag="--adopt-out", create=False)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
                   disable=quiet, transient=False) as progress:
         catalogue = load_rules(rules, progress)
+        if engine != "polars":  # a construct the dialect cannot express is refused before any data is read
+            from engine.backends.sql import check_catalogue
+
+            check_catalogue(catalogue, engine)
         snapshot = None
         folder = Path(data)
         if is_database_url(data):  # copied to Parquet first; from then on a folder like any other
@@ -193,12 +204,17 @@ def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool,
             snapshot = write_snapshot(data, out_dir / "snapshot")
             folder = out_dir / "snapshot"
             progress.update(task, total=1, completed=1)
-        if streaming or (streaming is None and needs_streaming(folder)):
+        if engine == "polars" and (streaming or (streaming is None and needs_streaming(folder))):
             result = _run_streaming(catalogue, folder, p, out_dir, buckets, progress)
         else:
             profiles = load_data(str(folder), catalogue, progress)
-            task = progress.add_task(f"评估 {p.label}（{len(catalogue.active(p))} 条适用规则）", total=None)
-            result = evaluate_period(catalogue, profiles, p)
+            task = progress.add_task(f"评估 {p.label}（{len(catalogue.active(p))} 条适用规则，{engine}）", total=None)
+            if engine == "polars":
+                result = evaluate_period(catalogue, profiles, p)
+            else:
+                from engine.sql_run import evaluate_period_sql
+
+                result = evaluate_period_sql(catalogue, profiles, p, engine, pg_url)
             progress.update(task, total=1, completed=1)
         if snapshot is not None:
             result.quarantine = relabel_quarantine(result.quarantine, snapshot)

@@ -187,6 +187,25 @@ def schema(out_path: Path) -> None:
     click.echo(f"已写入 {out_path}")
 
 
+@rules_group.command("sql")
+@click.option("--dialect", type=click.Choice(["duckdb", "postgres", "spark"]), required=True,
+              help="SQL 方言：duckdb、postgres（PostgreSQL）或 spark（Spark SQL）")
+@click.option("--period", "period", required=True, help="所属期：年度 2025、季度 2026Q3 或月份 2026-09")
+@_DIR
+@exit_on_user_error
+def sql_command(dialect: str, period: str, directory: Path) -> None:
+    """打印该所属期全部规则的 SQL（供数据库管理员审阅；读取 taxpayers、indicators、claims、risk_events 四张表）。"""
+    from engine.backends.sql import check_catalogue, plan_sql
+    from engine.commands import _period
+
+    catalogue = load_catalogue(directory)
+    check_catalogue(catalogue, dialect)
+    plan = plan_sql(catalogue, _period(period), dialect)
+    click.echo(f"-- 直享规则目录 {catalogue.version}，所属期 {period}，{len(plan.rules)} 条规则；"
+               f"每户一行，列名对应见 zhixiang 的批量引擎")
+    click.echo(plan.sql(dialect, pretty=True) + ";")
+
+
 def schema_text() -> str:
     """The committed form of rules/rule.schema.json."""
     return json.dumps(rule_json_schema(), ensure_ascii=False, indent=2) + "\n"
