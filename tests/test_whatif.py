@@ -125,6 +125,7 @@ def test_override_to_the_current_value_changes_nothing(tmp_path: Path) -> None:
     (f"{CAP}=3000000.5", "不是整数"),
     ("small_low_profit_cit.slp_rate=5%", "小数形式的比例"),
     ("small_low_profit_cit", "规则编号.参数名=取值"),
+    ("small_scale_vat_exemption.quarter_line=450000", "不判定所属期 2025年度"),
 ])
 def test_bad_override_is_refused_before_anything_is_written(tmp_path: Path, override: str, needle: str) -> None:
     code, output, out = _whatif(tmp_path, "--set", override)
