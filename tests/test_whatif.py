@@ -177,3 +177,13 @@ def test_list_parameter_override_checks_the_item_type() -> None:
 
     with pytest.raises(UsageProblem, match="结构不同"):
         parse_override("rd_super_deduction.negative_industries=[1, 2]", catalogue, period)
+
+
+def test_rate_change_moves_the_relief_not_the_lists(tmp_path: Path) -> None:
+    code, output, out = _whatif(tmp_path, "--set", "small_low_profit_cit.slp_rate=0.1")
+    assert code == 0, output
+    doc = json.loads((out / "whatif.json").read_text(encoding="utf-8"))
+    slp = next(r for r in doc["by_rule"] if r["rule_id"] == "small_low_profit_cit")
+    assert slp["newly_eligible"] == slp["no_longer_eligible"] == 0
+    assert Decimal(slp["relief_delta"]) < 0  # 10% instead of 5%: less relief for the same taxpayers
+    assert slp["unclaimed_before"] == slp["unclaimed_after"]
