@@ -43,12 +43,19 @@ def _chunk(kind: str, n: int, seed: int, out: Path) -> None:
     if kind == "full":
         tables = g.generate(n, seed=seed, planted=False)
     else:
+        # generator.generate without the VAT periods (the same streams, in the same order).
         rng = np.random.default_rng(seed)
         tp = g.make_taxpayers(rng, n)
         year = g._year_rows(rng, tp)
+        later = np.random.default_rng([seed, 1])
+        tp = g._owners_and_recertification(later, tp)
+        year = g._items_and_other_reliefs(later, tp, year)
         events = g.make_risk_events(rng, tp)
         no_vat = pl.DataFrame(schema={"taxpayer_id": pl.String, "period": pl.String})
         claims = g.make_claims(rng, tp, year, no_vat, events)
+        tech_rng = np.random.default_rng([seed, 11])
+        tp, year, _ = g.add_tech_figures(tech_rng, tp, year, no_vat)
+        claims = pl.concat([claims, g.make_tech_claims(tech_rng, tp, year, no_vat)])
         tables = {
             "taxpayers": g._conform(tp, TABLES["taxpayers"].polars_schema),
             "indicators": g._conform(year, TABLES["indicators"].polars_schema),

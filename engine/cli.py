@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "notifier.commands",
     "notifier.case_commands",
     "notifier.nightly_commands",
+    "notifier.whatif_commands",
     "profiles.commands",
     "workbench.commands",
 )

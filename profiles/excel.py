@@ -77,6 +77,23 @@ HEADERS: dict[str, str] = {
     "total_estimated_saving": "预计可享金额合计（元）",
     "package_id": "发件包编号",
     "note": "说明",
+    # what-if (zhixiang whatif)
+    "change_label": "变化",
+    "industry_section": "行业门类",
+    "size_band": "从业人数规模",
+    "outcome_before": "现行结果",
+    "outcome_after": "调整后结果",
+    "relief_before": "现行测算减免额（元）",
+    "relief_after": "调整后测算减免额（元）",
+    "relief_delta": "减免额变化（元）",
+    "newly_eligible": "新增可享户数",
+    "no_longer_eligible": "不再可享户数",
+    "unclaimed_before": "现行应享未享",
+    "unclaimed_after": "调整后应享未享",
+    "improper_before": "现行违规享受",
+    "improper_after": "调整后违规享受",
+    "undetermined_before": "现行待核实",
+    "undetermined_after": "调整后待核实",
 }
 
 
