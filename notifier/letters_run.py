@@ -37,6 +37,7 @@ from notifier.letters import (
     TaxAuthorities,
     build_letter,
     is_taxpayer_facing,
+    with_evidence_lines,
 )
 from notifier.letters_format import format_amount, format_date, round_cents
 from notifier.letters_pdf import PdfError, PdfJob, PdfPool
@@ -47,7 +48,7 @@ from notifier.suppression import SentRecord, SuppressionLedger, SuppressionPolic
 
 FINDINGS_FILE = "findings.parquet"
 CHUNK = 64  # taxpayers rendered together (PDFs of a chunk go to the worker processes at once)
-LEDGER_FLUSH = 100  # delivered packages recorded per transaction
+LEDGER_FLUSH = 5000  # ledger rows (delivered findings) recorded per transaction
 #: After this many packages in a row fail through a back-end for a reason that may pass (server down,
 #: timeouts), the rest of the run stops trying it; the delivery log lets a later run send them.
 OUTAGE_AFTER = 5
@@ -407,7 +408,7 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
         total = frame.get_column("taxpayer_id").n_unique()
         report.taxpayers = total
         done = 0
-        groups = taxpayer_groups(frame)
+        groups = taxpayer_groups(with_evidence_lines(frame))
         try:
             while batch := list(islice(groups, CHUNK)):
                 run.chunk(batch)
