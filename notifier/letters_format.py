@@ -20,7 +20,7 @@ WAN = Decimal(10000)
 
 def to_decimal(value: Any) -> Decimal:
     """An amount as Decimal: accepts Decimal, int, str ("1,234.50") and, reluctantly, float (via repr)."""
-    if isinstance(value, Decimal):
+    if type(value) is Decimal or isinstance(value, Decimal):
         return value
     if isinstance(value, bool):
         raise TypeError("金额不能是真假值")
