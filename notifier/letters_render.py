@@ -33,6 +33,7 @@ from jinja2 import (
     UndefinedError,
     select_autoescape,
 )
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError
 
 from notifier.letters import (
@@ -54,6 +55,9 @@ INDEX_TEMPLATE = "index.html"
 RENDER_TIMEOUT = 2.0  # seconds one letter's template may take (a letter takes ~0.1 ms)
 MAX_LETTER_CHARS = 2_000_000  # characters one rendered letter may have (a letter has ~10,000)
 TEMPLATE_NAMES = (HTML_TEMPLATE, TEXT_TEMPLATE, SMS_TEMPLATE, SUBJECT_TEMPLATE, INDEX_TEMPLATE)
+
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
 class LetterSandbox(ImmutableSandboxedEnvironment):
@@ -79,9 +83,23 @@ class LetterSandbox(ImmutableSandboxedEnvironment):
         self.deadline = float("inf")  # time.monotonic() by which the letter being rendered must be done
         self.globals["range"] = self._range
 
+    #: Jinja's own loop object: its counters and neighbours are plain reads (`loop.last`).
+    _loop_fields: ClassVar[frozenset[str]] = frozenset({
+        "index", "index0", "revindex", "revindex0", "first", "last", "length", "depth", "depth0",
+        "previtem", "nextitem"})
+
     def getattr(self, obj: Any, attribute: str) -> Any:
-        names = self._data_fields.get(type(obj))
+        cls = type(obj)
+        names = self._data_fields.get(cls)
         if names is not None and attribute in names:
+            return getattr(obj, attribute)
+        if cls is dict and attribute not in _DICT_ATTRIBUTES:
+            # a plain dict (the preview page's rows): Jinja would find no such attribute and read the item
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        if cls is LoopContext and attribute in self._loop_fields:
             return getattr(obj, attribute)
         return super().getattr(obj, attribute)
 

@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import BigInteger, Column, Date, DateTime, Index, Integer, String, Table, select
 from sqlalchemy.engine import Connection, Engine
 
+from notifier.case_bulk import insert_rows
 from notifier.db import METADATA
 
 #: One row per finding told in a delivered package. Append-only: the history is the audit trail.
@@ -155,10 +156,10 @@ class SuppressionLedger:
             for r in records
         ]
         if conn is not None:
-            conn.execute(NOTIFICATIONS.insert(), rows)
+            insert_rows(conn, NOTIFICATIONS, rows)
         else:
             with self.engine.begin() as own:
-                own.execute(NOTIFICATIONS.insert(), rows)
+                insert_rows(own, NOTIFICATIONS, rows)
         for r in records:
             self._recent[(r.taxpayer_id, r.rule_id, r.period, r.kind)] = LastSent(self.as_of, r.amount, r.channel)
 
