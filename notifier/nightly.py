@@ -62,6 +62,7 @@ from notifier.db import open_state
 from notifier.deliveries import undelivered_taxpayers
 from notifier.diff import diff_counts, diff_findings, news, write_diff
 from notifier.runs import (
+    STAGE_LABELS,
     RunRecord,
     abandon_running,
     acquire,
@@ -83,10 +84,6 @@ from profiles.periods import Period
 log = logging.getLogger("zhixiang.nightly")
 
 STAGES: tuple[str, ...] = ("snapshot", "evaluate", "diff", "cases", "letters", "tasks", "report", "publish", "commit")
-STAGE_LABELS: dict[str, str] = {
-    "snapshot": "读取与快照", "evaluate": "评估", "diff": "比对", "cases": "案件台账", "letters": "政策礼包",
-    "tasks": "任务清单", "report": "运行报告", "publish": "发布", "commit": "提交",
-}
 MARKER = "_COMPLETE.json"
 STAGING = ".staging"
 TRASH = ".trash"

@@ -235,7 +235,7 @@ def _as_dict(run: RunRecord) -> dict[str, object]:
 
 def print_run(run: RunRecord, console: Console, *, status: str | None = None) -> None:
     """A run, section by section."""
-    from notifier.nightly import STAGE_LABELS
+    from notifier.runs import STAGE_LABELS
 
     console.print(f"[bold]运行 {run.run_id}[/bold]  业务日期 {run.business_date}  状态 {status or run.status_label}"
                   + (f"（阶段 {STAGE_LABELS.get(run.stage or '', run.stage)}）" if run.status != "succeeded" else ""))

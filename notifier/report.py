@@ -123,7 +123,7 @@ def build_report(engine: Engine, config: Config, *, run: RunRecord, findings: pl
                  timings: Mapping[str, float], baseline: RunRecord | None, warnings: Sequence[str],
                  periods: Sequence[str]) -> Report:
     """Aggregate one run's outputs and the ledgers into the report's figures and charts."""
-    from notifier.nightly import STAGE_LABELS
+    from notifier.runs import STAGE_LABELS
     from profiles.authorities import tax_authority_name
 
     day = run.business_date

@@ -53,6 +53,11 @@ from notifier.db import METADATA
 log = logging.getLogger("zhixiang.runs")
 
 RunStatus = Literal["running", "succeeded", "failed", "abandoned"]
+#: The nightly's stages, in order, as the run ledger, the report and the log name them.
+STAGE_LABELS: dict[str, str] = {
+    "snapshot": "读取与快照", "evaluate": "评估", "diff": "比对", "cases": "案件台账", "letters": "政策礼包",
+    "tasks": "任务清单", "report": "运行报告", "publish": "发布", "commit": "提交",
+}
 STATUS_LABELS: dict[str, str] = {
     "running": "运行中", "succeeded": "成功", "failed": "失败", "abandoned": "中断（已放弃）"}
 #: Exit code of a command refused because another holder has the lock (sysexits EX_TEMPFAIL: try later).

@@ -13,22 +13,11 @@ import sys
 from pathlib import Path
 
 from profiles.readers import REQUIRED_TABLES
-from profiles.schema import ENUM_LABELS, MONEY_LIMIT, TABLES, TEXT_MAX_LENGTH, Column, Table
+from profiles.schema import ENUM_LABELS, KIND_TEXT, MONEY_LIMIT, TABLES, TEXT_MAX_LENGTH, Column, Table
 from profiles.validation import DATE_FORMATS, FALSE_WORDS, TRUE_WORDS, reason_for, unknown_incentive_reason
 
 README = Path(__file__).with_name("README.md")
 
-KIND_TEXT = {
-    "id": "统一社会信用代码（18 位文本）",
-    "string": "文本",
-    "enum": "枚举",
-    "bool": "是/否",
-    "date": "日期",
-    "money": "金额（元，精确到分）",
-    "number": "数字",
-    "int": "整数",
-    "period": "所属期",
-}
 
 
 def _values(col: Column) -> str:

@@ -21,7 +21,7 @@ import polars as pl
 
 from profiles.derived import add_owner_business_income
 from profiles.errors import ProfileStructureError
-from profiles.schema import TABLES, Table
+from profiles.schema import KIND_TEXT, TABLES, Table
 from profiles.validation import ROW, Profiles, RawTable, validate_tables
 
 REQUIRED_TABLES = ("taxpayers", "indicators")
@@ -129,7 +129,6 @@ def _parquet_type_ok(kind: str, dtype: pl.DataType) -> bool:
 
 def _check_parquet_types(table: Table, frame: pl.DataFrame, path: Path) -> None:
     """A contract column stored as a type it cannot be read from (a list, a struct, a date for money…)."""
-    from profiles.contract_doc import KIND_TEXT
 
     wrong = [(c, frame.schema[c.name]) for c in table.columns
              if c.name in frame.columns and not _parquet_type_ok(c.kind, frame.schema[c.name])]

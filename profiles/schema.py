@@ -39,6 +39,20 @@ POLARS_DTYPES: dict[FieldKind, pl.DataType] = {
 }
 
 
+#: How each kind of column is described to people (the contract document, type errors in a file).
+KIND_TEXT = {
+    "id": "统一社会信用代码（18 位文本）",
+    "string": "文本",
+    "enum": "枚举",
+    "bool": "是/否",
+    "date": "日期",
+    "money": "金额（元，精确到分）",
+    "number": "数字",
+    "int": "整数",
+    "period": "所属期",
+}
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of a contract table."""
