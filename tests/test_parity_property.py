@@ -37,7 +37,8 @@ def test_batch_and_durable_agree(catalogue: Catalogue, period: str, data: st.Dat
 
 @pytest.mark.slow
 @pytest.mark.parametrize("catalogue", CATALOGUES, ids=["catalogue", "probes"])
-@settings(max_examples=400, **_SETTINGS)
+# 150 examples: with the 23-rule catalogue 400 took 283 s of a CI run that must stay under 30 minutes.
+@settings(max_examples=150, **_SETTINGS)
 @given(period=st.sampled_from(PERIODS), data=st.data())
 def test_batch_and_durable_agree_thoroughly(catalogue: Catalogue, period: str, data: st.DataObject) -> None:
     _check(catalogue, period, data)

@@ -34,8 +34,6 @@ def _password(prompt: bool, from_stdin: bool) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True, help="监听地址")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="端口")
 @state_option
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="zhixiang.toml（取其中的 state_url）")
 @click.option("--data", "data", default=None,
               help="档案数据（目录或 postgresql://…），供“立即核查”使用；默认取最近一次成功运行的数据来源")
 @click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path),
@@ -43,18 +41,14 @@ def _password(prompt: bool, from_stdin: bool) -> str:
 @click.option("--secure-cookies", is_flag=True, help="Cookie 加 Secure 标记（经 HTTPS 反向代理提供服务时使用）")
 @click.pass_context
 @exit_on_user_error
-def serve_command(ctx: click.Context, host: str, port: int, state: str, config_path: Path | None, data: str | None,
-                  rules: Path, secure_cookies: bool) -> None:
+def serve_command(ctx: click.Context, host: str, port: int, state: str, data: str | None, rules: Path,
+                  secure_cookies: bool) -> None:
     """启动风险应对工作台与服务接口（网页 + /api/v1，接口文档见 /docs）。"""
     import uvicorn
 
     from workbench.app import create_app
     from workbench.service import Workbench
 
-    if config_path is not None and ctx.get_parameter_source("state") is not click.core.ParameterSource.COMMANDLINE:
-        from notifier.config import load_config
-
-        state = load_config(config_path).state_url  # --state on the command line wins over the file
     wb = Workbench(_open(state), rules_dir=rules, data=data)
     if not accounts.list_users(wb.engine):
         click.echo("提示：还没有任何账号，请先用 zhixiang users add 创建。", err=True)
