@@ -11,6 +11,7 @@ wording is the one place it is defined — so findings files are byte-identical 
 from __future__ import annotations
 
 import io
+from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,17 +57,17 @@ def _tables(profiles: Any) -> dict[str, pl.DataFrame]:
     return out
 
 
-class _Session:
-    """One engine connection: load tables, run statements, fetch frames."""
+class _Session(ABC):
+    """One engine connection: load tables, run statements, fetch frames (one subclass per engine)."""
 
-    def load(self, tables: dict[str, pl.DataFrame]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def load(self, tables: dict[str, pl.DataFrame]) -> None: ...
 
-    def execute(self, sql: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def execute(self, sql: str) -> None: ...
 
-    def fetch(self, sql: str) -> pl.DataFrame:
-        raise NotImplementedError
+    @abstractmethod
+    def fetch(self, sql: str) -> pl.DataFrame: ...
 
 
 class _DuckSession(_Session):
