@@ -143,17 +143,26 @@ def evaluate_period(catalogue: Catalogue, profiles: Any, period: Period) -> RunR
             plan.summary,
             plan.wide.select(pl.len().alias("n")),
         ], engine=BATCH_ENGINE)
-    names = {r.id: r.name for r in plan.rules}
+    return run_result(catalogue, period, profiles, findings=findings, summary=summary, taxpayers=int(n.item()),
+                      extra_quarantine=extra, timings=timings)
+
+
+def run_result(catalogue: Catalogue, period: Period, profiles: Any, *, findings: pl.DataFrame,
+               summary: pl.DataFrame, taxpayers: int, extra_quarantine: pl.DataFrame,
+               timings: dict[str, float]) -> RunResult:
+    """A period's result from what an engine computed (Polars or SQL): rule names on the summary, the
+    quarantine with the claims the period could not judge, the rules not judged."""
+    names = {r.id: r.name for r in catalogue.rules.values()}
     summary = summary.with_columns(pl.col("rule_id").replace_strict(names, default=None).alias("rule_name"))
-    quarantine = pl.concat([profiles.quarantine.cast(QUARANTINE_SCHEMA), extra]) \
-        if profiles.quarantine.height else extra
+    quarantine = pl.concat([profiles.quarantine.cast(QUARANTINE_SCHEMA), extra_quarantine]) \
+        if profiles.quarantine.height else extra_quarantine
     return RunResult(
         period=period,
         ruleset_version=catalogue.version,
         findings=findings,
         summary=summary.select("rule_id", "rule_name", "outcome", "count", "amount").sort(["rule_id", "outcome"]),
         quarantine=quarantine,
-        taxpayers_evaluated=int(n.item()),
+        taxpayers_evaluated=taxpayers,
         timings=timings,
         inputs=dict(getattr(profiles, "input_hashes", {})),
         not_judged=not_judged_rules(catalogue, period, profiles.claims),

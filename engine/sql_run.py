@@ -25,7 +25,7 @@ from engine.batch import _rule_findings
 from engine.catalogue import Catalogue
 from engine.errors import RuntimeUnavailableError
 from engine.findings import FINDINGS_SCHEMA, KINDS
-from engine.run import QUARANTINE_SCHEMA, RunResult, claims_outside_granularity, not_judged_rules, timed
+from engine.run import RunResult, claims_outside_granularity, run_result, timed
 from profiles.periods import Period
 from profiles.schema import MONEY_DTYPE, PROFILE_FIELDS
 from profiles.schema import TABLES as SCHEMA_TABLES
@@ -226,23 +226,10 @@ def evaluate_period_sql(catalogue: Catalogue, profiles: Any, period: Period, eng
         parts = [_rule_findings(wide, rule, catalogue, ctx, rule.id in plan.in_window, outcomes)
                  for rule in sorted(plan.rules, key=lambda r: r.id)]
         findings = pl.concat([pl.LazyFrame(schema=FINDINGS_SCHEMA), *parts], how="vertical").collect()
-    names = {r.id: r.name for r in plan.rules}
     summary = (summary_rows.select(
         pl.col("rule_id").cast(pl.String), pl.col("outcome").cast(pl.String), pl.col("count").cast(pl.Int64),
         pl.col("amount").cast(MONEY_DTYPE))
         if summary_rows.height else pl.DataFrame(schema={"rule_id": pl.String, "outcome": pl.String,
                                                          "count": pl.Int64, "amount": MONEY_DTYPE}))
-    summary = summary.with_columns(pl.col("rule_id").replace_strict(names, default=None).alias("rule_name"))
-    quarantine = pl.concat([profiles.quarantine.cast(QUARANTINE_SCHEMA), extra]) \
-        if profiles.quarantine.height else extra
-    return RunResult(
-        period=period,
-        ruleset_version=catalogue.version,
-        findings=findings,
-        summary=summary.select("rule_id", "rule_name", "outcome", "count", "amount").sort(["rule_id", "outcome"]),
-        quarantine=quarantine,
-        taxpayers_evaluated=n,
-        timings=timings,
-        inputs=dict(getattr(profiles, "input_hashes", {})),
-        not_judged=not_judged_rules(catalogue, period, profiles.claims),
-    )
+    return run_result(catalogue, period, profiles, findings=findings, summary=summary, taxpayers=n,
+                      extra_quarantine=extra, timings=timings)
