@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.batch import build_query
 from engine.catalogue import load_catalogue
-from notifier.letters import Letter, build_letter
-from notifier.letters_pdf import PdfJob, PdfPool, pdf_text
-from notifier.letters_render import LetterRenderer
-from notifier.letters_run import NotifyOptions, notify
-from notifier.print_files import write_print_files
+from notifier.letters.build import Letter, build_letter
+from notifier.letters.pdf import PdfJob, PdfPool, pdf_text
+from notifier.letters.print_files import write_print_files
+from notifier.letters.render import LetterRenderer
+from notifier.letters.run import NotifyOptions, notify
 from profiles.authorities import HANGZHOU_DISTRICTS
 from profiles.ids import make_credit_code
 from profiles.periods import parse_period

@@ -55,7 +55,7 @@ def _worker(key: str, data: Path, out: Path) -> dict[str, Any]:
         detail = {"findings": sum(result.counts().values())}
     else:
         from engine.whatif import apply_overrides, evaluate_whatif, parse_override, write_whatif
-        from notifier.whatif_report import build_whatif_report, write_whatif_report
+        from notifier.whatif.report import build_whatif_report, write_whatif_report
 
         override = parse_override(OVERRIDE, catalogue, period)
         after = apply_overrides(catalogue, [override], period)

@@ -1,18 +1,24 @@
 """The `zhixiang` command line: the root group that wires every command module together.
 
 It is the one place that imports profiles, engine and notifier alike; nothing imports it. Each
-command module (engine/commands.py, notifier/commands.py, ...) exposes a `COMMANDS` list of click
+command module (engine/commands.py, notifier/letters/commands.py, ...) exposes a `COMMANDS` list of click
 commands that parse arguments, call one core function and map errors to exit codes.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
-from engine import cli_zh
+from engine import check_commands, cli_zh, rule_commands
+from engine import commands as engine_commands
+from notifier.cases import commands as cases_commands
+from notifier.letters import commands as letters_commands
+from notifier.nightly import commands as nightly_commands
+from notifier.whatif import commands as whatif_commands
+from profiles import commands as profiles_commands
+from workbench import commands as workbench_commands
 
 EXAMPLES = """\b
 示例：
@@ -23,17 +29,17 @@ EXAMPLES = """\b
   zhixiang 命令 --help    查看某个命令的用法
 """
 
-#: Modules whose COMMANDS are attached to `zhixiang`; a module that is absent is skipped.
+#: Every command module, imported plainly: a module that fails to import fails the CLI loudly.
 COMMAND_MODULES = (
-    "engine.commands",
-    "engine.rule_commands",
-    "engine.check_commands",
-    "notifier.commands",
-    "notifier.case_commands",
-    "notifier.nightly_commands",
-    "notifier.whatif_commands",
-    "profiles.commands",
-    "workbench.commands",
+    engine_commands,
+    rule_commands,
+    check_commands,
+    letters_commands,
+    cases_commands,
+    nightly_commands,
+    whatif_commands,
+    profiles_commands,
+    workbench_commands,
 )
 
 
@@ -52,13 +58,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
+    for module in COMMAND_MODULES:
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -21,7 +21,7 @@ MONEY_WORK_DTYPE = pl.Decimal(38, 6)
 #: Longest text a `string` column accepts unless the column says otherwise (characters).
 TEXT_MAX_LENGTH = 200
 #: Money beyond +-1e16 元 (a hundred times the national GDP) is a broken cell, never a figure: it is also
-#: the most the databases' NUMERIC(18, 2) columns hold (profiles/database.py, notifier/case_tables.py).
+#: the most the databases' NUMERIC(18, 2) columns hold (profiles/database.py, notifier/cases/tables.py).
 MONEY_LIMIT = 1e16
 #: No employer has ten million staff; beyond it is a broken cell.
 HEADCOUNT_LIMIT = 10_000_000

@@ -130,7 +130,7 @@ def test_malformed_tax_authority_is_quarantined(tmp_path: Path, value: str) -> N
 
 
 def test_two_authorities_never_share_a_task_file() -> None:
-    from notifier.tasks import authority_file_stems
+    from notifier.cases.tasks import authority_file_stems
 
     stems = authority_file_stems(["13301020000.", "13301020000", "a/b", "a_b", ""])
     assert len(set(stems.values())) == 5

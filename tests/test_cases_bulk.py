@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from notifier.case_queries import CaseFilter, count_cases
-from notifier.case_status import CLEARED, PENDING
-from notifier.case_tables import case_history
-from notifier.cases import sync_findings
+from notifier.cases.ledger import sync_findings
+from notifier.cases.queries import CaseFilter, count_cases
+from notifier.cases.status import CLEARED, PENDING
+from notifier.cases.tables import case_history
 from notifier.db import open_state
 from tests.test_cases_builder import finding, findings_frame
 

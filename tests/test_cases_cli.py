@@ -12,8 +12,8 @@ from openpyxl import load_workbook
 
 from engine.cli import main
 from engine.errors import EXIT_INPUT_ERROR, EXIT_USAGE
-from notifier.case_queries import find_cases, get_case, history_of
-from notifier.cases import case_number, read_findings_folder
+from notifier.cases.ledger import case_number, read_findings_folder
+from notifier.cases.queries import find_cases, get_case, history_of
 from notifier.db import open_state
 from tests.test_cases_builder import finding, findings_frame
 

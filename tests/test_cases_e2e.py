@@ -17,10 +17,10 @@ from click.testing import CliRunner, Result
 from openpyxl import load_workbook
 
 from engine.cli import main
-from notifier.case_queries import find_cases
-from notifier.cases import case_number, read_findings_folder
+from notifier.cases.ledger import case_number, read_findings_folder
+from notifier.cases.queries import find_cases
+from notifier.cases.tasks import HEADERS
 from notifier.db import open_state
-from notifier.tasks import HEADERS
 from tests.conftest import ROOT
 
 SAMPLE = ROOT / "sample_data" / "hangzhou"

@@ -15,11 +15,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from engine.errors import InputError
-from notifier import cases as ledger
-from notifier.case_queries import find_cases, get_case, history_of
-from notifier.case_status import CLEARED, CLOSED, CORRECTED, FALSE_ALARM, PENDING, VERIFYING, WAIVED
-from notifier.case_tables import Money, case_history, case_syncs, cases
-from notifier.cases import ServiceLevels, assign, case_number, close, resolve, sync_findings, triage
+from notifier.cases import ledger
+from notifier.cases.ledger import ServiceLevels, assign, case_number, close, resolve, sync_findings, triage
+from notifier.cases.queries import find_cases, get_case, history_of
+from notifier.cases.status import CLEARED, CLOSED, CORRECTED, FALSE_ALARM, PENDING, VERIFYING, WAIVED
+from notifier.cases.tables import Money, case_history, case_syncs, cases
 from notifier.db import open_state
 from tests.test_cases_builder import evidence_item, finding, findings_frame
 
@@ -369,7 +369,7 @@ def test_thousands_of_findings_sync_in_bulk(engine: Engine) -> None:
 
 
 def ledger_filter_open() -> Any:
-    from notifier.case_queries import CaseFilter
+    from notifier.cases.queries import CaseFilter
 
     return CaseFilter(statuses=[PENDING])
 

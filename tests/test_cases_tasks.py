@@ -22,10 +22,9 @@ from openpyxl import load_workbook
 from sqlalchemy.engine import Engine
 
 from engine.findings import FINDINGS_SCHEMA
-from notifier.case_status import CORRECTED
-from notifier.cases import assign, case_number, resolve, sync_findings
-from notifier.db import open_state
-from notifier.tasks import (
+from notifier.cases.ledger import assign, case_number, resolve, sync_findings
+from notifier.cases.status import CORRECTED
+from notifier.cases.tasks import (
     HEADERS,
     MONEY_FORMAT,
     SUMMARY_HEADERS,
@@ -33,6 +32,7 @@ from notifier.tasks import (
     export_task_lists,
     readable_figures,
 )
+from notifier.db import open_state
 from tests.conftest import ROOT
 from tests.test_cases_builder import evidence_item, finding, findings_frame
 

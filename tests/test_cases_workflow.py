@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.engine import Engine
 
-from notifier.case_queries import CaseFilter, count_cases, find_cases, get_case, history_of, rule_stats
-from notifier.case_status import (
+from notifier.cases.ledger import assign, case_number, close, resolve, send_back, sync_findings
+from notifier.cases.queries import CaseFilter, count_cases, find_cases, get_case, history_of, rule_stats
+from notifier.cases.status import (
     CLEARED,
     CLOSED,
     CORRECTED,
@@ -28,7 +29,6 @@ from notifier.case_status import (
     check_transition,
     parse_status,
 )
-from notifier.cases import assign, case_number, close, resolve, send_back, sync_findings
 from notifier.db import open_state
 from tests.test_cases_builder import finding, findings_frame
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.catalogue import DEFAULT_RULES_DIR
-from notifier.config import Config, ConfigError, Periods, due_periods, environment_overrides, load_config
+from notifier.nightly.config import Config, ConfigError, Periods, due_periods, environment_overrides, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,9 +13,9 @@ import polars as pl
 from click.testing import CliRunner
 
 from engine.cli import main
-from notifier.diff import write_diff
-from notifier.outbox import MANIFEST_COLUMNS, ManifestRow, Outbox, read_manifest
-from notifier.tasks import COLUMNS, _csv_value
+from notifier.cases.tasks import COLUMNS, _csv_value
+from notifier.letters.outbox import MANIFEST_COLUMNS, ManifestRow, Outbox, read_manifest
+from notifier.nightly.diff import write_diff
 from profiles import excel
 from tests.conftest import ROOT
 

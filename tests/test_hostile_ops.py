@@ -59,7 +59,7 @@ def test_schedule_does_not_print_the_state_password(tmp_path: Path) -> None:
 
 
 def test_log_records_never_hold_a_url_password(tmp_path: Path) -> None:
-    from notifier.logs import MaskingFilter
+    from notifier.nightly.logs import MaskingFilter
 
     record = logging.LogRecord("x", logging.ERROR, "", 0, "connect %s failed", (BAD_STATE,), None)
     MaskingFilter().filter(record)

@@ -14,8 +14,8 @@ from click.testing import CliRunner, Result
 from engine.cli import main
 from engine.errors import EXIT_INPUT_ERROR, EXIT_LETTERS_FAILED, EXIT_RUNTIME_ERROR, EXIT_USAGE
 from notifier.db import open_state
-from notifier.outbox import read_manifest
-from notifier.suppression import history
+from notifier.letters.outbox import read_manifest
+from notifier.letters.suppression import history
 from profiles.schema import TABLES
 from tests.conftest import ROOT
 from tests.test_letters_findings import ID_FIVE, ID_ONE, ID_REMINDER, ID_SMS, RULES, all_rows, write_findings
@@ -219,9 +219,9 @@ SAMPLE = ROOT / "sample_data" / "hangzhou"
 def test_letters_for_the_committed_sample_data(tmp_path: Path) -> None:
     """Every taxpayer of the sample data: letters render, SMS fit, nothing non-facing is told."""
     from engine.catalogue import load_catalogue
-    from notifier.letters import Letter, build_letter
-    from notifier.letters_render import LetterRenderer
-    from notifier.letters_run import read_findings, taxpayer_groups
+    from notifier.letters.build import Letter, build_letter
+    from notifier.letters.render import LetterRenderer
+    from notifier.letters.run import read_findings, taxpayer_groups
 
     run_out = tmp_path / "run"
     result = zx("run", "--data", str(SAMPLE), "--period", "2025", "--out", str(run_out), "--quiet")
@@ -266,7 +266,7 @@ def test_pdfs_rendered_by_worker_processes(tmp_path: Path, findings: Path) -> No
     args[args.index("--jobs") + 1] = "2"
     result = zx(*args)
     assert result.exit_code == 0, result.output
-    from notifier.letters_render import pdf_text
+    from notifier.letters.render import pdf_text
 
     pdfs = sorted((out / "post").iterdir())
     assert len(pdfs) == 4

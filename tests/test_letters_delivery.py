@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from notifier.db import open_state
-from notifier.deliveries import delivery_rows
-from notifier.delivery import (
+from notifier.letters.deliveries import delivery_rows
+from notifier.letters.delivery import (
     DeliveryError,
     RetryPolicy,
     SmtpBackend,
@@ -22,9 +22,9 @@ from notifier.delivery import (
     WebhookSettings,
     deliver,
 )
-from notifier.letters_run import NotifyOptions, NotifyReport, notify
-from notifier.outbox import read_manifest
-from notifier.suppression import history
+from notifier.letters.outbox import read_manifest
+from notifier.letters.run import NotifyOptions, NotifyReport, notify
+from notifier.letters.suppression import history
 from tests.conftest import MailSink, free_port
 from tests.test_letters_findings import AS_OF, ID_FIVE, ID_ONE, ID_REMINDER, ID_SMS, RULES, all_rows, write_findings
 
@@ -122,7 +122,7 @@ def test_unreachable_smtp_server_is_retried_then_reported(tmp_path: Path) -> Non
 
 
 def test_a_server_that_stays_down_is_given_up_for_the_run_after_five_packages(tmp_path: Path) -> None:
-    from notifier.letters_run import OUTAGE_AFTER
+    from notifier.letters.run import OUTAGE_AFTER
     from profiles.ids import make_credit_code
 
     template = [r for r in all_rows() if r["taxpayer_id"] == ID_ONE]

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from notifier.letters import TaxAuthorities, basis_lines, resolve_channel
-from notifier.letters_format import (
+from notifier.letters.build import TaxAuthorities, basis_lines, resolve_channel
+from notifier.letters.formatting import (
     format_amount,
     format_date,
     format_limit,

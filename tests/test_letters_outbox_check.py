@@ -18,9 +18,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from notifier.letters_format import balanced, format_amount
-from notifier.letters_pdf import check_pdf, orphan_closing, pdf_pages
-from notifier.outbox import read_manifest
+from notifier.letters.formatting import balanced, format_amount
+from notifier.letters.outbox import read_manifest
+from notifier.letters.pdf import check_pdf, orphan_closing, pdf_pages
 from tests.conftest import ROOT
 from tests.test_letters_cli import zx
 

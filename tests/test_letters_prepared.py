@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from notifier.letters import EVIDENCE_LINES, Letter, build_letter, with_evidence_lines
-from notifier.letters_format import letter_line
-from notifier.letters_render import LetterRenderer
-from notifier.letters_run import UNREAD_COLUMNS, NotifyOptions, notify, taxpayer_groups
+from notifier.letters.build import EVIDENCE_LINES, Letter, build_letter, with_evidence_lines
+from notifier.letters.formatting import letter_line
+from notifier.letters.render import LetterRenderer
+from notifier.letters.run import UNREAD_COLUMNS, NotifyOptions, notify, taxpayer_groups
 from tests.test_letters_findings import AS_OF, RULES, all_rows, catalogue, compare, frame, scope, write_findings
 
 

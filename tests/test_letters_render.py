@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from notifier.letters import Letter, LetterTemplateError, build_letter
-from notifier.letters_render import TEMPLATES_DIR, LetterRenderer, PdfTextError, check_pdf, pdf_text
+from notifier.letters.build import Letter, LetterTemplateError, build_letter
+from notifier.letters.render import TEMPLATES_DIR, LetterRenderer, PdfTextError, check_pdf, pdf_text
 from tests.test_letters_findings import (
     ALL_CASES,
     AS_OF,

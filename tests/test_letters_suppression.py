@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from notifier.db import open_state
-from notifier.letters_run import NotifyOptions, notify
-from notifier.outbox import read_manifest
-from notifier.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, from_fen, history, to_fen
+from notifier.letters.outbox import read_manifest
+from notifier.letters.run import NotifyOptions, notify
+from notifier.letters.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, from_fen, history, to_fen
 from tests.test_letters_findings import (
     AS_OF,
     ID_FIVE,

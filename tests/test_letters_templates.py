@@ -17,9 +17,9 @@ import pytest
 from pypdf import PdfReader
 
 from engine.errors import EXIT_LETTERS_FAILED
-from notifier import letters_pdf
-from notifier.letters_pdf import TEMPLATES_DIR, pdf_text
-from notifier.outbox import read_manifest
+from notifier.letters import pdf as letters_pdf
+from notifier.letters.outbox import read_manifest
+from notifier.letters.pdf import TEMPLATES_DIR, pdf_text
 from tests.test_letters_cli import notify_args, zx
 from tests.test_letters_findings import ID_FIVE, ID_ONE, ID_REMINDER, ID_SMS, all_rows, write_findings
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from engine.catalogue import load_catalogue
-from notifier.letters import Letter, OfficeSettings, build_letter
-from notifier.letters_format import balanced, first_clause, late_claim_note, letter_line, split_clauses
-from notifier.letters_pdf import TypstPdf, check_pdf, letter_json, orphan_closing
-from notifier.letters_render import LetterRenderer
+from notifier.letters.build import Letter, OfficeSettings, build_letter
+from notifier.letters.formatting import balanced, first_clause, late_claim_note, letter_line, split_clauses
+from notifier.letters.pdf import TypstPdf, check_pdf, letter_json, orphan_closing
+from notifier.letters.render import LetterRenderer
 from tests.test_letters_findings import (
     AS_OF,
     RULES,

@@ -26,12 +26,12 @@ from sqlalchemy import func, select
 
 from engine.cli import main
 from engine.errors import EXIT_USAGE
-from notifier.case_tables import case_history, cases
+from notifier.cases.tables import case_history, cases
 from notifier.db import open_state
-from notifier.nightly import FAULT_ENV, MARKER, NightlyError, is_complete, run_nightly
-from notifier.outbox import read_manifest
-from notifier.runs import EXIT_LOCKED, LockHeldError, get_run, list_runs
-from notifier.suppression import NOTIFICATIONS
+from notifier.letters.outbox import read_manifest
+from notifier.letters.suppression import NOTIFICATIONS
+from notifier.nightly.pipeline import FAULT_ENV, MARKER, NightlyError, is_complete, run_nightly
+from notifier.nightly.runs import EXIT_LOCKED, LockHeldError, get_run, list_runs
 from tests.test_nightly_data import (
     AS_OF,
     build_data,
@@ -366,7 +366,7 @@ def test_count_of_runs_is_one_row_per_attempt(tmp_path: Path) -> None:
     run_nightly(config, DAY)
     run_nightly(config, NEXT_DAY)
     engine = open_state(state)
-    from notifier.runs import nightly_runs
+    from notifier.nightly.runs import nightly_runs
 
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(nightly_runs)).scalar() == 2
@@ -392,7 +392,7 @@ def test_runs_list_flags_a_running_attempt_whose_heartbeat_stopped(tmp_path: Pat
 
     from sqlalchemy import update
 
-    from notifier.runs import nightly_runs, start_run, utcnow
+    from notifier.nightly.runs import nightly_runs, start_run, utcnow
 
     state = f"sqlite:///{tmp_path / 'state.sqlite'}"
     config = write_config(tmp_path, state, data=tmp_path)

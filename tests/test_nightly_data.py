@@ -223,6 +223,6 @@ def write_config(tmp_path: Path, state_url: str, *, data: Path | str, kinds: tup
 def make_config(tmp_path: Path, state_url: str, *, data: Path | str, kinds: tuple[str, ...] = ("year",),
                 extra: str = "") -> Any:
     """The validated Config of `write_config` (environment ignored)."""
-    from notifier.config import load_config
+    from notifier.nightly.config import load_config
 
     return load_config(write_config(tmp_path, state_url, data=data, kinds=kinds, extra=extra), environ={})

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from engine.cli import main
-from notifier.case_tables import cases
+from notifier.cases.tables import cases
 from notifier.db import open_state
-from notifier.nightly import run_nightly
+from notifier.nightly.pipeline import run_nightly
 from tests.test_nightly_data import AS_OF, make_config, write_config, write_data_folder
 
 DAY = date.fromisoformat(AS_OF)

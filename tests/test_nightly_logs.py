@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.logs import LOG_FILE, mask_text, setup_logging
+from notifier.nightly.logs import LOG_FILE, mask_text, setup_logging
 from tests.test_nightly_data import taxpayer_id
 
 TID = taxpayer_id(7)  # a valid 18-character credit code

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from notifier.db import open_state
-from notifier.runs import (
+from notifier.nightly.runs import (
     LockHeldError,
     abandon_running,
     acquire,

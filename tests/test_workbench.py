@@ -24,8 +24,8 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from engine.cli import main
-from notifier.case_queries import get_case, history_of
-from notifier.cases import case_number, sync_findings
+from notifier.cases.ledger import case_number, sync_findings
+from notifier.cases.queries import get_case, history_of
 from notifier.db import open_state
 from tests.conftest import free_port
 from tests.test_cases_builder import finding, findings_frame

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from notifier.case_queries import get_case
+from notifier.cases.queries import get_case
 from notifier.db import open_state
 from tests.test_workbench import PASSWORD, Server, no, server  # noqa: F401 — the live server fixture
 

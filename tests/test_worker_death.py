@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PARENT = """
 import os, sys, time
-from notifier.letters_pdf import PdfPool
+from notifier.letters.pdf import PdfPool
 pool = PdfPool(2)
 pool.workers = [pool._start(), pool._start()]
 print(" ".join(str(proc.pid) for proc, _ in pool.workers), flush=True)

@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from engine.errors import EXIT_USAGE, ZhixiangError
-from notifier.case_tables import HistoryId, UTCDateTime
+from notifier.cases.tables import HistoryId, UTCDateTime
 from notifier.db import METADATA
 
 #: The four roles of the issue, in Chinese as officers name them.

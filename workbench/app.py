@@ -3,7 +3,7 @@
 Every page and API call resolves who is asking first (session cookie for people, `Authorization: Bearer`
 for machine clients) and checks scope on the server: a case or taxpayer of another authority answers
 404 exactly as a case that does not exist. Forms carry the session's CSRF token; the login form a
-double-submit token. Case moves go through notifier.cases (the CLI's functions), and every action is
+double-submit token. Case moves go through notifier.cases.ledger (the CLI's functions), and every action is
 written to the audit log.
 """
 
@@ -30,8 +30,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine.errors import ZhixiangError
 from engine.findings import STATUS_LABELS
 from engine.findings import TIER_LABELS as FINDING_TIERS
-from notifier.case_queries import Case, CaseFilter, count_cases, find_cases, get_case, history_of, rule_stats
-from notifier.case_status import (
+from notifier.cases.ledger import CASE_TIERS, TIER_LABELS, assign, close, resolve, send_back
+from notifier.cases.queries import Case, CaseFilter, count_cases, find_cases, get_case, history_of, rule_stats
+from notifier.cases.status import (
     CLOSED,
     OPEN_STATUSES,
     RESOLUTIONS,
@@ -40,9 +41,8 @@ from notifier.case_status import (
     CaseNotFoundError,
     allowed_next,
 )
-from notifier.case_tables import cases
-from notifier.cases import CASE_TIERS, TIER_LABELS, assign, close, resolve, send_back
-from notifier.runs import get_run, list_runs
+from notifier.cases.tables import cases
+from notifier.nightly.runs import get_run, list_runs
 from profiles.errors import ProfileDataError
 from profiles.periods import PeriodError, parse_period
 from profiles.schema import ENUM_LABELS
@@ -511,7 +511,7 @@ def create_app(wb: Workbench, *, secure_cookies: bool = False) -> FastAPI:
     async def run_letter(request: Request, run_id: str, name: str) -> Response:
         """A letter file of a run, only if the manifest lists it for a taxpayer in the user's scope."""
         user = page_user(request)
-        from notifier.outbox import read_manifest
+        from notifier.letters.outbox import read_manifest
 
         try:
             run = get_run(engine, run_id)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from engine.catalogue import DEFAULT_RULES_DIR
 from engine.errors import InputError, exit_on_user_error
-from notifier.case_commands import _open, state_option
+from notifier.cases.commands import _open, state_option
 from workbench import accounts
 
 BEIJING = timezone(timedelta(hours=8), "北京时间")

@@ -9,9 +9,9 @@ from datetime import timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from notifier.case_status import CONFIRMED, FALSE_ALARM
-from notifier.case_tables import case_history, cases
-from notifier.report_charts import line_chart
+from notifier.cases.status import CONFIRMED, FALSE_ALARM
+from notifier.cases.tables import case_history, cases
+from notifier.nightly.report_charts import line_chart
 
 BEIJING = timezone(timedelta(hours=8))
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.realtime import RealtimeChecker, TaxpayerProfile, profile_from_json, profile_from_tables
 from notifier.db import open_state
-from notifier.runs import RunRecord, list_runs
+from notifier.nightly.runs import RunRecord, list_runs
 from profiles.periods import Period
 
 
@@ -111,7 +111,7 @@ class Workbench:
 
     def letters_of(self, taxpayer_id: str, *, runs: int = 10) -> list[dict[str, Any]]:
         """Letters written for the taxpayer (from each run's outbox manifest), newest run first."""
-        from notifier.outbox import read_manifest
+        from notifier.letters.outbox import read_manifest
 
         out: list[dict[str, Any]] = []
         for run in list_runs(self.engine, limit=runs, status="succeeded"):

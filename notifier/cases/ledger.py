@@ -4,7 +4,7 @@
 undetermined findings become data-verification items (tier `verification`), and low-tier improper
 claims go to the taxpayer as reminders (`triage` is the one place that sorts them). `sync_findings`
 feeds a run's findings into the ledger in bulk; `assign`, `resolve` and `close` are the officers' moves,
-checked against the workflow table in notifier/case_status.py. Every status change, by a person or by
+checked against the workflow table in notifier/cases/status.py. Every status change, by a person or by
 the system, is appended to `case_history`.
 """
 
@@ -28,8 +28,8 @@ from sqlalchemy.exc import OperationalError
 
 from engine.errors import InputError, ZhixiangError
 from engine.findings import TIER_LABELS as FINDING_TIER_LABELS
-from notifier.case_bulk import IN_CHUNK, EncodedJSON, chunks, insert_rows, update_keys, update_rows
-from notifier.case_status import (
+from notifier.cases.bulk import IN_CHUNK, EncodedJSON, chunks, insert_rows, update_keys, update_rows
+from notifier.cases.status import (
     CLEARED,
     CLOSED,
     CONFIRMED,
@@ -42,7 +42,7 @@ from notifier.case_status import (
     CaseNotFoundError,
     check_transition,
 )
-from notifier.case_tables import case_history, case_syncs, cases
+from notifier.cases.tables import case_history, case_syncs, cases
 from profiles.schema import MONEY_DTYPE
 
 SYSTEM = "system"

@@ -11,7 +11,7 @@
     publish   the run folder, complete with its marker file, moved into place in one rename
     commit    the letters' suppression rows and the run's success, in one transaction
 
-Only one nightly runs against a state database at a time (the `nightly` lock in notifier/runs.py). A
+Only one nightly runs against a state database at a time (the `nightly` lock in notifier/nightly/runs.py). A
 day that succeeded is not run again unless forced. Everything is built in OUT/.staging/<run id> and
 renamed to OUT/<YYYY-MM-DD> only when complete, with `_COMPLETE.json` in it; readers trust a folder only
 with its marker. Why a crash at any point loses and duplicates nothing:
@@ -21,7 +21,7 @@ with its marker. Why a crash at any point loses and duplicates nothing:
   crash between publish and commit redoes the day, renders the same packages (a package id is a
   function of the taxpayer, the day and the news) and replaces the folder with an identical one.
 Outside deliveries (SMTP, webhook) cannot wait for the commit: each is logged in its own transaction
-(notifier/deliveries.py), and the redone day skips what its log says went out.
+(notifier/letters/deliveries.py), and the redone day skips what its log says went out.
 The next start finds the attempt still `running` with its process gone (or its heartbeat stale), marks
 it abandoned, removes its staging folder and does the day from the beginning.
 """
@@ -57,11 +57,11 @@ from engine.outdir import (
     remove_owned,
 )
 from engine.run import QUARANTINE_SCHEMA, RunResult, evaluate_period, write_outputs
-from notifier.config import Config, due_periods
 from notifier.db import open_state
-from notifier.deliveries import undelivered_taxpayers
-from notifier.diff import diff_counts, diff_findings, news, write_diff
-from notifier.runs import (
+from notifier.letters.deliveries import undelivered_taxpayers
+from notifier.nightly.config import Config, due_periods
+from notifier.nightly.diff import diff_counts, diff_findings, news, write_diff
+from notifier.nightly.runs import (
     STAGE_LABELS,
     RunRecord,
     abandon_running,
@@ -369,15 +369,15 @@ class _Pipeline:
                  extra={"run_id": self.run.run_id})
 
     def _cases(self) -> None:
-        from notifier.cases import sync_findings
+        from notifier.cases.ledger import sync_findings
 
         self.s.sync = sync_findings(self.engine, self.s.findings, run_id=self.run.run_id, as_of=self.as_of,
                                     periods=[p.text for p in self.s.periods],
                                     service_levels=self.config.service_levels())
 
     def _letters(self) -> None:
-        from notifier.letters import is_taxpayer_facing
-        from notifier.letters_run import NotifyOptions, notify
+        from notifier.letters.build import is_taxpayer_facing
+        from notifier.letters.run import NotifyOptions, notify
 
         if not self.config.letters.enabled:
             return
@@ -418,12 +418,12 @@ class _Pipeline:
             log.error(self.s.warnings[-1], extra={"run_id": self.run.run_id})
 
     def _tasks(self) -> None:
-        from notifier.tasks import export_task_lists
+        from notifier.cases.tasks import export_task_lists
 
         self.s.tasks = export_task_lists(self.engine, self.staging / "tasks", as_of=self.as_of)
 
     def _report(self) -> None:
-        from notifier.report import build_report, write_report
+        from notifier.nightly.report import build_report, write_report
 
         self.s.counts = self._counts()
         run = get_run(self.engine, self.run.run_id)
@@ -454,7 +454,7 @@ class _Pipeline:
         publish(self.staging, self.final)
 
     def _commit(self) -> None:
-        from notifier.suppression import SuppressionLedger
+        from notifier.letters.suppression import SuppressionLedger
 
         unrecorded = list(self.s.letters.unrecorded) if self.s.letters is not None else []
         with self.engine.begin() as conn:

@@ -1,6 +1,6 @@
 """`zhixiang cases …`: the case ledger from the command line — sync, list, show, assign, resolve, stats, export.
 
-Each command parses its options, calls one function of notifier/cases.py, case_queries.py or tasks.py
+Each command parses its options, calls one function of notifier/cases/ledger.py, case_queries.py or tasks.py
 and prints the result with rich. Every command takes `--state` (a SQLite file or postgresql:// URL;
 env ZHIXIANG_STATE_URL); user mistakes come back as Chinese messages and exit codes, never tracebacks.
 """
@@ -22,18 +22,7 @@ from sqlalchemy.engine import Engine
 from engine.cli_zh import ISO_DATE
 from engine.errors import InputError, ZhixiangError, exit_on_user_error
 from engine.findings import STATUS_LABELS
-from notifier.case_queries import Case, CaseFilter, count_cases, find_cases, get_case, history_of, rule_stats
-from notifier.case_status import (
-    CLOSED,
-    OPEN_STATUSES,
-    RESOLUTIONS,
-    STATUSES,
-    VERIFYING,
-    CaseError,
-    allowed_next,
-    parse_status,
-)
-from notifier.cases import (
+from notifier.cases.ledger import (
     CASE_TIERS,
     TIER_LABELS,
     ServiceLevels,
@@ -44,9 +33,20 @@ from notifier.cases import (
     send_back,
     sync_findings,
 )
-from notifier.config import BEIJING, load_config, new_state_notice, state_label
+from notifier.cases.queries import Case, CaseFilter, count_cases, find_cases, get_case, history_of, rule_stats
+from notifier.cases.status import (
+    CLOSED,
+    OPEN_STATUSES,
+    RESOLUTIONS,
+    STATUSES,
+    VERIFYING,
+    CaseError,
+    allowed_next,
+    parse_status,
+)
+from notifier.cases.tasks import export_task_lists
 from notifier.db import StateDatabaseError, open_state
-from notifier.tasks import export_task_lists
+from notifier.nightly.config import BEIJING, load_config, new_state_notice, state_label
 
 
 def _console() -> Console:

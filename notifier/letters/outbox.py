@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ZhixiangError
-from notifier.delivery import Package
+from notifier.letters.delivery import Package
 from profiles import excel
 from profiles.schema import ENUM_LABELS
 

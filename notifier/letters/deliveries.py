@@ -1,6 +1,6 @@
 """The delivery log: every attempt to hand a package to an outside back-end (SMTP, webhook), as it happens.
 
-The suppression ledger (notifier/suppression.py) says what a taxpayer has been *told*; it is written by the
+The suppression ledger (notifier/letters/suppression.py) says what a taxpayer has been *told*; it is written by the
 nightly run only when the run commits. Sending an e-mail cannot wait for that commit, and cannot be undone,
 so each outside delivery is logged in its own transaction right after it succeeds or finally fails:
 - a nightly run redone after a crash rebuilds the same packages (a package id is a function of the

@@ -1,5 +1,5 @@
-"""`zhixiang nightly`, `zhixiang schedule`, `zhixiang runs list|show`: thin edges over notifier/nightly.py,
-notifier/scheduler.py and the run ledger (notifier/runs.py).
+"""`zhixiang nightly`, `zhixiang schedule`, `zhixiang runs list|show`: thin edges over notifier/nightly/pipeline.py,
+notifier/nightly/scheduler.py and the run ledger (notifier/nightly/runs.py).
 
 Exit codes: 0 done (or already done); 2 input unusable; 3 rule catalogue broken; 4 runtime failure;
 64 configuration wrong; 75 (EXIT_LOCKED) another nightly or scheduler holds the lock — try later.
@@ -25,10 +25,10 @@ from sqlalchemy.engine import Engine
 
 from engine.cli_zh import ISO_DATE
 from engine.errors import EXIT_LETTERS_FAILED, ZhixiangError, exit_on_user_error
-from notifier.config import BEIJING, Config, load_config, new_state_notice, state_label
 from notifier.db import StateDatabaseError
-from notifier.logs import LOG_FILE, setup_logging
-from notifier.runs import STATUS_LABELS, LockHeldError, RunRecord, get_run, list_runs, utcnow
+from notifier.nightly.config import BEIJING, Config, load_config, new_state_notice, state_label
+from notifier.nightly.logs import LOG_FILE, setup_logging
+from notifier.nightly.runs import STATUS_LABELS, LockHeldError, RunRecord, get_run, list_runs, utcnow
 from profiles.errors import ProfileError
 
 _CONFIG_HELP = "配置文件（TOML）；默认读取环境变量 ZHIXIANG_CONFIG 或当前目录的 zhixiang.toml"
@@ -76,7 +76,7 @@ def nightly_command(data: str | None, as_of: str, out: Path | None, config_path:
     同一业务日期已成功运行过则不重复运行（除非 --force）；中途崩溃的运行在下次启动时从头重做，
     不会重复立案，也不会重复发送信函。
     """
-    from notifier.nightly import run_nightly
+    from notifier.nightly.pipeline import run_nightly
 
     day = _date(as_of)
     config = _config(config_path, data=data, out=out, rules=rules, state_url=state)
@@ -128,8 +128,8 @@ def nightly_command(data: str | None, as_of: str, out: Path | None, config_path:
 @exit_on_user_error
 def schedule_command(config_path: Path | None) -> None:
     """按配置的时间（默认每天 02:00 北京时间）自动运行夜间批处理；同一状态数据库只能有一个调度器。"""
-    from notifier.config import config_file
-    from notifier.scheduler import NightlyScheduler
+    from notifier.nightly.config import config_file
+    from notifier.nightly.scheduler import NightlyScheduler
 
     config = _config(config_path)
     file = config_file(config_path, os.environ)
@@ -235,7 +235,7 @@ def _as_dict(run: RunRecord) -> dict[str, object]:
 
 def print_run(run: RunRecord, console: Console, *, status: str | None = None) -> None:
     """A run, section by section."""
-    from notifier.runs import STAGE_LABELS
+    from notifier.nightly.runs import STAGE_LABELS
 
     console.print(f"[bold]运行 {run.run_id}[/bold]  业务日期 {run.business_date}  状态 {status or run.status_label}"
                   + (f"（阶段 {STAGE_LABELS.get(run.stage or '', run.stage)}）" if run.status != "succeeded" else ""))
@@ -280,7 +280,7 @@ TRIGGER_LABELS: dict[str, str] = {"manual": "手动", "schedule": "调度"}
 
 def _count_labels() -> dict[str, str]:
     from engine.findings import KIND_LABELS, TIER_LABELS
-    from notifier.diff import DIFF_LABELS
+    from notifier.nightly.diff import DIFF_LABELS
     from profiles.schema import ENUM_LABELS
 
     return {

@@ -36,7 +36,7 @@ from jinja2 import (
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError
 
-from notifier.letters import (
+from notifier.letters.build import (
     Authority,
     Incentive,
     IncentivePeriod,
@@ -45,7 +45,7 @@ from notifier.letters import (
     OfficeSettings,
     Reminder,
 )
-from notifier.letters_pdf import TEMPLATES_DIR, PdfTextError, check_pdf, letter_json, pdf_text, render_pdf
+from notifier.letters.pdf import TEMPLATES_DIR, PdfTextError, check_pdf, letter_json, pdf_text, render_pdf
 
 HTML_TEMPLATE = "letter.html"
 TEXT_TEMPLATE = "letter.txt"
@@ -307,5 +307,5 @@ class LetterRenderer:
 
 
 # ----------------------------------------------------------------------------------------------- PDF
-# notifier/letters_pdf.py lays PDFs out with Typst; these names are kept here for callers of this module.
+# notifier/letters/pdf.py lays PDFs out with Typst; these names are kept here for callers of this module.
 __all__ = ["PdfTextError", "check_pdf", "pdf_text", "render_pdf"]

@@ -3,7 +3,7 @@
 `MaskingFilter` sits on every handler `setup_logging` installs, so it sees every record that is
 written — ours, APScheduler's, SQLAlchemy's — after propagation, which a logger-level filter would
 not. It rewrites the message, the exception text and any extra fields: an 18-character unified social
-credit code becomes `9133**********123X` (the same masking as letters, notifier/letters_format.py), and
+credit code becomes `9133**********123X` (the same masking as letters, notifier/letters/formatting.py), and
 a field named `taxpayer_id` is masked whatever its shape. Ops can read and ship the logs without
 handling taxpayer identities.
 """
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from notifier.letters_format import mask_taxpayer_id
+from notifier.letters.formatting import mask_taxpayer_id
 from profiles.database import mask_secrets
 
 #: A GB 32100-2015 unified social credit code: 18 characters of its alphabet (no I, O, S, V, Z), the

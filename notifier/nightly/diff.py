@@ -8,7 +8,7 @@ Per finding key (taxpayer_id, period, rule_id):
 Only the periods this run evaluated are compared: a baseline finding of a period the run did not look
 at is out of scope, not resolved. Evidence is compared on each condition's verdict, value and
 threshold — not on labels or wording, so rewording a rule is not news (the case ledger's fingerprint in
-notifier/cases.py makes the same choice). Everything is one full join over the two frames.
+notifier/cases/ledger.py makes the same choice). Everything is one full join over the two frames.
 """
 
 from __future__ import annotations

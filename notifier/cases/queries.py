@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Engine
 
-from notifier.case_status import CLEARED, CONFIRMED, CORRECTED, FALSE_ALARM, OPEN_STATUSES, CaseNotFoundError
-from notifier.case_tables import case_history, cases
+from notifier.cases.status import CLEARED, CONFIRMED, CORRECTED, FALSE_ALARM, OPEN_STATUSES, CaseNotFoundError
+from notifier.cases.tables import case_history, cases
 
 
 @dataclass(frozen=True)

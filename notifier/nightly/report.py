@@ -4,7 +4,7 @@ Counts and amounts by rule, kind, district and tax authority; the diff against t
 trend over recent runs (from the run ledger); the top rules by unclaimed amount; the case ledger by
 tier and status; data quality (quarantined rows by file and reason); the stages' timings. Figures
 are aggregated here with Polars and SQL; the template (notifier/templates/report.html) only lays
-them out, and the charts are inline SVG (notifier/report_charts.py), so the file opens anywhere —
+them out, and the charts are inline SVG (notifier/nightly/report_charts.py), so the file opens anywhere —
 mail attachment, intranet share, archive — with nothing else.
 """
 
@@ -25,13 +25,13 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from engine.findings import KIND_LABELS, KINDS, TIER_LABELS
-from notifier.config import BEIJING, Config
-from notifier.diff import DIFF_LABELS, DIFF_STATUSES
-from notifier.letters_format import period_label, round_cents
-from notifier.report_charts import KIND_COLORS, PALETTE, bar_chart, line_chart, stacked_bar_chart
-from notifier.runs import STATUS_LABELS, RunRecord, interrupted_since, recent_successes
+from notifier.letters.formatting import period_label, round_cents
+from notifier.nightly.config import BEIJING, Config
+from notifier.nightly.diff import DIFF_LABELS, DIFF_STATUSES
+from notifier.nightly.report_charts import KIND_COLORS, PALETTE, bar_chart, line_chart, stacked_bar_chart
+from notifier.nightly.runs import STATUS_LABELS, RunRecord, interrupted_since, recent_successes
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 REPORT_TEMPLATE = "report.html"
 _WAN = Decimal(10000)
 
@@ -98,10 +98,10 @@ def _quarantine(quarantine: pl.DataFrame) -> list[dict[str, str]]:
 
 def _cases_by_tier(engine: Engine) -> tuple[list[tuple[str, list[float]]], list[str], list[dict[str, str]]]:
     """Rows per case tier with counts per status, the statuses, and a table of open amounts."""
-    from notifier.case_status import OPEN_STATUSES
-    from notifier.case_tables import cases
-    from notifier.cases import CASE_TIERS
-    from notifier.cases import TIER_LABELS as CASE_TIER_LABELS
+    from notifier.cases.ledger import CASE_TIERS
+    from notifier.cases.ledger import TIER_LABELS as CASE_TIER_LABELS
+    from notifier.cases.status import OPEN_STATUSES
+    from notifier.cases.tables import cases
 
     with engine.connect() as conn:
         got = conn.execute(select(cases.c.tier, cases.c.status, func.count(), func.sum(cases.c.amount))
@@ -123,7 +123,7 @@ def build_report(engine: Engine, config: Config, *, run: RunRecord, findings: pl
                  timings: Mapping[str, float], baseline: RunRecord | None, warnings: Sequence[str],
                  periods: Sequence[str]) -> Report:
     """Aggregate one run's outputs and the ledgers into the report's figures and charts."""
-    from notifier.runs import STAGE_LABELS
+    from notifier.nightly.runs import STAGE_LABELS
     from profiles.authorities import tax_authority_name
 
     day = run.business_date
@@ -279,7 +279,7 @@ def _rule_name(diff: pl.DataFrame, rule_id: str) -> str:
 
 
 def _channel(code: str) -> str:
-    from notifier.letters import CHANNEL_LABELS
+    from notifier.letters.build import CHANNEL_LABELS
 
     return CHANNEL_LABELS.get(code, code)
 

@@ -26,9 +26,7 @@ from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.errors import InputError
 from engine.findings import FINDINGS_SCHEMA
 from notifier.db import open_state, state_exists
-from notifier.deliveries import DeliveryLog
-from notifier.delivery import Backend, DeliveryResult, Package, RetryPolicy, deliver
-from notifier.letters import (
+from notifier.letters.build import (
     CHANNEL_LABELS,
     Letter,
     LetterError,
@@ -39,12 +37,14 @@ from notifier.letters import (
     is_taxpayer_facing,
     with_evidence_lines,
 )
-from notifier.letters_format import format_amount, format_date, round_cents
-from notifier.letters_pdf import PdfError, PdfJob, PdfPool
-from notifier.letters_render import LetterRenderer
-from notifier.outbox import STATUS_LABELS, ManifestRow, Outbox
-from notifier.print_files import PrintFile, write_print_files
-from notifier.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, records_for
+from notifier.letters.deliveries import DeliveryLog
+from notifier.letters.delivery import Backend, DeliveryResult, Package, RetryPolicy, deliver
+from notifier.letters.formatting import format_amount, format_date, round_cents
+from notifier.letters.outbox import STATUS_LABELS, ManifestRow, Outbox
+from notifier.letters.pdf import PdfError, PdfJob, PdfPool
+from notifier.letters.print_files import PrintFile, write_print_files
+from notifier.letters.render import LetterRenderer
+from notifier.letters.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, records_for
 
 FINDINGS_FILE = "findings.parquet"
 CHUNK = 64  # taxpayers rendered together (PDFs of a chunk go to the worker processes at once)

@@ -5,7 +5,7 @@ first) and self-check reminders (低风险预提醒) for `improper` findings of 
 high-risk improper claims go to risk officers and `undetermined` findings to data checks: neither
 ever reaches a taxpayer, and `build_letter` enforces that itself rather than trusting its caller.
 
-Every value a template prints is formatted here (notifier/letters_format.py), so templates stay
+Every value a template prints is formatted here (notifier/letters/formatting.py), so templates stay
 simple enough for bureau staff to edit and fast enough to render thousands a second.
 """
 
@@ -24,7 +24,7 @@ import polars as pl
 
 from engine.catalogue import Catalogue, Rule
 from engine.errors import InputError, ZhixiangError
-from notifier.letters_format import (
+from notifier.letters.formatting import (
     evidence_line,
     first_clause,
     format_amount,

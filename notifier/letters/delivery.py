@@ -1,6 +1,6 @@
 """Delivery back-ends: the file outbox, e-mail over SMTP and an HTTP webhook, with retries.
 
-The outbox (notifier/outbox.py) is always written and is itself the `file` back-end: print shops
+The outbox (notifier/letters/outbox.py) is always written and is itself the `file` back-end: print shops
 and the message centre can pick it up. `smtp` sends the e-mail channel's packages; `webhook` POSTs
 one JSON document per package (by default the e-tax and SMS channels) to the e-tax bureau's message
 centre. A failed attempt that may succeed later (a dropped connection, a 5xx, a 4xx SMTP reply) is
@@ -26,7 +26,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 from typing import Any, Protocol
 
-from notifier.letters import Letter
+from notifier.letters.build import Letter
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from notifier.letters import Letter
-from notifier.letters_format import format_date
-from notifier.letters_pdf import PdfJob, PdfPool, cover_json
+from notifier.letters.build import Letter
+from notifier.letters.formatting import format_date
+from notifier.letters.pdf import PdfJob, PdfPool, cover_json
 
 PRINT_DIR = "print"
 COVER_TEMPLATE = "print_cover.typ"

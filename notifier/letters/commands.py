@@ -1,4 +1,4 @@
-"""`zhixiang notify`: parse flags, run the notifier (notifier/letters_run.py), print what it did.
+"""`zhixiang notify`: parse flags, run the notifier (notifier/letters/run.py), print what it did.
 
 Exit codes: 0 when every letter was made and delivered; 4 (runtime error) when some letter or
 delivery failed — the outbox, manifest and ledger are still written for everything that worked;
@@ -23,11 +23,11 @@ from engine.catalogue import DEFAULT_RULES_DIR
 from engine.cli_zh import ISO_DATE
 from engine.errors import EXIT_LETTERS_FAILED, exit_on_user_error
 from notifier.db import DEFAULT_STATE_URL, STATE_URL_ENV
-from notifier.delivery import Backend, RetryPolicy, smtp_backend, webhook_backend
-from notifier.letters import CHANNEL_LABELS
-from notifier.letters_run import DEFAULT_PDF_CHANNELS, SKIP_LABELS, NotifyOptions, NotifyReport, notify
-from notifier.outbox import STATUS_LABELS
-from notifier.suppression import SuppressionPolicy
+from notifier.letters.build import CHANNEL_LABELS
+from notifier.letters.delivery import Backend, RetryPolicy, smtp_backend, webhook_backend
+from notifier.letters.outbox import STATUS_LABELS
+from notifier.letters.run import DEFAULT_PDF_CHANNELS, SKIP_LABELS, NotifyOptions, NotifyReport, notify
+from notifier.letters.suppression import SuppressionPolicy
 from profiles.schema import CHANNELS
 
 STATE_ENV = STATE_URL_ENV

@@ -1,7 +1,7 @@
 """The what-if report (参数调整测算报告): one self-contained HTML page about one `zhixiang whatif`.
 
-Laid out like the run report (notifier/report.py) and drawn with its chart helpers
-(notifier/report_charts.py): bars are the size of each change, labelled with its sign.
+Laid out like the run report (notifier/nightly/report.py) and drawn with its chart helpers
+(notifier/nightly/report_charts.py): bars are the size of each change, labelled with its sign.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from markupsafe import Markup
 
 from engine.catalogue import Catalogue
 from engine.whatif import WhatIfResult
-from notifier.report import Report, _environment
-from notifier.report_charts import PALETTE, bar_chart
+from notifier.nightly.report import Report, _environment
+from notifier.nightly.report_charts import PALETTE, bar_chart
 
 WHATIF_TEMPLATE = "whatif.html"
 _WAN = Decimal(10000)

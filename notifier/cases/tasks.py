@@ -31,9 +31,9 @@ from sqlalchemy.engine import Engine
 
 from engine.errors import ZhixiangError
 from engine.findings import STATUS_LABELS
-from notifier.case_queries import Case, CaseFilter, find_cases
-from notifier.case_status import OPEN_STATUSES
-from notifier.cases import TIER_LABELS
+from notifier.cases.ledger import TIER_LABELS
+from notifier.cases.queries import Case, CaseFilter, find_cases
+from notifier.cases.status import OPEN_STATUSES
 from profiles import excel
 
 #: "id": an id, code or period — text, kept text in Excel when the CSV is opened (profiles.excel).

@@ -38,10 +38,10 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from notifier.letters import Letter, LetterError, OfficeSettings
+from notifier.letters.build import Letter, LetterError, OfficeSettings
 from notifier.workers import die_with_parent
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 PDF_TEMPLATE = "letter.typ"
 PDF_TIMEOUT = 20.0  # seconds one letter's layout may take (a one-page letter takes ~10 ms)
 PDF_MAX_BYTES = 4 * 1024 * 1024  # a letter is ~60-120 kB

@@ -38,7 +38,7 @@ TRANSITIONS: Mapping[str, Mapping[str, Actor]] = {
     VERIFYING: {VERIFYING: "officer", CORRECTED: "officer", WAIVED: "officer", FALSE_ALARM: "officer",
                 CLEARED: "system"},
     # A decision can be sent back for more verification before it is closed; the system reopens a
-    # decided case only when new evidence arrives (see notifier/cases.py).
+    # decided case only when new evidence arrives (see notifier/cases/ledger.py).
     CORRECTED: {CLOSED: "officer", VERIFYING: "officer", PENDING: "system"},
     WAIVED: {CLOSED: "officer", VERIFYING: "officer", PENDING: "system"},
     FALSE_ALARM: {CLOSED: "officer", VERIFYING: "officer", PENDING: "system"},

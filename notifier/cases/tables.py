@@ -94,7 +94,7 @@ HistoryId = BigInteger().with_variant(Integer(), "sqlite")
 cases = Table(
     "cases",
     METADATA,
-    # Derived from taxpayer × rule × period (see notifier/cases.py: case_number), never reassigned.
+    # Derived from taxpayer × rule × period (see notifier/cases/ledger.py: case_number), never reassigned.
     Column("case_no", String(64), primary_key=True),
     Column("taxpayer_id", String(32), nullable=False),
     Column("rule_id", String(64), nullable=False),

@@ -194,8 +194,8 @@ class Delivery(_Section):
         return self
 
     def build(self) -> list[Any]:
-        """The configured back-ends (notifier.delivery), ready to send."""
-        from notifier.delivery import smtp_backend, webhook_backend
+        """The configured back-ends (notifier.letters.delivery), ready to send."""
+        from notifier.letters.delivery import smtp_backend, webhook_backend
 
         out: list[Any] = []
         if "smtp" in self.backends:
@@ -206,7 +206,7 @@ class Delivery(_Section):
         return out
 
     def retry_policy(self) -> Any:
-        from notifier.delivery import RetryPolicy
+        from notifier.letters.delivery import RetryPolicy
 
         return RetryPolicy(attempts=self.retries + 1, delay=self.retry_delay_seconds)
 
@@ -271,14 +271,14 @@ class Config(_Section):
 
     def service_levels(self) -> Any:
         """The case ledger's ServiceLevels from [cases]."""
-        from notifier.cases import ServiceLevels
+        from notifier.cases.ledger import ServiceLevels
 
         c = self.cases
         return ServiceLevels(high=c.high_days, medium=c.medium_days, verification=c.verification_days)
 
     def suppression_policy(self) -> Any:
         """The suppression ledger's policy from [letters]."""
-        from notifier.suppression import SuppressionPolicy
+        from notifier.letters.suppression import SuppressionPolicy
 
         lt = self.letters
         return SuppressionPolicy(cooldown_days=lt.cooldown_days, material_pct=lt.material_pct,
@@ -286,7 +286,7 @@ class Config(_Section):
 
     def office(self) -> Any:
         """What every letter says about the bureau, from [letters]."""
-        from notifier.letters import OfficeSettings
+        from notifier.letters.build import OfficeSettings
 
         lt = self.letters
         return OfficeSettings(etax_name=lt.etax_name, etax_url=lt.etax_url, hotline=lt.hotline,

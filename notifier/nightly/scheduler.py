@@ -1,6 +1,6 @@
 """`zhixiang schedule`: an APScheduler 3 blocking scheduler that starts the nightly run on a cron trigger.
 
-One scheduler per state database: it holds the `scheduler` lock (notifier/runs.py) for as long as it
+One scheduler per state database: it holds the `scheduler` lock (notifier/nightly/runs.py) for as long as it
 runs and heartbeats it; a second one exits at once with EXIT_LOCKED and names the holder. The trigger
 is a CronTrigger (default 02:00 Asia/Shanghai) with coalescing, one instance at a time and a misfire
 grace of hours. A fire missed while the scheduler was down is not forgotten: at start the scheduler
@@ -29,9 +29,9 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from notifier.config import Config, Schedule
 from notifier.db import open_state
-from notifier.runs import EXIT_LOCKED, acquire, succeeded_run
+from notifier.nightly.config import Config, Schedule
+from notifier.nightly.runs import EXIT_LOCKED, acquire, succeeded_run
 
 log = logging.getLogger("zhixiang.scheduler")
 

@@ -47,7 +47,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.errors import ZhixiangError
-from notifier.case_tables import JSONDoc, UTCDateTime
+from notifier.cases.tables import JSONDoc, UTCDateTime
 from notifier.db import METADATA
 
 log = logging.getLogger("zhixiang.runs")

@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import BigInteger, Column, Date, DateTime, Index, Integer, String, Table, select
 from sqlalchemy.engine import Connection, Engine
 
-from notifier.case_bulk import insert_rows
+from notifier.cases.bulk import insert_rows
 from notifier.db import METADATA
 
 #: One row per finding told in a delivered package. Append-only: the history is the audit trail.

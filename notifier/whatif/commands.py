@@ -43,7 +43,7 @@ def whatif_command(data: str, period: str, sets: tuple[str, ...], replaces: tupl
         replaced_catalogue,
         write_whatif,
     )
-    from notifier.whatif_report import build_whatif_report, write_whatif_report
+    from notifier.whatif.report import build_whatif_report, write_whatif_report
     from profiles.database import display_url
 
     if not sets and not replaces:
