@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from engine import check_commands, cli_zh, rule_commands
+from engine import check_commands, cli_examples, cli_zh, rule_commands
 from engine import commands as engine_commands
 from notifier.cases import commands as cases_commands
 from notifier.letters import commands as letters_commands
@@ -57,9 +57,19 @@ def main() -> None:
     """
 
 
+def _with_examples(command: click.Command, path: str) -> None:
+    """Attach each command's examples (engine/cli_examples.py) as its `--help` epilog, groups included."""
+    if command.epilog is None:
+        command.epilog = cli_examples.epilog(path)
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            _with_examples(sub, f"{path} {name}")
+
+
 def _register() -> None:
     for module in COMMAND_MODULES:
         for command in module.COMMANDS:
+            _with_examples(command, command.name or "")
             main.add_command(command)
 
 

@@ -3,6 +3,7 @@ usage errors exit 64 as the README says, `--as-of` is a date everywhere, default
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from engine import cli_examples
 from engine.cli import main
 from engine.cli_zh import ISO_DATE
 from engine.errors import EXIT_USAGE
@@ -87,3 +89,31 @@ def test_cases_and_runs_read_the_state_database_the_nightly_configuration_names(
     other = tmp_path / "other.sqlite"
     result = CliRunner().invoke(main, ["cases", "list", "--state", str(other)])
     assert result.exit_code == 0 and "不存在，已新建" in result.output and str(other) in result.output
+
+
+def _leaf_commands() -> list[str]:
+    return [" ".join(path) for path, command in _commands() if path and not isinstance(command, click.Group)]
+
+
+@pytest.mark.parametrize("path", sorted(cli_examples.EXAMPLES))
+def test_every_help_example_parses_against_its_command(path: str) -> None:
+    """Each example is parsed by the real command (options, arguments, required ones), not run."""
+    assert path in _leaf_commands(), f"examples for a command that does not exist: {path}"
+    for line, comment in cli_examples.EXAMPLES[path]:
+        assert comment and "zhixiang " + path in line
+        args = shlex.split(line)[1:]
+        command: click.Command = main
+        for word in path.split():
+            assert isinstance(command, click.Group) and args[0] == word, line
+            command, args = command.commands[word], args[1:]
+        ctx = command.make_context(path, args)  # raises on an unknown option, a missing required one …
+        assert not ctx.args, f"{line}: left unparsed {ctx.args}"
+        assert "示例" in (command.epilog or ""), path
+
+
+def test_the_main_commands_have_examples() -> None:
+    for path in ("run", "nightly", "check", "explain", "notify", "whatif", "cases list", "serve"):
+        assert path in cli_examples.EXAMPLES
+        result = CliRunner().invoke(main, [*path.split(), "--help"])
+        assert result.exit_code == 0 and "示例" in result.output and cli_examples.EXAMPLES[path][0][0] in \
+            result.output.replace("\n  ", " ")
