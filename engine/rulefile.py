@@ -134,7 +134,8 @@ class ApplySpec(_Strict):
     @model_validator(mode="after")
     def _automatic_has_basis(self) -> ApplySpec:
         if self.mode == "automatic" and not self.basis:
-            raise ValueError("apply.mode 为 automatic（免申即享）时必须在 apply.basis 中写明税务机关自动享受的依据（文件及条款）")
+            raise ValueError("apply.mode 为 automatic（免申即享）时必须在 apply.basis 中写明"
+                             "税务机关自动享受的依据（文件及条款）")
         if self.mode == "automatic" and not self.label.strip():
             raise ValueError("apply.mode 为 automatic（免申即享）时必须在 apply.label 中写明写给纳税人的说明")
         return self
@@ -182,7 +183,7 @@ class RuleFile(_Strict):
     claim: ClaimGuide
     records: list[str] = Field(default_factory=list, description="留存备查资料")
     apply: ApplySpec = Field(
-        default_factory=ApplySpec,
+        ApplySpec(mode="claim", label=""),
         description="享受方式：claim 纳税人申报享受（缺省），automatic 税务机关自动享受（免申即享，需写明依据）；"
                     "见 docs/rules.md“免申即享”")
     notes: str = ""

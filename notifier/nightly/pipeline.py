@@ -126,6 +126,7 @@ class _State:
     sync: Any = None
     letters: Any = None
     tasks: list[Any] = field(default_factory=list)
+    autoapply: Any = None  # notifier.autoapply.nightly.AutoApplyNight
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
 
@@ -421,6 +422,12 @@ class _Pipeline:
         from notifier.cases.tasks import export_task_lists
 
         self.s.tasks = export_task_lists(self.engine, self.staging / "tasks", as_of=self.as_of)
+        # 免申即享: automatic reliefs not enjoyed go on lists for the collection system (never in a letter)
+        from notifier.autoapply.nightly import list_automatic
+
+        assert self.s.catalogue is not None
+        self.s.autoapply = list_automatic(self.engine, self.s.catalogue, self.s.findings, self.staging / "autoapply",
+                                          as_of=self.as_of, run_id=self.run.run_id)
 
     def _report(self) -> None:
         from notifier.nightly.report import build_report, write_report
@@ -493,6 +500,8 @@ class _Pipeline:
                       "rows": sum(sum(t.counts.values()) for t in self.s.tasks)},
             "warnings": len(self.s.warnings),
         }
+        if self.s.autoapply is not None:
+            counts["autoapply"] = self.s.autoapply.counts()
         if letters is not None:
             counts["letters"] = {
                 "packages": letters.packages, "by_channel": dict(letters.by_channel),
