@@ -105,7 +105,7 @@ def confirm_file(engine: Engine, path: Path, *, today: date, quarantine: Path | 
     path = Path(path)
     _, rows = read_rows(path)
     result = ConfirmResult(path, rows=len(rows))
-    name = path.name
+    name = str(path)
     entries = get_entries(engine, (r.get("清单编号", "") for _, r in rows if r.get("清单编号")))
     good: list[tuple[int, str, date, Decimal]] = []
     seen: dict[str, int] = {}
