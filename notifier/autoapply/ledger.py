@@ -107,8 +107,9 @@ def record_listed(engine: Engine | Connection, rows: Sequence[Mapping[str, Any]]
         numbers = sorted(keyed)
         for i in range(0, len(numbers), 1000):
             part = numbers[i:i + 1000]
-            existing.update(conn.execute(select(autoapply_entries.c.entry_no, autoapply_entries.c.state)
-                                         .where(autoapply_entries.c.entry_no.in_(part))).tuples().all())
+            existing.update((str(no), str(state)) for no, state in conn.execute(
+                select(autoapply_entries.c.entry_no, autoapply_entries.c.state)
+                .where(autoapply_entries.c.entry_no.in_(part))))
         fresh = [_values(no, r) | {"state": "listed", "first_listed_on": as_of, "last_listed_on": as_of,
                                    "listed_run": run_id, "updated_at": now}
                  for no, r in keyed.items() if no not in existing]
@@ -178,8 +179,8 @@ def applied_for(engine: Engine | Connection, taxpayer_ids: Iterable[str] | None 
 def state_counts(engine: Engine | Connection) -> dict[str, int]:
     """Entries per state, every state named (0 when none)."""
     with _begin(engine) as conn:
-        rows = conn.execute(select(autoapply_entries.c.state, func.count())
-                            .group_by(autoapply_entries.c.state)).tuples().all()
+        rows = [tuple(r) for r in conn.execute(select(autoapply_entries.c.state, func.count())
+                                               .group_by(autoapply_entries.c.state))]
     counts = {state: 0 for state in STATE_LABELS}
     counts.update({str(s): int(n) for s, n in rows})
     return counts
