@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Column, Date, Integer, String, Table, Text, UniqueConstraint, func, select
+from sqlalchemy import Column, Date, Integer, String, Table, Text, UniqueConstraint, bindparam, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from notifier.cases.tables import Money, UTCDateTime
@@ -116,9 +116,14 @@ def record_listed(engine: Engine | Connection, rows: Sequence[Mapping[str, Any]]
         relist = [no for no in numbers if existing.get(no) == "listed"]
         if fresh:
             conn.execute(autoapply_entries.insert(), fresh)
-        for no in relist:
-            conn.execute(autoapply_entries.update().where(autoapply_entries.c.entry_no == no).values(
-                **_values(no, keyed[no]), last_listed_on=as_of, listed_run=run_id, updated_at=now))
+        if relist:  # one executemany: the amount and evidence as tonight's run found them
+            refreshed = ("rule_name", "taxpayer_name", "tax_authority", "amount", "basis", "evidence")
+            conn.execute(
+                autoapply_entries.update().where(autoapply_entries.c.entry_no == bindparam("b_no")).values(
+                    {**{c: bindparam(f"b_{c}") for c in refreshed}, "last_listed_on": as_of, "listed_run": run_id,
+                     "updated_at": now}),
+                [{"b_no": no, **{f"b_{c}": v for c, v in _values(no, keyed[no]).items() if c in refreshed}}
+                 for no in relist])
         listed = [no for no in numbers if existing.get(no) != "applied"]
         entries = _entries(conn, listed)
     return ListingResult(len(fresh), len(relist), sum(1 for s in existing.values() if s == "applied"),

@@ -6,7 +6,8 @@
     cases     feed the case ledger (new cases, refreshed evidence, 已消除 for resolved problems)
     letters   policy packages for new or changed taxpayer-facing findings, through the suppression ledger,
               to the outbox and the [delivery] back-ends (and again for letters earlier nights could not deliver)
-    tasks     task lists per tax authority from the case ledger
+    tasks     task lists per tax authority from the case ledger; 免申即享 lists per tax authority and their
+              ledger rows (notifier/autoapply: recorded as listed, idempotent, before publish)
     report    the run report (HTML, Chinese, charts inline)
     publish   the run folder, complete with its marker file, moved into place in one rename
     commit    the letters' suppression rows and the run's success, in one transaction
