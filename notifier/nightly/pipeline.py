@@ -58,6 +58,7 @@ from engine.outdir import (
     remove_owned,
 )
 from engine.run import QUARANTINE_SCHEMA, RunResult, evaluate_period, write_outputs
+from notifier.autoapply import ledger as _autoapply_ledger  # noqa: F401  (its table on METADATA before open_state)
 from notifier.db import open_state
 from notifier.letters.deliveries import undelivered_taxpayers
 from notifier.nightly.config import Config, due_periods
