@@ -297,3 +297,15 @@ def test_nightly_lists_automatic_reliefs_and_never_asks_to_claim_them(state_url:
     assert "已为您自动享受2025 年度「残疾人就业保障金分档减缴和30人（含）以下企业暂免征收」，减免 2.00 万元" in text
     assert "尚未申报享受" in text  # the small-low-profit relief it still has to claim
     assert text.count("残疾人就业保障金分档减缴") == 1  # said once, in the applied section, never as a claim
+
+
+def test_build_letter_never_asks_to_claim_an_automatic_relief() -> None:
+    from notifier.letters.build import Skip, build_letter
+
+    rows = [_finding("91330106MA2Y05013B", RULE, "unclaimed", "30000.00")]
+    assert isinstance(build_letter(rows, CATALOGUE, as_of=DAY), Skip)
+    rows.append(_finding("91330106MA2Y05013B", "six_taxes_two_fees_half", "unclaimed", "15000.00"))
+    letter = build_letter(rows, CATALOGUE, as_of=DAY)
+    assert not isinstance(letter, Skip)
+    assert [i.rule_id for i in letter.incentives] == ["six_taxes_two_fees_half"]
+    assert [f[1] for f in letter.findings] == ["six_taxes_two_fees_half"]  # only that is recorded as told

@@ -463,7 +463,8 @@ def build_letter(
         raise ValueError("build_letter takes the rows of one taxpayer")
     if first.get("opt_out"):
         return Skip(taxpayer_id, name, "opt_out")
-    facing = [r for r in rows if is_taxpayer_facing(r)]
+    automatic = catalogue.automatic_rules  # 免申即享: the bureau applies these itself, never asks to claim them
+    facing = [r for r in rows if is_taxpayer_facing(r) and not (r["kind"] == "unclaimed" and r["rule_id"] in automatic)]
     if not facing:
         return Skip(taxpayer_id, name, "nothing_to_tell")
     if not name:
