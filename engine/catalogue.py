@@ -131,6 +131,19 @@ class Rule:
     #: The periods the catalogue judges (rule file `judged`); None: from effective_from / open-ended.
     judged_from: date | None = None
     judged_to: date | None = None
+    #: How the relief reaches the taxpayer (rule file `apply`): "claim", or "automatic" (免申即享: the bureau
+    #: applies it itself; an eligible taxpayer who has not enjoyed it goes on the auto-apply list, no letter).
+    apply_mode: str = "claim"
+    apply_label: str = ""
+    apply_basis: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def automatic(self) -> bool:
+        return self.apply_mode == "automatic"
+
+    @property
+    def apply_basis_text(self) -> str:
+        return "；".join(f"{b['document']}{b.get('article', '')}" for b in self.apply_basis)
 
     def applies_to_kind(self, kind: str) -> bool:
         return kind in self.granularity
@@ -202,6 +215,11 @@ class Catalogue:
     def known_incentives(self) -> frozenset[str]:
         """Every code a claim may carry: rule ids and their claim codes."""
         return frozenset(self.code_to_rule)
+
+    @property
+    def automatic_rules(self) -> frozenset[str]:
+        """Ids of the rules the bureau applies itself (`apply: {mode: automatic}`, 免申即享)."""
+        return frozenset(rid for rid, rule in self.rules.items() if rule.automatic)
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -544,6 +562,9 @@ def _build_rule(
         depends_on=tuple(deps),
         judged_from=judged_from,
         judged_to=judged_to,
+        apply_mode=spec.apply.mode,
+        apply_label=spec.apply.label,
+        apply_basis=tuple(b.model_dump() for b in spec.apply.basis),
     )
 
 

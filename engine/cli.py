@@ -13,6 +13,7 @@ import click
 
 from engine import check_commands, cli_examples, cli_zh, rule_commands
 from engine import commands as engine_commands
+from notifier.autoapply import commands as autoapply_commands
 from notifier.cases import commands as cases_commands
 from notifier.letters import commands as letters_commands
 from notifier.nightly import commands as nightly_commands
@@ -38,6 +39,7 @@ COMMAND_MODULES = (
     cases_commands,
     nightly_commands,
     whatif_commands,
+    autoapply_commands,
     profiles_commands,
     workbench_commands,
 )

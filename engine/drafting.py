@@ -31,7 +31,7 @@ DRAFTING_NOTE = re.compile(
 FIELD_LABELS = {
     "name": "政策名称", "tax": "税费种", "scope": "适用对象表述", "conditions": "条件表述",
     "benefit": "测算金额的说明", "claim": "办理指引", "records": "留存备查资料", "parameters": "参数名称或单位",
-    "basis": "法律依据（文件名称、条款）",
+    "basis": "法律依据（文件名称、条款）", "apply": "自动享受的说明和依据",
 }
 
 Locate = Callable[[tuple[Any, ...]], tuple[int, int]]
@@ -60,6 +60,11 @@ def taxpayer_facing_texts(spec: RuleFile) -> Iterator[tuple[tuple[Any, ...], str
         yield ("basis", i, "document"), b.document
         if b.verification != "unverified":  # letters leave out the article of an unverified basis
             yield ("basis", i, "article"), b.article
+    yield ("apply", "label"), spec.apply.label
+    for i, b in enumerate(spec.apply.basis):  # printed on the auto-apply list and in the policy package
+        yield ("apply", "basis", i, "document"), b.document
+        if b.verification != "unverified":
+            yield ("apply", "basis", i, "article"), b.article
 
 
 def drafting_note_problems(path: Path, text: str, spec: RuleFile, locate: Locate) -> list[RuleProblem]:

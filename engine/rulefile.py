@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Verification = Literal["verified", "partial", "unverified"]
 Granularity = Literal["year", "quarter", "month"]
@@ -116,6 +116,31 @@ class ClaimCodesFile(_Strict):
     codes: list[ClaimCodeMapping] = Field(default_factory=list)
 
 
+class ApplySpec(_Strict):
+    """How the relief reaches the taxpayer: claimed by the taxpayer (the default) or applied by the bureau itself.
+
+    `automatic` (免申即享): the bureau computes and applies the relief without a declaration from the
+    taxpayer (e.g. a levy collected by 批扣). An eligible taxpayer who has not enjoyed it is put on the
+    auto-apply list for the collection system instead of being asked to claim it. It holds for every
+    taxpayer the rule judges: a relief the bureau applies only for some taxpayers is not marked automatic.
+    """
+
+    mode: Literal["claim", "automatic"] = Field(
+        "claim", description="claim：纳税人申报享受（缺省）；automatic：税务机关自动计算、自动享受（免申即享）")
+    label: str = Field("", description="写给纳税人的说明，如 由税务部门直接批扣，减免按档次自动计算，无需申报")
+    basis: list[BasisRef] = Field(default_factory=list,
+                                  description="税务机关自动享受的依据（文件及条款）；mode 为 automatic 时必填")
+
+    @model_validator(mode="after")
+    def _automatic_has_basis(self) -> ApplySpec:
+        if self.mode == "automatic" and not self.basis:
+            raise ValueError("apply.mode 为 automatic（免申即享）时必须在 apply.basis 中写明"
+                             "税务机关自动享受的依据（文件及条款）")
+        if self.mode == "automatic" and not self.label.strip():
+            raise ValueError("apply.mode 为 automatic（免申即享）时必须在 apply.label 中写明写给纳税人的说明")
+        return self
+
+
 class CaseSpec(_Strict):
     """One test case beside a rule: a small profile and the expected outcome."""
 
@@ -157,6 +182,10 @@ class RuleFile(_Strict):
     risk: RiskSpec
     claim: ClaimGuide
     records: list[str] = Field(default_factory=list, description="留存备查资料")
+    apply: ApplySpec = Field(
+        ApplySpec(mode="claim", label=""),
+        description="享受方式：claim 纳税人申报享受（缺省），automatic 税务机关自动享受（免申即享，需写明依据）；"
+                    "见 docs/rules.md“免申即享”")
     notes: str = ""
 
     @field_validator("granularity")

@@ -1010,6 +1010,18 @@ def _tech_cases() -> list[Case]:
             year={**big, "nev_listed_vehicles": 0, "nev_purchase_tax": "0", "nev_max_vehicle_tax": "0"},
             claims=[(y, "nev_purchase_tax", "25000.00")],
         ),
+        # 免申即享 (numbers 501–): an automatic relief not enjoyed goes on the auto-apply list, never in a letter
+        Case(
+            501,
+            "杭州免申即享科技有限公司",
+            [(y, "disability_fund_relief", "unclaimed",
+              "在职职工20人，应免征残保金3万元但批扣未减免：免申即享，列入自动享受清单，不发信请其申报"),
+             (y, "six_taxes_two_fees_half", "unclaimed",
+              "小型微利企业未享受六税两费减半：政策礼包只提醒六税两费，不提残保金")],
+            year={"employees": 20, "employees_qavg": 20.0, "disabled_employees": 0,
+                  "disability_fund_due": "30000.00"},
+            claims=[SLP],
+        ),
     ]
 
 

@@ -233,14 +233,17 @@ def test_letters_for_the_committed_sample_data(tmp_path: Path) -> None:
                 "--as-of", "2026-11-27", "--dry-run", "--channel-override", "sms", "--jobs", "1")
     assert result.exit_code == 0, result.output
     manifest = read_manifest(out / "manifest.csv")
+    automatic = sorted(load_catalogue().automatic_rules)  # 免申即享: listed for the collection system, not told
     facing = findings.filter(
-        ((pl.col("kind") == "unclaimed") | ((pl.col("kind") == "improper") & (pl.col("risk_tier") == "low")))
+        (((pl.col("kind") == "unclaimed") & ~pl.col("rule_id").is_in(automatic))
+         | ((pl.col("kind") == "improper") & (pl.col("risk_tier") == "low")))
         & ~pl.col("opt_out").fill_null(False))
     assert {m["taxpayer_id"] for m in manifest} == set(facing.get_column("taxpayer_id").to_list())
     told = {(m["taxpayer_id"], rid) for m in manifest for rid in m["incentives"].split(";") if rid}
     hidden = findings.filter((pl.col("kind") == "undetermined")
                              | ((pl.col("kind") == "improper") & (pl.col("risk_tier") != "low")))
     assert not told & set(zip(hidden.get_column("taxpayer_id"), hidden.get_column("rule_id"), strict=True))
+    assert automatic and not {rid for _, rid in told} & set(automatic)
     for m in manifest:
         for f in m["files"].split(";"):
             if f.startswith("sms/"):

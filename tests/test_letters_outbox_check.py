@@ -64,10 +64,15 @@ def _texts(letters: Path) -> dict[str, str]:
 
 
 def _told(night: Path) -> dict[str, dict[str, Decimal]]:
-    """taxpayer → rule → the sum of the estimates of the unclaimed findings the night told."""
+    """taxpayer → rule → the sum of the estimates of the unclaimed findings the night told (免申即享 rules are
+    listed for the collection system instead, never told)."""
+    from engine.catalogue import load_catalogue
+
+    automatic = sorted(load_catalogue().automatic_rules)
     findings = pl.read_parquet(night / "letters-findings.parquet")
     told: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for row in findings.filter(pl.col("kind") == "unclaimed").iter_rows(named=True):
+    for row in findings.filter((pl.col("kind") == "unclaimed") & ~pl.col("rule_id").is_in(automatic)).iter_rows(
+            named=True):
         if row["estimated_amount"] is not None and row["estimated_amount"] > 0:
             told[row["taxpayer_id"]][row["rule_id"]] += Decimal(row["estimated_amount"]).quantize(Decimal("0.01"))
     return told

@@ -179,6 +179,17 @@ class Reminder:
 
 
 @dataclass(frozen=True)
+class AutoApplied:
+    """A relief the bureau applied itself (免申即享) and the collection system confirmed: 已为您自动享受."""
+
+    rule_id: str
+    name: str
+    period_label: str
+    amount_text: str
+    note: str  # the rule's apply.label: how the bureau applies it
+
+
+@dataclass(frozen=True)
 class Letter:
     """One taxpayer's policy package for one run."""
 
@@ -203,6 +214,8 @@ class Letter:
     periods_text: str  # the periods of the incentives (not of the reminders), for the opening sentence
     findings: tuple[tuple[str, str, str, Decimal | None], ...] = field(default=(), repr=False)
     """(kind, rule_id, period, amount) of every finding told — what the suppression ledger records."""
+    auto_applied: tuple[AutoApplied, ...] = ()
+    """Reliefs applied for the taxpayer by the bureau itself (notifier/autoapply), said in a section of their own."""
 
     @property
     def recipient(self) -> str:
@@ -435,6 +448,7 @@ def build_letter(
     authorities: TaxAuthorities | None = None,
     office: OfficeSettings | None = None,
     channel_override: str | None = None,
+    auto_applied: Sequence[Any] = (),
 ) -> Letter | Skip:
     """The letter for one taxpayer from their findings rows (FINDINGS_SCHEMA dicts), or why there is none.
 
@@ -449,7 +463,8 @@ def build_letter(
         raise ValueError("build_letter takes the rows of one taxpayer")
     if first.get("opt_out"):
         return Skip(taxpayer_id, name, "opt_out")
-    facing = [r for r in rows if is_taxpayer_facing(r)]
+    automatic = catalogue.automatic_rules  # 免申即享: the bureau applies these itself, never asks to claim them
+    facing = [r for r in rows if is_taxpayer_facing(r) and not (r["kind"] == "unclaimed" and r["rule_id"] in automatic)]
     if not facing:
         return Skip(taxpayer_id, name, "nothing_to_tell")
     if not name:
@@ -502,4 +517,13 @@ def build_letter(
         total_saving_short=format_amount(total).replace(" ", ""),
         periods_text="、".join(period_label(p) for p in periods),
         findings=told,
+        auto_applied=tuple(_auto_applied(e, catalogue) for e in auto_applied),
     )
+
+
+def _auto_applied(entry: Any, catalogue: Catalogue) -> AutoApplied:
+    """An applied entry of the auto-apply ledger (notifier.autoapply.ledger.Entry) as the letter says it."""
+    rule = catalogue.rules.get(entry.rule_id)
+    amount = entry.applied_amount if entry.applied_amount is not None else entry.amount
+    return AutoApplied(entry.rule_id, rule.name if rule else entry.rule_name, period_label(entry.period),
+                       format_amount(amount), rule.apply_label if rule else "")

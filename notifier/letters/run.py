@@ -25,6 +25,8 @@ import polars as pl
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.errors import InputError
 from engine.findings import FINDINGS_SCHEMA
+from notifier.autoapply.ledger import Entry, applied_for
+from notifier.autoapply.lists import without_automatic
 from notifier.db import open_state, state_exists
 from notifier.letters.build import (
     CHANNEL_LABELS,
@@ -208,6 +210,7 @@ class _Run:
         self.pool: PdfPool | None = None
         self.jobs = max(1, min(options.jobs, os.cpu_count() or 1))
         self.post_pdfs: dict[str, list[tuple[Letter, str]]] = {}  # authority → (letter, PDF file) to print
+        self.auto_applied: dict[str, tuple[Entry, ...]] = {}  # taxpayer → reliefs the bureau applied itself
 
     # -- one taxpayer -------------------------------------------------------------------------
 
@@ -226,7 +229,8 @@ class _Run:
         override = self.o.taxpayer_channels.get(taxpayer_id, self.o.channel_override)
         try:
             result = build_letter(rows, self.catalogue, as_of=self.o.as_of, authorities=self.authorities,
-                                  office=self.o.office, channel_override=override)
+                                  office=self.o.office, channel_override=override,
+                                  auto_applied=self.auto_applied.get(taxpayer_id, ()))
         except LetterError as exc:
             self._letter_failed(first, str(exc))
             return None
@@ -389,6 +393,8 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
     """Run the notifier; `progress(done, total)` is called as taxpayers are processed."""
     frame = read_findings(options.findings)
     catalogue = load_catalogue(options.rules_dir)
+    # 免申即享: the bureau applies these reliefs itself (notifier/autoapply lists them); never ask to claim them
+    frame = without_automatic(frame, catalogue)
     renderer = LetterRenderer(options.templates, options.office)
     report = NotifyReport(as_of=options.as_of, dry_run=options.dry_run)
     versions = sorted(v for v in frame.get_column("ruleset_version").unique().to_list() if v)
@@ -407,6 +413,7 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
         outbox = Outbox(options.out)
         outbox.prepare()
         run = _Run(options, catalogue, renderer, ledger, outbox, report, DeliveryLog(engine, options.as_of))
+        run.auto_applied = applied_for(engine)
         total = frame.get_column("taxpayer_id").n_unique()
         report.taxpayers = total
         done = 0

@@ -6,7 +6,8 @@
     cases     feed the case ledger (new cases, refreshed evidence, 已消除 for resolved problems)
     letters   policy packages for new or changed taxpayer-facing findings, through the suppression ledger,
               to the outbox and the [delivery] back-ends (and again for letters earlier nights could not deliver)
-    tasks     task lists per tax authority from the case ledger
+    tasks     task lists per tax authority from the case ledger; 免申即享 lists per tax authority and their
+              ledger rows (notifier/autoapply: recorded as listed, idempotent, before publish)
     report    the run report (HTML, Chinese, charts inline)
     publish   the run folder, complete with its marker file, moved into place in one rename
     commit    the letters' suppression rows and the run's success, in one transaction
@@ -57,6 +58,7 @@ from engine.outdir import (
     remove_owned,
 )
 from engine.run import QUARANTINE_SCHEMA, RunResult, evaluate_period, write_outputs
+from notifier.autoapply import ledger as _autoapply_ledger  # noqa: F401  (its table on METADATA before open_state)
 from notifier.db import open_state
 from notifier.letters.deliveries import undelivered_taxpayers
 from notifier.nightly.config import Config, due_periods
@@ -126,6 +128,7 @@ class _State:
     sync: Any = None
     letters: Any = None
     tasks: list[Any] = field(default_factory=list)
+    autoapply: Any = None  # notifier.autoapply.nightly.AutoApplyNight
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
 
@@ -421,6 +424,12 @@ class _Pipeline:
         from notifier.cases.tasks import export_task_lists
 
         self.s.tasks = export_task_lists(self.engine, self.staging / "tasks", as_of=self.as_of)
+        # 免申即享: automatic reliefs not enjoyed go on lists for the collection system (never in a letter)
+        from notifier.autoapply.nightly import list_automatic
+
+        assert self.s.catalogue is not None
+        self.s.autoapply = list_automatic(self.engine, self.s.catalogue, self.s.findings, self.staging / "autoapply",
+                                          as_of=self.as_of, run_id=self.run.run_id)
 
     def _report(self) -> None:
         from notifier.nightly.report import build_report, write_report
@@ -493,6 +502,8 @@ class _Pipeline:
                       "rows": sum(sum(t.counts.values()) for t in self.s.tasks)},
             "warnings": len(self.s.warnings),
         }
+        if self.s.autoapply is not None:
+            counts["autoapply"] = self.s.autoapply.counts()
         if letters is not None:
             counts["letters"] = {
                 "packages": letters.packages, "by_channel": dict(letters.by_channel),

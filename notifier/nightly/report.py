@@ -118,6 +118,16 @@ def _cases_by_tier(engine: Engine) -> tuple[list[tuple[str, list[float]]], list[
     return rows, statuses, table
 
 
+def _autoapply_card(c: Mapping[str, Any] | None) -> list[dict[str, str]]:
+    """免申即享: tonight's auto-apply lists and the ledger's applied entries (none when no rule is automatic)."""
+    if not c:
+        return []
+    return [{"label": "免申即享：列入清单 / 已自动享受",
+             "value": f"{_count(c.get('listed'))} / {_count(c.get('applied'))}",
+             "note": f"新列入 {_count(c.get('new'))}，待征收系统确认 {_count(c.get('ledger_listed'))}；"
+                     "清单见 autoapply/"}]
+
+
 def build_report(engine: Engine, config: Config, *, run: RunRecord, findings: pl.DataFrame,
                  diff: pl.DataFrame | None, quarantine: pl.DataFrame, counts: Mapping[str, Any],
                  timings: Mapping[str, float], baseline: RunRecord | None, warnings: Sequence[str],
@@ -159,6 +169,7 @@ def build_report(engine: Engine, config: Config, *, run: RunRecord, findings: pl
             {"label": "案件：新立 / 消除", "value": f"{_count(case_c.get('opened'))} / {_count(case_c.get('cleared'))}",
              "note": f"更新 {_count(case_c.get('updated'))}，重开 {_count(case_c.get('reopened'))}"},
             {"label": "隔离问题数据", "value": _count(counts.get("quarantine")), "note": "见“数据质量”"},
+            *_autoapply_card(counts.get("autoapply")),
         ],
         warnings=list(warnings),
     )
