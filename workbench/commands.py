@@ -176,7 +176,7 @@ def tokens_revoke(token_id: str, state: str) -> None:
     engine = _open(state)
     accounts.revoke_token(engine, token_id)
     accounts.audit(engine, "cli", "token_revoke", token_id)
-    click.echo(f"令牌 {token_id} 已停用")
+    click.echo(f"令牌 {token_id} 已停用（正在运行的服务在 {accounts.TOKEN_CACHE_SECONDS:.0f} 秒内停止接受它）")
 
 
 @click.command("audit")
