@@ -147,14 +147,16 @@ def profile_from_json(document: str | bytes | Mapping[str, Any], *,
 
     Shape: {"taxpayer": {...}, "indicators": [{"period": "2025", ...}], "claims": [...], "risk_events": [...]};
     `taxpayer_id` may be left out of the lists (it is the taxpayer's). Raises ProfileDataError listing
-    every problem with its path (e.g. `indicators[0].sales`). The parsing is profiles.models'.
+    every problem with its path (e.g. `indicators[0].sales`). The parsing is profiles.models' (the
+    validation of `parse_profile_json`, without its Polars frames: the rows come out typed as
+    `profile_from_tables` reads them from those frames — tests/test_workbench_api.py holds them equal).
     """
-    from profiles.models import parse_profile_json
+    from profiles.models import profile_rows
 
-    profiles = parse_profile_json(document, known_incentives=known_incentives)
-    profile = profile_from_tables(profiles, profiles.taxpayers["taxpayer_id"][0])
-    assert profile is not None  # parse_profile_json always yields the taxpayers row
-    return profile
+    rows = profile_rows(document, known_incentives=known_incentives)
+    taxpayer = rows["taxpayers"][0]  # the validation always yields the taxpayers row
+    return TaxpayerProfile(taxpayer["taxpayer_id"], taxpayer, {r["period"]: r for r in rows["indicators"]},
+                           rows["claims"], rows["risk_events"])
 
 
 # ------------------------------------------------------------------- evidence: batch._evidence in Python
@@ -279,6 +281,12 @@ class RealtimeChecker:
         tiers = catalogue.settings.risk_tiers
         self._raise_at = Decimal(str(tiers.raise_at))
         self._lower_below = Decimal(str(tiers.lower_below))
+
+    def prepare(self, period: Period) -> None:
+        """Compile everything the period needs that does not depend on the taxpayer (done on first use too)."""
+        if self.engine == "durable":
+            compile_program(self.catalogue, period, session=self.session)
+        self._rule_texts(period)
 
     # -- verdicts and findings
 

@@ -176,16 +176,19 @@ def _coerce_money(col: Column, v: Any) -> Decimal:
 
 def _coerce_number(col: Column, v: Any) -> float:
     d = _decimal(v)
-    if d is None:
+    if d is None or not math.isfinite(f := float(d)):  # 1e400 overflows Float64: the batch refuses it too
         raise ValueError(reason_for(col, "number"))
-    return float(d)
+    return f
 
 
 def _coerce_int(col: Column, v: Any) -> int:
     d = _decimal(v)
-    if d is None or d != d.to_integral_value():
+    if d is None or d != d.to_integral_value() or not _INT64_MIN <= d <= _INT64_MAX:  # the tables hold Int64
         raise ValueError(reason_for(col, "int"))
     return int(d)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def row_model(table: Table) -> type[BaseModel]:
@@ -237,6 +240,44 @@ def parse_profile_json(
     `taxpayer_id` may be left out of the indicators, claims and risk events (it is the taxpayer's).
     Raises ProfileDataError listing every problem with its path.
     """
+    data, rows = _validate(obj, known_incentives)
+    tables = {name: _frame(TABLES[name], [m for _, m in models]) for name, models in rows.items()}
+    digest = hashlib.sha256(
+        json.dumps(data, sort_keys=True, default=str, ensure_ascii=False).encode()
+    ).hexdigest()
+    return Profiles(**tables, quarantine=empty_quarantine(), sources={}, input_hashes={"json": digest})
+
+
+def profile_rows(
+    obj: str | bytes | Mapping[str, Any], *, known_incentives: Collection[str] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The same validation as `parse_profile_json`, without building frames (the real-time hot path):
+    table -> rows of the contract columns, each value exactly as the frame of `parse_profile_json` holds
+    it (extra fields are left out, as `engine.realtime` reads only contract columns)."""
+    _, rows = _validate(obj, known_incentives)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, models in rows.items():
+        money = _MONEY_COLUMNS[name]
+        records = []
+        for _, model in models:
+            record = {c: getattr(model, c) for c in TABLES[name].names}
+            for c in money:
+                v = record[c]
+                if v is not None and v.is_zero():
+                    record[c] = _ZERO_CENTS  # Decimal(38, 2) has no negative zero: -0.00 reads back as 0.00
+            records.append(record)
+        out[name] = records
+    return out
+
+
+_ZERO_CENTS = Decimal("0.00")
+_MONEY_COLUMNS = {name: [c.name for c in t.columns if c.kind == "money"] for name, t in TABLES.items()}
+
+
+def _validate(
+    obj: str | bytes | Mapping[str, Any], known_incentives: Collection[str] | None
+) -> tuple[Any, dict[str, list[tuple[int, BaseModel]]]]:
+    """The parsed document and its validated rows per table, or ProfileDataError with every problem."""
     raw = obj.encode("utf-8") if isinstance(obj, str) else obj
     if isinstance(raw, bytes):
         try:
@@ -301,11 +342,7 @@ def parse_profile_json(
     problems += _key_problems(rows, known_incentives)
     if problems:
         raise ProfileDataError(problems)
-    tables = {name: _frame(TABLES[name], [m for _, m in models]) for name, models in rows.items()}
-    digest = hashlib.sha256(
-        json.dumps(data, sort_keys=True, default=str, ensure_ascii=False).encode()
-    ).hexdigest()
-    return Profiles(**tables, quarantine=empty_quarantine(), sources={}, input_hashes={"json": digest})
+    return data, rows
 
 
 def _suggest(name: str, candidates: Collection[str], *, cutoff: float = 0.6) -> str:

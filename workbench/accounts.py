@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -352,6 +353,35 @@ def token_principal(engine: Engine, token: str) -> Principal | None:
     if row is None or row.disabled or not secrets.compare_digest(row.secret_hash, _sha(parts[2])):
         return None
     return Principal(f"令牌:{row.name}", row.role, row.authority, kind="token")
+
+
+#: How long a server trusts a token it has checked (seconds): revoking a token or disabling it reaches a
+#: running server within this time. The look-up is a database round trip on every API call otherwise.
+TOKEN_CACHE_SECONDS = 5.0
+
+
+class TokenCache:
+    """`token_principal` remembered for `ttl` seconds per token (only valid tokens: a wrong or revoked one
+    is looked up every time). Keyed by the token's hash, never the token itself; one per server process."""
+
+    def __init__(self, engine: Engine, ttl: float = TOKEN_CACHE_SECONDS, size: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine, self.ttl, self.size, self.clock = engine, ttl, size, clock
+        self._known: dict[str, tuple[Principal, float]] = {}
+
+    def principal(self, token: str) -> Principal | None:
+        key, at = _sha(token), self.clock()
+        hit = self._known.get(key)
+        if hit is not None and at < hit[1]:
+            return hit[0]
+        found = token_principal(self.engine, token)
+        if found is None:
+            self._known.pop(key, None)
+            return None
+        if len(self._known) >= self.size:  # many distinct tokens: forget them all rather than grow
+            self._known.clear()
+        self._known[key] = (found, at + self.ttl)
+        return found
 
 
 def audit(engine: Engine, actor: str, action: str, target: str = "", detail: str = "", remote: str = "") -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import secrets
-from dataclasses import fields
+from dataclasses import asdict, dataclass, fields
 from datetime import date, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -156,6 +157,7 @@ def create_app(wb: Workbench, *, secure_cookies: bool = False) -> FastAPI:
     templates = _templates()
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     engine = wb.engine
+    tokens = accounts.TokenCache(engine)
 
     # ------------------------------------------------------------------------------------ plumbing
 
@@ -189,7 +191,7 @@ def create_app(wb: Workbench, *, secure_cookies: bool = False) -> FastAPI:
     def api_user(request: Request, *, allow_session: bool) -> Principal:
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            found = accounts.token_principal(engine, header[7:])
+            found = tokens.principal(header[7:])
             if found is None:
                 raise ApiError(401, "unauthorized", "令牌无效或已停用", "Authorization")
             return found
@@ -662,6 +664,30 @@ def create_app(wb: Workbench, *, secure_cookies: bool = False) -> FastAPI:
         return render(request, "docs.html", spec=app.openapi())
 
     return app
+
+
+SETTINGS_ENV = "ZHIXIANG_SERVE_SETTINGS"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What `zhixiang serve` hands each uvicorn worker (through the environment: workers are started afresh)."""
+
+    state: str
+    rules: str
+    data: str | None = None
+    secure_cookies: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def app_from_environment() -> FastAPI:
+    """The application of one worker of `zhixiang serve --workers N` (uvicorn's factory)."""
+    settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
+    wb = Workbench.open(settings.state, rules_dir=Path(settings.rules), data=settings.data)
+    wb.warm_up()
+    return create_app(wb, secure_cookies=settings.secure_cookies)
 
 
 def _period_or_error(text: str) -> Any:

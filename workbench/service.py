@@ -19,7 +19,7 @@ from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.realtime import RealtimeChecker, TaxpayerProfile, profile_from_json, profile_from_tables
 from notifier.db import open_state
 from notifier.nightly.runs import RunRecord, list_runs
-from profiles.periods import Period
+from profiles.periods import Period, parse_period
 
 
 @dataclass
@@ -51,6 +51,15 @@ class Workbench:
         """`zhixiang check --json`'s rows; durable-rules sessions are not shared between threads."""
         with self._lock:
             return self.checker.check(profile, period)
+
+    def warm_up(self, periods: list[Period] | None = None) -> None:
+        """Compile the catalogue for the periods most asked about (this year and last; others on first use),
+        so the first requests of a freshly started server do not pay for it."""
+        from datetime import date
+
+        year = date.today().year
+        for period in periods or [parse_period(str(year)), parse_period(str(year - 1))]:
+            self.checker.prepare(period)
 
     def profile_from_json(self, document: str | bytes) -> TaxpayerProfile:
         return profile_from_json(document, known_incentives=self.catalogue.known_incentives)
