@@ -102,6 +102,15 @@ def write_findings_csv(findings: pl.DataFrame, target: Path | BinaryIO, *, inclu
     excel.write_frame(frame, target, include_header=include_header)
 
 
+#: Taxpayer context columns carried by every finding: profile column -> findings column.
+TAXPAYER_CONTEXT: dict[str, str] = {
+    "name": "taxpayer_name", "entity_type": "entity_type", "district": "district", "tax_authority": "tax_authority",
+    "preferred_channel": "preferred_channel", "opt_out": "opt_out", "phone": "phone", "email": "email",
+}
+#: For each outcome, the condition status that explains it (its reasons are those conditions' sentences).
+DECIDING_STATUS: dict[str, str] = {"unclaimed": "pass", "improper": "fail", "undetermined": "unknown",
+                                   "compliant": "pass", "not_applicable": "fail"}
+
 FINDINGS_KEY: tuple[str, ...] = ("taxpayer_id", "period", "rule_id")
 
 
