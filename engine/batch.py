@@ -38,7 +38,7 @@ from engine.findings import (
     TAXPAYER_CONTEXT,
     reasons,
 )
-from engine.outcomes import decide_expr, risk_tier_expr
+from engine.findings.outcomes import decide_expr, out_of_window_expr, risk_tier_expr
 from profiles.periods import Period
 from profiles.schema import INDICATORS, MONEY_DTYPE, PROFILE_FIELDS, TAXPAYERS
 
@@ -142,8 +142,7 @@ def build_query(
             outcome_exprs.append(decide_expr(claimed, pl.col(eligible_col(rule.id)), pl.col(benefit_col(rule.id)))
                                  .alias(outcome_col(rule.id)))
         else:
-            outcome_exprs.append(pl.when(claimed).then(pl.lit("improper")).otherwise(pl.lit("not_applicable"))
-                                 .alias(outcome_col(rule.id)))
+            outcome_exprs.append(out_of_window_expr(claimed).alias(outcome_col(rule.id)))
     wide = wide.with_columns(outcome_exprs)
 
     # Findings come out sorted by rule_id, kind, taxpayer_id: each rule's rows are sorted before their

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,8 @@ from rich.table import Table
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.errors import InputError, UsageProblem, exit_on_user_error
 from engine.findings import KIND_LABELS, KINDS, OUTCOMES, STATUS_LABELS, TIER_LABELS, TIERS
-from engine.outcomes import NOT_JUDGED, NOT_JUDGED_LABEL
+from engine.findings.figures import money
+from engine.findings.outcomes import NOT_JUDGED, NOT_JUDGED_LABEL
 from engine.run import (
     RunResult,
     cleanup_streaming,
@@ -75,12 +75,6 @@ def load_data(data: str, catalogue: Catalogue, progress: Progress | None = None,
     return profiles
 
 
-def _money(value: Any) -> str:
-    if value is None:
-        return "—"
-    return f"{Decimal(value):,.2f}"
-
-
 def print_summary(result: RunResult, console: Console) -> None:
     """Counts and amounts by rule and kind, then by district."""
     table = Table(title=f"{result.period.label} 评估结果（规则版本 {result.ruleset_version}，"
@@ -99,8 +93,8 @@ def print_summary(result: RunResult, console: Console) -> None:
         table.add_row(
             names[rid],
             *[f"{row.get(k, (0, None))[0]:,}" for k in OUTCOMES],
-            _money(row.get("unclaimed", (0, None))[1]),
-            _money(row.get("improper", (0, None))[1]),
+            money(row.get("unclaimed", (0, None))[1]),
+            money(row.get("improper", (0, None))[1]),
         )
     console.print(table)
     if result.findings.height:
@@ -114,7 +108,7 @@ def print_summary(result: RunResult, console: Console) -> None:
             dt.add_column(KIND_LABELS[k], justify="right")
         dt.add_column("应享未享测算金额（元）", justify="right")
         for row in by_district.iter_rows(named=True):
-            dt.add_row(row["district"] or "（未知）", *[f"{row[k]:,}" for k in KINDS], _money(row["amount"]))
+            dt.add_row(row["district"] or "（未知）", *[f"{row[k]:,}" for k in KINDS], money(row["amount"]))
         console.print(dt)
     tiers = result.findings.filter(pl.col("kind") == "improper").group_by("risk_tier").len()
     if tiers.height:
@@ -272,7 +266,7 @@ def explain_command(data: str, period: str, taxpayer: str, rules: Path, as_json:
         tier = f"，{TIER_LABELS[row['risk_tier']]}" if row["risk_tier"] else ""
         # A rule that does not apply (or cannot be judged) has no amount to speak of, whatever was computed.
         shown = row["estimated_amount"] is not None and row["kind"] not in ("not_applicable", "undetermined")
-        amount = f"，金额 {_money(row['estimated_amount'])} 元" if shown else ""
+        amount = f"，金额 {money(row['estimated_amount'])} 元" if shown else ""
         out.print(f"\n[bold]{row['rule_name']}[/bold] — {row['kind_label']}{tier}{amount}")
         for ev in row["evidence"]:
             out.print(f"  {_STATUS_MARK[ev['status']]} {STATUS_LABELS[ev['status']]}  {ev['reason']}")

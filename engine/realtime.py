@@ -36,7 +36,7 @@ from engine.backends.durable import (
 from engine.catalogue import Catalogue, Rule
 from engine.evidence import Subject, explain_condition, format_value
 from engine.findings import DECIDING_STATUS, FINDINGS_SCHEMA, KIND_LABELS, KINDS, TAXPAYER_CONTEXT, reasons
-from engine.outcomes import risk_tier
+from engine.findings.outcomes import risk_tier
 from profiles.errors import ProfileDataError
 from profiles.periods import Period
 from profiles.schema import CLAIMS, INDICATORS, MONEY_DTYPE, PROFILE_FIELDS, RISK_EVENTS_TABLE, TAXPAYERS
@@ -430,7 +430,8 @@ def evaluate_period_durable(catalogue: Catalogue, profiles: Any, period: Period,
                             on_taxpayer: Callable[[int], None] | None = None, session: str = "shared") -> Any:
     """Every taxpayer of the period through the durable-rules path, one at a time; a RunResult in the
     batch format (findings sorted as engine.run.evaluate_period sorts them, the same summary)."""
-    from engine.run import QUARANTINE_SCHEMA, RunResult, claims_outside_granularity, not_judged_rules, timed
+    from engine.run import RunResult, claims_outside_granularity, not_judged_rules, timed
+    from profiles.validation import QUARANTINE_SCHEMA
 
     checker = RealtimeChecker(catalogue, session=session)
     timings: dict[str, float] = {}

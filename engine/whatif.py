@@ -37,6 +37,7 @@ from engine.batch import benefit_col, build_query, outcome_col
 from engine.catalogue import CASES_SUFFIX, Catalogue, DatedValue, Parameter, load_catalogue
 from engine.errors import UsageProblem, did_you_mean
 from engine.findings import KIND_LABELS
+from engine.findings.figures import money_plain
 from engine.run import BATCH_ENGINE
 from profiles.periods import KIND_LABELS as PERIOD_KIND_LABELS
 from profiles.periods import Period
@@ -410,13 +411,9 @@ def evaluate_whatif(before: Catalogue, after: Catalogue, profiles: Any, period: 
 # --------------------------------------------------------------------------------------------- outputs
 
 
-def _money(value: Any) -> str:
-    return f"{Decimal(value or 0):.2f}"
-
-
 def _records(frame: pl.DataFrame, money: Iterable[str]) -> list[dict[str, Any]]:
     cols = set(money)
-    return [{k: (_money(v) if k in cols else v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
+    return [{k: (money_plain(v) if k in cols else v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
 
 
 MONEY_COLUMNS = ("relief_before", "relief_after", "relief_delta")
@@ -435,7 +432,7 @@ def whatif_document(result: WhatIfResult, *, data_source: str = "") -> dict[str,
                       for o in result.overrides],
         "replacements": [{"rule_file": t, "proposal": p} for t, p in result.replacements],
         "taxpayers_evaluated": result.taxpayers_evaluated,
-        "totals": {k: (_money(v) if k in MONEY_COLUMNS else int(v or 0)) for k, v in totals.items()},
+        "totals": {k: (money_plain(v) if k in MONEY_COLUMNS else int(v or 0)) for k, v in totals.items()},
         "by_rule": _records(result.by_rule, MONEY_COLUMNS),
         "by_district": _records(result.by_district, MONEY_COLUMNS),
         "by_industry_section": _records(result.by_industry, MONEY_COLUMNS),

@@ -36,12 +36,20 @@ class Period:
 
     @property
     def label(self) -> str:
-        """Chinese label, e.g. 2025年度, 2026年第3季度, 2026年9月."""
+        """Chinese label, e.g. 2025年度, 2026年第3季度, 2026年9月 (as reasons and reports write it)."""
+        return self._label("")
+
+    @property
+    def label_spaced(self) -> str:
+        """The label with spaces around the figures, as letters print it: 2025 年度, 2026 年第 3 季度."""
+        return self._label(" ")
+
+    def _label(self, sp: str) -> str:
         if self.kind == "year":
-            return f"{self.start.year}年度"
+            return f"{self.start.year}{sp}年度"
         if self.kind == "quarter":
-            return f"{self.start.year}年第{(self.start.month - 1) // 3 + 1}季度"
-        return f"{self.start.year}年{self.start.month}月"
+            return f"{self.start.year}{sp}年第{sp}{(self.start.month - 1) // 3 + 1}{sp}季度"
+        return f"{self.start.year}{sp}年{sp}{self.start.month}{sp}月"
 
     def __str__(self) -> str:
         return self.text

@@ -23,8 +23,7 @@ from typing import Any
 import polars as pl
 
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
-from engine.errors import InputError
-from engine.findings import FINDINGS_SCHEMA
+from engine.findings import is_taxpayer_facing, read_findings
 from notifier.db import open_state, state_exists
 from notifier.letters.build import (
     CHANNEL_LABELS,
@@ -34,7 +33,6 @@ from notifier.letters.build import (
     Skip,
     TaxAuthorities,
     build_letter,
-    is_taxpayer_facing,
     with_evidence_lines,
 )
 from notifier.letters.deliveries import DeliveryLog
@@ -46,7 +44,6 @@ from notifier.letters.print_files import PrintFile, write_print_files
 from notifier.letters.render import LetterRenderer
 from notifier.letters.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, records_for
 
-FINDINGS_FILE = "findings.parquet"
 CHUNK = 64  # taxpayers rendered together (PDFs of a chunk go to the worker processes at once)
 LEDGER_FLUSH = 5000  # ledger rows (delivered findings) recorded per transaction
 #: After this many packages in a row fail through a back-end for a reason that may pass (server down,
@@ -136,22 +133,6 @@ class NotifyReport:
 
 
 # ----------------------------------------------------------------------------------------- reading
-
-
-def read_findings(path: str | Path) -> pl.DataFrame:
-    """findings.parquet from a findings folder (or the file itself), checked against FINDINGS_SCHEMA."""
-    p = Path(path)
-    file = p / FINDINGS_FILE if p.is_dir() else p
-    if not file.exists():
-        raise InputError(f"找不到发现文件 {file}：请先运行 zhixiang run --out {p}，再用该目录作为 --findings")
-    try:
-        frame = pl.read_parquet(file)
-    except Exception as exc:  # polars raises several types for unreadable files
-        raise InputError(f"无法读取发现文件 {file}：{exc}") from exc
-    missing = [c for c in FINDINGS_SCHEMA if c not in frame.columns]
-    if missing:
-        raise InputError(f"发现文件 {file} 缺少列：{', '.join(missing)}（应为 zhixiang run 生成的 findings.parquet）")
-    return frame
 
 
 def taxpayer_groups(frame: pl.DataFrame, batch: int = 20_000) -> Iterator[list[dict[str, Any]]]:

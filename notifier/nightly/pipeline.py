@@ -38,7 +38,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,7 +46,17 @@ from sqlalchemy.engine import Engine
 
 from engine.catalogue import Catalogue, load_catalogue
 from engine.errors import InputError, ZhixiangError
-from engine.findings import FINDINGS_KEY, KINDS, empty_findings, write_findings_csv
+from engine.findings import (
+    FINDINGS_CSV_FILE,
+    FINDINGS_FILE,
+    FINDINGS_KEY,
+    KINDS,
+    TAXPAYER_AUDIENCES,
+    audience_expr,
+    empty_findings,
+    write_findings,
+)
+from engine.findings.figures import money_plain
 from engine.outdir import (
     OWNER_MARKER,
     OutputFolderError,
@@ -56,7 +65,7 @@ from engine.outdir import (
     refuse_link,
     remove_owned,
 )
-from engine.run import QUARANTINE_SCHEMA, RunResult, evaluate_period, write_outputs
+from engine.run import RunResult, evaluate_period, write_outputs
 from notifier.db import open_state
 from notifier.letters.deliveries import undelivered_taxpayers
 from notifier.nightly.config import Config, due_periods
@@ -80,6 +89,7 @@ from profiles import excel
 from profiles.database import mask_secrets
 from profiles.errors import ProfileError
 from profiles.periods import Period
+from profiles.validation import QUARANTINE_SCHEMA
 
 log = logging.getLogger("zhixiang.nightly")
 
@@ -345,8 +355,7 @@ class _Pipeline:
         self.s.findings = findings.sort(["period", "rule_id", "kind", "taxpayer_id"])
         # claims outside a rule's granularity are flagged by every period's evaluation: list them once
         self.s.quarantine = pl.concat(quarantines).unique(maintain_order=True)
-        self.s.findings.write_parquet(self.staging / "findings.parquet")
-        write_findings_csv(self.s.findings, self.staging / "findings.csv")
+        write_findings(self.s.findings, self.staging / FINDINGS_FILE, self.staging / FINDINGS_CSV_FILE)
         excel.write_frame(self.s.quarantine, self.staging / "quarantine.csv")
 
     def _diff(self) -> None:
@@ -376,7 +385,6 @@ class _Pipeline:
                                     service_levels=self.config.service_levels())
 
     def _letters(self) -> None:
-        from notifier.letters.build import is_taxpayer_facing
         from notifier.letters.run import NotifyOptions, notify
 
         if not self.config.letters.enabled:
@@ -392,9 +400,7 @@ class _Pipeline:
             fresh = pl.concat([fresh, again.join(fresh, on=list(FINDINGS_KEY), how="anti")])
             log.info("重发此前未送达的信函：%d 户", again.get_column("taxpayer_id").n_unique(),
                      extra={"run_id": self.run.run_id})
-        facing = [is_taxpayer_facing(r) for r in fresh.select("kind", "estimated_amount", "risk_tier").iter_rows(
-            named=True)]
-        fresh = fresh.filter(pl.Series(facing, dtype=pl.Boolean)) if facing else fresh
+        fresh = fresh.filter(audience_expr().is_in(TAXPAYER_AUDIENCES))
         source = self.staging / "letters-findings.parquet"
         fresh.write_parquet(source)
         reported = [0]
@@ -478,7 +484,7 @@ class _Pipeline:
     def _counts(self) -> dict[str, Any]:
         f = self.s.findings
         by_kind = {k: int((f["kind"] == k).sum()) for k in KINDS}
-        amounts = {k: _money(f.filter(pl.col("kind") == k)["estimated_amount"].sum()) for k in KINDS}
+        amounts = {k: money_plain(f.filter(pl.col("kind") == k)["estimated_amount"].sum() or 0) for k in KINDS}
         letters = self.s.letters
         counts: dict[str, Any] = {
             "taxpayers": int(self.s.profiles.taxpayers.height),
@@ -551,10 +557,6 @@ def check_shrink(tables: dict[str, pl.DataFrame], baseline: dict[str, int], *, m
     for line in shrank:
         log.warning("输入数据减少（已确认）：%s", line)
     return shrank
-
-
-def _money(value: Any) -> str:
-    return f"{Decimal(value or 0):.2f}"
 
 
 def _write_durably(path: Path, text: str) -> None:
