@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 import polars as pl
 
@@ -40,7 +39,7 @@ from engine.findings import (
 )
 from engine.findings.outcomes import decide_expr, out_of_window_expr, risk_tier_expr
 from profiles.periods import Period
-from profiles.schema import INDICATORS, MONEY_DTYPE, PROFILE_FIELDS, TAXPAYERS
+from profiles.schema import MONEY_DTYPE, PROFILE_FIELDS
 
 
 def outcome_col(rule_id: str) -> str:
@@ -227,7 +226,7 @@ def _rule_findings(wide: pl.LazyFrame, rule: Rule, catalogue: Catalogue, ctx: Co
         benefit = pl.col(benefit_col(rule.id))
     else:
         item = reasons.out_of_window_evidence(rule.window_label, ctx.period)
-        evidence = pl.concat_arr([pl.struct(**{k: pl.lit(v) for k, v in item.items()})]).arr.to_list()
+        evidence = pl.concat_arr([pl.struct([pl.lit(v).alias(k) for k, v in item.items()])]).arr.to_list()
         reason_text = pl.lit(item["reason"])
         benefit = pl.lit(None, MONEY_DTYPE)
     tiers = catalogue.settings.risk_tiers
@@ -267,8 +266,8 @@ def _summary(wide: pl.LazyFrame, rules: tuple[Rule, ...], in_window: frozenset[s
     for rule in rules:
         outcome = pl.col(outcome_col(rule.id))
         benefit = pl.col(benefit_col(rule.id)) if rule.id in in_window else pl.lit(None, MONEY_DTYPE)
-        amount = pl.when(outcome == "improper").then(pl.coalesce(pl.col(claim_amount_col(rule.id)), benefit))
-        amount = amount.when(outcome != "not_applicable").then(benefit)
+        amount = (pl.when(outcome == "improper").then(pl.coalesce(pl.col(claim_amount_col(rule.id)), benefit))
+                  .when(outcome != "not_applicable").then(benefit))
         parts.append(
             wide.group_by(outcome.alias("outcome"))
             .agg(pl.len().cast(pl.Int64).alias("count"), amount.sum().cast(MONEY_DTYPE).alias("amount"))
@@ -279,11 +278,3 @@ def _summary(wide: pl.LazyFrame, rules: tuple[Rule, ...], in_window: frozenset[s
         return pl.LazyFrame(schema={"rule_id": pl.String, "outcome": pl.String, "count": pl.Int64,
                                     "amount": MONEY_DTYPE})
     return pl.concat(parts)
-
-
-def profile_columns() -> dict[str, Any]:
-    """Columns of the joined per-taxpayer profile (for tests and the single-taxpayer path)."""
-    cols = dict(TAXPAYERS.polars_schema)
-    cols.update({k: v for k, v in INDICATORS.polars_schema.items() if k != "taxpayer_id"})
-    return cols
-

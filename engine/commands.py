@@ -107,8 +107,8 @@ def print_summary(result: RunResult, console: Console) -> None:
         for k in KINDS:
             dt.add_column(KIND_LABELS[k], justify="right")
         dt.add_column("应享未享测算金额（元）", justify="right")
-        for row in by_district.iter_rows(named=True):
-            dt.add_row(row["district"] or "（未知）", *[f"{row[k]:,}" for k in KINDS], money(row["amount"]))
+        for d in by_district.iter_rows(named=True):
+            dt.add_row(d["district"] or "（未知）", *[f"{d[k]:,}" for k in KINDS], money(d["amount"]))
         console.print(dt)
     tiers = result.findings.filter(pl.col("kind") == "improper").group_by("risk_tier").len()
     if tiers.height:

@@ -85,7 +85,7 @@ def _subject(node: ir.Node, cond: Condition, rule: Rule, period: Period) -> Subj
         return Subject(p.label, p.unit, _fmt_of(value), node)
     if isinstance(node, ir.Call) and node.name in ("events", "events_since"):
         kinds = node.args[0].value if isinstance(node.args[0], ir.Literal_) else ()
-        names = "、".join(_EVENT_LABELS.get(k, k) for k in kinds or ())  # type: ignore[union-attr]
+        names = "、".join(_EVENT_LABELS.get(str(k), str(k)) for k in (kinds if isinstance(kinds, tuple) else ()))
         if node.name == "events":
             months = node.args[1].value if isinstance(node.args[1], ir.Literal_) else "N"
             label = f"所属期末前{months}个月内{names}次数"

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
@@ -40,6 +40,10 @@ from engine.findings.outcomes import risk_tier
 from profiles.errors import ProfileDataError
 from profiles.periods import Period
 from profiles.schema import CLAIMS, INDICATORS, MONEY_DTYPE, PROFILE_FIELDS, RISK_EVENTS_TABLE, TAXPAYERS
+from profiles.validation import Profiles
+
+if TYPE_CHECKING:
+    from engine.run import RunResult
 
 # ------------------------------------------------------------------------------------------- profiles
 
@@ -89,19 +93,19 @@ def _rows(frame: pl.DataFrame, table: Any) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def _judged(profiles: Any, period: Period) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
+def _judged(profiles: Profiles, period: Period) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
     ind = profiles.indicators.filter(pl.col("period") == period.text)
     claims = profiles.claims.filter(pl.col("period") == period.text)
     ids = pl.concat([ind.get_column("taxpayer_id"), claims.get_column("taxpayer_id")]).unique(maintain_order=True)
     return ind, claims, ids
 
 
-def judged_count(profiles: Any, period: Period) -> int:
+def judged_count(profiles: Profiles, period: Period) -> int:
     """How many taxpayers the period judges (for progress bars)."""
     return _judged(profiles, period)[2].len()
 
 
-def iter_profiles(profiles: Any, period: Period, *, taxpayer_ids: Collection[str] | None = None
+def iter_profiles(profiles: Profiles, period: Period, *, taxpayer_ids: Collection[str] | None = None
                   ) -> Iterator[TaxpayerProfile]:
     """The taxpayers the batch judges for `period` (indicators of the period ∪ claims of it), one by one.
 
@@ -126,7 +130,7 @@ def iter_profiles(profiles: Any, period: Period, *, taxpayer_ids: Collection[str
                               by_events.get(tid, []))
 
 
-def profile_from_tables(profiles: Any, taxpayer_id: str) -> TaxpayerProfile | None:
+def profile_from_tables(profiles: Profiles, taxpayer_id: str) -> TaxpayerProfile | None:
     """One taxpayer's whole profile from validated tables (None when the taxpayers table lacks it)."""
     def rows(frame: pl.DataFrame, table: Any) -> list[dict[str, Any]]:
         return list(_rows(frame.filter(pl.col("taxpayer_id") == taxpayer_id), table))
@@ -426,8 +430,8 @@ def _validated_row(catalogue: Catalogue, profile: TaxpayerProfile, event: Filing
 # ---------------------------------------------------------------------------- a whole period, one by one
 
 
-def evaluate_period_durable(catalogue: Catalogue, profiles: Any, period: Period, *,
-                            on_taxpayer: Callable[[int], None] | None = None, session: str = "shared") -> Any:
+def evaluate_period_durable(catalogue: Catalogue, profiles: Profiles, period: Period, *,
+                            on_taxpayer: Callable[[int], None] | None = None, session: str = "shared") -> RunResult:
     """Every taxpayer of the period through the durable-rules path, one at a time; a RunResult in the
     batch format (findings sorted as engine.run.evaluate_period sorts them, the same summary)."""
     from engine.run import RunResult, claims_outside_granularity, not_judged_rules, timed

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -33,12 +33,12 @@ from engine.findings.figures import money_plain
 from engine.findings.outcomes import NOT_JUDGED_REASON
 from profiles import excel
 from profiles.periods import Period, period_kind_expr
-from profiles.validation import QUARANTINE_SCHEMA
+from profiles.validation import QUARANTINE_SCHEMA, Profiles
 
 #: Polars 2 streams by default; for a table that fits in memory the in-memory engine runs this wide,
 #: expression-heavy plan about 4x faster (measured on the catalogue, 100k rows). Streaming runs are
 #: chosen explicitly for data larger than memory.
-BATCH_ENGINE = "in-memory"
+BATCH_ENGINE: Literal["in-memory"] = "in-memory"
 
 #: Rules of the period's kind the catalogue does not judge for it, and the claims of them left unjudged.
 NOT_JUDGED_SCHEMA = {"rule_id": pl.String, "rule_name": pl.String, "judged": pl.String, "reason": pl.String,
@@ -106,7 +106,7 @@ def claims_outside_granularity(catalogue: Catalogue, claims: pl.DataFrame, file:
                        pl.lit("判定，申报所属期 "), pl.col("period"),
                        pl.lit(" 不是该类期间；请改为对应的年度/季度/月份所属期")])
         .alias("reason"),
-    ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+    ).cast(QUARANTINE_SCHEMA)
 
 
 def not_judged_rules(catalogue: Catalogue, period: Period, claims: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -130,7 +130,7 @@ def not_judged_rules(catalogue: Catalogue, period: Period, claims: pl.DataFrame 
     )
 
 
-def evaluate_period(catalogue: Catalogue, profiles: Any, period: Period) -> RunResult:
+def evaluate_period(catalogue: Catalogue, profiles: Profiles, period: Period) -> RunResult:
     """Evaluate the whole catalogue for one period over validated profile tables."""
     timings: dict[str, float] = {}
     claims_file = str(getattr(profiles, "sources", {}).get("claims", "claims"))
@@ -147,7 +147,7 @@ def evaluate_period(catalogue: Catalogue, profiles: Any, period: Period) -> RunR
                       extra_quarantine=extra, timings=timings)
 
 
-def run_result(catalogue: Catalogue, period: Period, profiles: Any, *, findings: pl.DataFrame,
+def run_result(catalogue: Catalogue, period: Period, profiles: Profiles, *, findings: pl.DataFrame,
                summary: pl.DataFrame, taxpayers: int, extra_quarantine: pl.DataFrame,
                timings: dict[str, float]) -> RunResult:
     """A period's result from what an engine computed (Polars or SQL): rule names on the summary, the

@@ -42,6 +42,7 @@ from engine.run import BATCH_ENGINE
 from profiles.periods import KIND_LABELS as PERIOD_KIND_LABELS
 from profiles.periods import Period
 from profiles.schema import MONEY_DTYPE
+from profiles.validation import Profiles
 
 #: Outcomes in which a taxpayer enjoys (or is owed) the relief.
 ENJOYED = ("compliant", "unclaimed")
@@ -276,7 +277,7 @@ def size_band_expr() -> pl.Expr:
     return expr.otherwise(pl.lit(SIZE_TOP))
 
 
-def _side(catalogue: Catalogue, period: Period, profiles: Any, tag: str) -> tuple[pl.LazyFrame, dict[str, str]]:
+def _side(catalogue: Catalogue, period: Period, profiles: Profiles, tag: str) -> tuple[pl.LazyFrame, dict[str, str]]:
     """One variant's per-taxpayer outcome and relief per rule (columns `<rule>__<tag>_outcome|relief|elig`)."""
     plan = build_query(catalogue, period, taxpayers=profiles.taxpayers, indicators=profiles.indicators,
                        claims=profiles.claims, risk_events=profiles.risk_events)
@@ -294,7 +295,7 @@ def _side(catalogue: Catalogue, period: Period, profiles: Any, tag: str) -> tupl
     return plan.wide.select(cols), {r.id: r.name for r in plan.rules}
 
 
-def evaluate_whatif(before: Catalogue, after: Catalogue, profiles: Any, period: Period, *,
+def evaluate_whatif(before: Catalogue, after: Catalogue, profiles: Profiles, period: Period, *,
                     overrides: Sequence[Override] = (), replacements: Sequence[tuple[str, str]] = (),
                     one_plan: bool = True) -> WhatIfResult:
     """Both variants over the same tables, collected as one plan; see the module doc for the definitions.

@@ -50,7 +50,6 @@ durable-rules quirks handled here:
 
 from __future__ import annotations
 
-import calendar
 import itertools
 import json
 import sys
@@ -62,8 +61,7 @@ from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
 from typing import Any, NamedTuple
 
 from engine import ir
-from engine.backends.polars import Context as PolarsContext
-from engine.backends.polars import NotTranslatableError, is_numeric
+from engine.backends.common import NotTranslatableError, is_numeric
 from engine.catalogue import Catalogue, Condition, Rule
 from engine.errors import RuntimeUnavailableError, ZhixiangError
 from engine.findings.outcomes import DECISION_TABLE, OUT_OF_WINDOW
@@ -200,7 +198,7 @@ class Scope:
 
     def numeric(self, node: ir.Node) -> bool:
         """Whether the batch computes this node as a number (and so casts it to the exact decimal)."""
-        return is_numeric(node, PolarsContext(period=self.period, rule=self.rule))
+        return is_numeric(node, self)
 
 
 def _const(value: Any) -> ValueFn:
@@ -1173,8 +1171,3 @@ def build_env(catalogue: Catalogue, period: Period, *, taxpayer: Mapping[str, An
         else None for rid in claimed}
     events = [(e.get("event"), e.get("occurred_on")) for e in risk_events]
     return Env(period, row, claimed, amounts, events)
-
-
-def last_day(year: int, month: int) -> date:
-    """The month's last day (used by tests building windows)."""
-    return date(year, month, calendar.monthrange(year, month)[1])

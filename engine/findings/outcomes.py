@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import polars as pl
 
@@ -116,7 +116,7 @@ def decide_expr(claimed: pl.Expr, eligible: pl.Expr, benefit: pl.Expr) -> pl.Exp
     chain = branches(claimed, ~claimed, lambda v: _eligible_expr(eligible, v), lambda t: _benefit_expr(benefit, t),
                      lambda terms: pl.all_horizontal(terms))
     (first, outcome), *rest = chain
-    expr = pl.when(first).then(pl.lit(outcome))
+    expr: Any = pl.when(first).then(pl.lit(outcome))  # Then, then ChainedThen
     for cond, outcome in rest:
         expr = expr.when(cond).then(pl.lit(outcome))
     return expr.otherwise(pl.lit(None, pl.String))

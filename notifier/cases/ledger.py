@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -546,12 +546,6 @@ def _move(engine: Engine, case_nos: Sequence[str], target: str, *, actor: str, n
     except OperationalError as err:
         raise _busy(err) from err
     return changes
-
-
-def case_count(engine: Engine) -> int:
-    """How many cases the ledger holds (every status)."""
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(cases)).scalar_one())
 
 
 # ------------------------------------------------------------------------------------------ run folders

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from sqlalchemy.engine import Engine
 
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.findings import is_taxpayer_facing, read_findings
@@ -59,9 +60,12 @@ SKIP_LABELS = {"opt_out": "拒收政策推送", "nothing_to_tell": "无可告知
 
 @dataclass(frozen=True)
 class NotifyOptions:
-    """Everything a run needs; the CLI builds it from its flags."""
+    """How a run goes: the typed configuration the CLI (or the nightly) builds at its edge.
 
-    findings: Path
+    `findings` and `rules_dir` are read only when `notify` is not handed a findings frame and a catalogue.
+    """
+
+    findings: Path | None
     out: Path
     state_url: str
     as_of: date
@@ -366,10 +370,18 @@ class _Run:
                 self._letter_failed({}, str(exc), item.letter)
 
 
-def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | None = None) -> NotifyReport:
-    """Run the notifier; `progress(done, total)` is called as taxpayers are processed."""
-    frame = read_findings(options.findings)
-    catalogue = load_catalogue(options.rules_dir)
+def notify(options: NotifyOptions, *, findings: pl.DataFrame | None = None, catalogue: Catalogue | None = None,
+           state: Engine | None = None, progress: Callable[[int, int], None] | None = None) -> NotifyReport:
+    """Run the notifier over `findings` (FINDINGS_SCHEMA rows) with a loaded `catalogue`; without them, the
+    findings folder and the rules directory of `options` are read. `state`: an open state database
+    (the nightly's) instead of opening `options.state_url`. `progress(done, total)` is called as
+    taxpayers are processed."""
+    if findings is None:
+        if options.findings is None:
+            raise ValueError("notify needs a findings frame or options.findings")
+        findings = read_findings(options.findings)
+    frame = findings
+    catalogue = catalogue if catalogue is not None else load_catalogue(options.rules_dir)
     renderer = LetterRenderer(options.templates, options.office)
     report = NotifyReport(as_of=options.as_of, dry_run=options.dry_run)
     versions = sorted(v for v in frame.get_column("ruleset_version").unique().to_list() if v)
@@ -378,11 +390,11 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
             f"发现文件由规则目录版本 {', '.join(versions)} 生成，信函使用当前规则目录 {catalogue.version} 的文字")
     scratch = None
     state_url = options.state_url
-    if options.dry_run and not state_exists(state_url):
+    if state is None and options.dry_run and not state_exists(state_url):
         # A dry run reads the cooling-off ledger and records nothing: no state database is created for it.
         scratch = tempfile.TemporaryDirectory(prefix="zhixiang-dry-run-")
         state_url = str(Path(scratch.name) / "state.sqlite")
-    engine = open_state(state_url)
+    engine = state if state is not None else open_state(state_url)
     try:
         ledger = SuppressionLedger(engine, options.as_of, options.suppression)
         outbox = Outbox(options.out)
@@ -418,7 +430,8 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
             report.warnings.append(f"发件箱预览页 index.html 未生成：{exc}")
         outbox.write_summary(report.summary())
     finally:
-        engine.dispose()
+        if state is None:
+            engine.dispose()
         if scratch is not None:
             scratch.cleanup()
     return report

@@ -87,7 +87,6 @@ from notifier.nightly.runs import (
 )
 from profiles import excel
 from profiles.database import mask_secrets
-from profiles.errors import ProfileError
 from profiles.periods import Period
 from profiles.validation import QUARANTINE_SCHEMA
 
@@ -293,7 +292,7 @@ class _Pipeline:
             message = mask_secrets(str(exc) or type(exc).__name__)
         log.error("阶段 %s 失败：%s", STAGE_LABELS.get(self.stage, self.stage), message,
                   extra={"run_id": self.run.run_id, "stage": self.stage},
-                  exc_info=not isinstance(exc, ZhixiangError | ProfileError | KeyboardInterrupt | SystemExit))
+                  exc_info=not isinstance(exc, ZhixiangError | KeyboardInterrupt | SystemExit))
         try:
             update_run(self.engine, self.run.run_id, status="failed", error=f"[{self.stage}] {message}",
                        timings=dict(self.timings), finished_at=utcnow())
@@ -341,14 +340,13 @@ class _Pipeline:
     def _evaluate(self) -> None:
         assert self.s.catalogue is not None
         source = display_source(self.config.paths.data)
-        schema: Any = QUARANTINE_SCHEMA  # its values are DataType classes, which cast accepts
-        frames, quarantines = [], [self.s.profiles.quarantine.cast(schema)]
+        frames, quarantines = [], [self.s.profiles.quarantine.cast(QUARANTINE_SCHEMA)]
         for period in self.s.periods:
             result = evaluate_period(self.s.catalogue, self.s.profiles, period)
             write_outputs(result, self.staging / "periods" / period.text, data_source=source)
             self.s.results.append(result)
             frames.append(result.findings)
-            quarantines.append(result.quarantine.cast(schema))
+            quarantines.append(result.quarantine.cast(QUARANTINE_SCHEMA))
             log.info("%s：应享未享 %d，违规享受 %d，待核实 %d", period.label, *result.counts().values(),
                      extra={"run_id": self.run.run_id, "period": period.text})
         findings = pl.concat(frames, how="vertical_relaxed") if frames else empty_findings()
@@ -401,8 +399,8 @@ class _Pipeline:
             log.info("重发此前未送达的信函：%d 户", again.get_column("taxpayer_id").n_unique(),
                      extra={"run_id": self.run.run_id})
         fresh = fresh.filter(audience_expr().is_in(TAXPAYER_AUDIENCES))
-        source = self.staging / "letters-findings.parquet"
-        fresh.write_parquet(source)
+        # A record of what tonight's letters were built from (not read back: notify takes the frame).
+        write_findings(fresh, self.staging / "letters-findings.parquet")
         reported = [0]
 
         def progress(done: int, total: int) -> None:  # a line per tenth: PDFs can take minutes
@@ -410,12 +408,14 @@ class _Pipeline:
                 reported[0] = done * 10 // total
                 log.info("政策礼包：已处理 %d / %d 户", done, total, extra={"run_id": self.run.run_id})
 
+        assert self.s.catalogue is not None
         self.s.letters = notify(NotifyOptions(
-            findings=source, out=self.staging / "letters", state_url=cfg.state_url, as_of=self.as_of,
+            findings=None, out=self.staging / "letters", state_url=cfg.state_url, as_of=self.as_of,
             rules_dir=cfg.paths.rules, templates=cfg.paths.templates, suppression=cfg.suppression_policy(),
             office=cfg.office(), jobs=cfg.letters.jobs or os.cpu_count() or 1,
             pdf_channels=tuple(cfg.letters.pdf_channels), backends=tuple(cfg.delivery.build()),
-            retry=cfg.delivery.retry_policy(), record=False), progress=progress)
+            retry=cfg.delivery.retry_policy(), record=False),
+            findings=fresh, catalogue=self.s.catalogue, state=self.engine, progress=progress)
         for warning in self.s.letters.warnings:
             self.s.warnings.append(f"信函：{warning}")
         if self.s.letters.failed:
