@@ -21,7 +21,7 @@ import polars as pl
 from engine.catalogue import Catalogue, load_catalogue
 from engine.findings import FINDINGS_SCHEMA, KIND_LABELS
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "letters"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "letters"
 RULES = GOLDEN / "rules"
 AS_OF = date(2026, 11, 27)
 
