@@ -36,6 +36,20 @@ out = Console() if Console().is_terminal else Console(width=200)
 _STATUS_MARK = {"pass": "✔", "fail": "✘", "unknown": "？"}
 
 
+def finding_headline(row: dict[str, Any]) -> str:
+    """`规则名 — 违规享受，高风险，金额 1,234.00 元`: a rule that does not apply or cannot be judged has no
+    amount to speak of, whatever was computed."""
+    tier = f"，{TIER_LABELS[row['risk_tier']]}" if row.get("risk_tier") else ""
+    shown = row.get("estimated_amount") is not None and row["kind"] not in ("not_applicable", "undetermined")
+    amount = f"，金额 {money(row['estimated_amount'])} 元" if shown else ""
+    return f"[bold]{row['rule_name']}[/bold] — {row['kind_label']}{tier}{amount}"
+
+
+def condition_line(ev: dict[str, Any]) -> str:
+    """One condition's verdict: `✘ 不满足  从业人数 301 人，超过 300 人上限`."""
+    return f"{_STATUS_MARK[ev['status']]} {STATUS_LABELS[ev['status']]}  {ev['reason'] or ev['label']}"
+
+
 def _period(value: str) -> Period:
     try:
         return parse_period(value)
@@ -263,13 +277,9 @@ def explain_command(data: str, period: str, taxpayer: str, rules: Path, as_json:
         return
     out.print(f"[bold]{rows[0]['taxpayer_name']}[/bold]（{taxpayer}）{p.label} 逐项判定：")
     for row in rows:
-        tier = f"，{TIER_LABELS[row['risk_tier']]}" if row["risk_tier"] else ""
-        # A rule that does not apply (or cannot be judged) has no amount to speak of, whatever was computed.
-        shown = row["estimated_amount"] is not None and row["kind"] not in ("not_applicable", "undetermined")
-        amount = f"，金额 {money(row['estimated_amount'])} 元" if shown else ""
-        out.print(f"\n[bold]{row['rule_name']}[/bold] — {row['kind_label']}{tier}{amount}")
+        out.print(f"\n{finding_headline(row)}")
         for ev in row["evidence"]:
-            out.print(f"  {_STATUS_MARK[ev['status']]} {STATUS_LABELS[ev['status']]}  {ev['reason']}")
+            out.print(f"  {condition_line(ev)}")
     for u in unjudged:
         claimed = "（本期有申报，未作判定）" if u["claims"] else ""
         out.print(f"\n[bold]{u['rule_name']}[/bold] — {NOT_JUDGED_LABEL}：{u['reason']}{claimed}\n  {u['detail']}")
