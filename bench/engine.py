@@ -388,7 +388,7 @@ def _half_up(x: Decimal | None) -> Decimal | None:
 
 
 def _decide_py(claimed: bool, eligible: bool | None, benefit: Decimal | None) -> str:
-    # Written again on purpose, not imported from engine.outcomes: (5) is checked against the engine.
+    # Written again on purpose, not imported from engine.findings.outcomes: (5) is checked against the engine.
     if claimed:
         return "undetermined" if eligible is None else ("compliant" if eligible else "improper")
     if eligible is None:

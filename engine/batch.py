@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 import polars as pl
 
@@ -28,19 +27,19 @@ from engine.backends.polars import (
     translate,
 )
 from engine.catalogue import Catalogue, Condition, Rule
-from engine.evidence import Explanation, Subject, explain_condition, format_value_expr, round_half_up
-from engine.findings import EVIDENCE_DTYPE, FINDINGS_SCHEMA, KIND_LABELS, KINDS
-from engine.outcomes import decide_expr, risk_tier_expr
+from engine.evidence import Subject, explain_condition, format_value_expr, round_half_up
+from engine.findings import (
+    DECIDING_STATUS,
+    EVIDENCE_DTYPE,
+    FINDINGS_SCHEMA,
+    KIND_LABELS,
+    KINDS,
+    TAXPAYER_CONTEXT,
+    reasons,
+)
+from engine.findings.outcomes import decide_expr, out_of_window_expr, risk_tier_expr
 from profiles.periods import Period
-from profiles.schema import INDICATORS, MONEY_DTYPE, PROFILE_FIELDS, TAXPAYERS
-
-TAXPAYER_CONTEXT = {
-    "name": "taxpayer_name", "entity_type": "entity_type", "district": "district", "tax_authority": "tax_authority",
-    "preferred_channel": "preferred_channel", "opt_out": "opt_out", "phone": "phone", "email": "email",
-}
-#: For each finding kind, the condition status that explains it.
-DECIDING_STATUS = {"unclaimed": "pass", "improper": "fail", "undetermined": "unknown", "compliant": "pass",
-                   "not_applicable": "fail"}
+from profiles.schema import MONEY_DTYPE, PROFILE_FIELDS
 
 
 def outcome_col(rule_id: str) -> str:
@@ -142,8 +141,7 @@ def build_query(
             outcome_exprs.append(decide_expr(claimed, pl.col(eligible_col(rule.id)), pl.col(benefit_col(rule.id)))
                                  .alias(outcome_col(rule.id)))
         else:
-            outcome_exprs.append(pl.when(claimed).then(pl.lit("improper")).otherwise(pl.lit("not_applicable"))
-                                 .alias(outcome_col(rule.id)))
+            outcome_exprs.append(out_of_window_expr(claimed).alias(outcome_col(rule.id)))
     wide = wide.with_columns(outcome_exprs)
 
     # Findings come out sorted by rule_id, kind, taxpayer_id: each rule's rows are sorted before their
@@ -190,57 +188,18 @@ def _render(subject: Subject, rctx: Context) -> pl.Expr:
     return format_value_expr(expr, subject.fmt, column=column, dtype=_subject_dtype(subject))
 
 
-def _with_unit(value: pl.Expr, subject: Subject) -> pl.Expr:
-    text = pl.when(value.is_null()).then(pl.lit(subject.empty_text)).otherwise(value)
-    return pl.concat_str([pl.lit(f"{subject.label} "), text, pl.lit(f" {subject.unit}" if subject.unit else "")])
-
-
-def _evidence(cond: Condition, rule: Rule, rctx: Context) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
-    """(status, value, threshold, reason, missing) expressions of one condition."""
-    ex: Explanation = explain_condition(cond, rule, rctx.period)
+def _evidence(cond: Condition, rule: Rule, rctx: Context) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
+    """(status, value, threshold, reason) expressions of one condition (the sentence: engine.findings.reasons)."""
+    s = reasons.sentence(explain_condition(cond, rule, rctx.period))
     status = _status(pl.col(condition_col(rule.id, cond.id)))
-    missing_parts = [pl.when(translate(f.node, rctx).is_null()).then(pl.lit(f.label))
-                     for f in ex.fields if f.empty_text == "缺失"]
-    # concat_str, not concat_list: list building is row-wise in Polars and dominates at 10M rows.
-    missing = (pl.concat_str(missing_parts, separator="、", ignore_nulls=True) if missing_parts else pl.lit(""))
-    missing = pl.when(missing == "").then(pl.lit("所需数据")).otherwise(missing)
-    unknown_reason = pl.concat_str([pl.lit(f"{ex.label}：缺少"), missing, pl.lit("，无法判断")])
-    field_values = [_with_unit(_render(f, rctx), f) for f in ex.fields]
-    joined_fields = pl.concat_str(field_values, separator="；") if field_values else pl.lit("")
-    if ex.shape == "compare" and ex.subject is not None and ex.threshold is not None:
-        value = _render(ex.subject, rctx)
-        threshold = pl.lit(ex.threshold_text) if ex.threshold_text else _render(
-            Subject(ex.threshold.label, ex.threshold.unit, ex.subject.fmt if ex.threshold.fmt == "number"
-                    else ex.threshold.fmt, ex.threshold.node), rctx)
-        unit = f" {ex.subject.unit}" if ex.subject.unit else ""
-        label = f"{ex.subject.label} " if ex.subject.label else ""
-        known = pl.concat_str([
-            pl.lit(label), value, pl.lit(unit + "，"),
-            pl.when(status == "pass").then(pl.lit(ex.pass_verb)).otherwise(pl.lit(ex.fail_verb)),
-            pl.lit(" "), threshold, pl.lit(unit + ex.bound),
-        ])
-    elif ex.shape == "fixed":
-        value = joined_fields
-        threshold = pl.lit("")
-        known = pl.when(status == "pass").then(pl.lit(ex.pass_verb)).otherwise(pl.lit(ex.fail_verb))
-    elif ex.shape == "in" and ex.subject is not None:
-        value = _render(ex.subject, rctx)
-        threshold = pl.lit(ex.threshold_text)
-        known = pl.concat_str([
-            pl.lit(f"{ex.subject.label}为"), value, pl.lit("，"),
-            pl.when(status == "pass").then(pl.lit(ex.pass_verb)).otherwise(pl.lit(ex.fail_verb)), threshold,
-        ])
-    else:
-        value = joined_fields
-        threshold = pl.lit("")
-        detail = pl.when(joined_fields == "").then(pl.lit("")).otherwise(
-            pl.concat_str([pl.lit("（"), joined_fields, pl.lit("）")]))
-        known = pl.concat_str([
-            pl.lit(f"{ex.label}："),
-            pl.when(status == "pass").then(pl.lit("满足")).otherwise(pl.lit("不满足")), detail,
-        ])
-    reason = pl.when(status == "unknown").then(unknown_reason).otherwise(known)
-    return status, value.fill_null(""), threshold.fill_null(""), reason, missing
+    fields_text = (pl.concat_str([reasons.field_text_expr(_render(f, rctx), f) for f in s.fields],
+                                 separator=reasons.FIELD_SEPARATOR) if s.fields else pl.lit(""))
+    value = _render(s.value, rctx) if s.value is not None else fields_text
+    threshold = _render(s.threshold, rctx) if s.threshold is not None else pl.lit(s.threshold_text)
+    missing = reasons.missing_expr([pl.when(translate(f.node, rctx).is_null()).then(pl.lit(f.label))
+                                    for f in s.missing_fields])
+    slots = {"value": value, "threshold": threshold, "detail": reasons.detail_expr(fields_text), "missing": missing}
+    return status, value.fill_null(""), threshold.fill_null(""), reasons.reason_expr(s, status, slots)
 
 
 def _rule_findings(wide: pl.LazyFrame, rule: Rule, catalogue: Catalogue, ctx: Context, in_window: bool,
@@ -251,7 +210,7 @@ def _rule_findings(wide: pl.LazyFrame, rule: Rule, catalogue: Catalogue, ctx: Co
     items: list[pl.Expr] = []
     if in_window:
         for cond in rule.all_conditions():
-            status, value, threshold, reason, _ = _evidence(cond, rule, rctx)
+            status, value, threshold, reason = _evidence(cond, rule, rctx)
             items.append(pl.struct(
                 condition=pl.lit(cond.id), label=pl.lit(cond.label), status=status, value=value,
                 threshold=threshold, reason=reason,
@@ -266,12 +225,9 @@ def _rule_findings(wide: pl.LazyFrame, rule: Rule, catalogue: Catalogue, ctx: Co
                                      for p in parts], separator="；", ignore_nulls=True)
         benefit = pl.col(benefit_col(rule.id))
     else:
-        text = f"政策执行期限为 {rule.window_label}，所属期 {ctx.period.label} 不在执行期内"
-        evidence = pl.concat_arr([pl.struct(
-            condition=pl.lit("effective"), label=pl.lit("政策执行期限"), status=pl.lit("fail"),
-            value=pl.lit(ctx.period.text), threshold=pl.lit(rule.window_label), reason=pl.lit(text),
-        )]).arr.to_list()
-        reason_text = pl.lit(text)
+        item = reasons.out_of_window_evidence(rule.window_label, ctx.period)
+        evidence = pl.concat_arr([pl.struct([pl.lit(v).alias(k) for k, v in item.items()])]).arr.to_list()
+        reason_text = pl.lit(item["reason"])
         benefit = pl.lit(None, MONEY_DTYPE)
     tiers = catalogue.settings.risk_tiers
     amount = pl.when(pl.col("kind") == "improper").then(pl.coalesce(claimed_amount, benefit)).otherwise(benefit)
@@ -310,8 +266,8 @@ def _summary(wide: pl.LazyFrame, rules: tuple[Rule, ...], in_window: frozenset[s
     for rule in rules:
         outcome = pl.col(outcome_col(rule.id))
         benefit = pl.col(benefit_col(rule.id)) if rule.id in in_window else pl.lit(None, MONEY_DTYPE)
-        amount = pl.when(outcome == "improper").then(pl.coalesce(pl.col(claim_amount_col(rule.id)), benefit))
-        amount = amount.when(outcome != "not_applicable").then(benefit)
+        amount = (pl.when(outcome == "improper").then(pl.coalesce(pl.col(claim_amount_col(rule.id)), benefit))
+                  .when(outcome != "not_applicable").then(benefit))
         parts.append(
             wide.group_by(outcome.alias("outcome"))
             .agg(pl.len().cast(pl.Int64).alias("count"), amount.sum().cast(MONEY_DTYPE).alias("amount"))
@@ -322,11 +278,3 @@ def _summary(wide: pl.LazyFrame, rules: tuple[Rule, ...], in_window: frozenset[s
         return pl.LazyFrame(schema={"rule_id": pl.String, "outcome": pl.String, "count": pl.Int64,
                                     "amount": MONEY_DTYPE})
     return pl.concat(parts)
-
-
-def profile_columns() -> dict[str, Any]:
-    """Columns of the joined per-taxpayer profile (for tests and the single-taxpayer path)."""
-    cols = dict(TAXPAYERS.polars_schema)
-    cols.update({k: v for k, v in INDICATORS.polars_schema.items() if k != "taxpayer_id"})
-    return cols
-

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ from engine.catalogue import (
 )
 from engine.errors import RuleError, RuleProblem, did_you_mean
 from engine.findings import KIND_LABELS, OUTCOMES, STATUS_LABELS
-from engine.outcomes import NOT_JUDGED, NOT_JUDGED_LABEL
+from engine.findings.figures import round_cents
+from engine.findings.outcomes import NOT_JUDGED, NOT_JUDGED_LABEL
 from engine.rulefile import CaseSpec
 from profiles.ids import make_credit_code
 from profiles.periods import KIND_LABELS as PERIOD_KIND_LABELS
@@ -479,20 +480,15 @@ def _compare(case: Case, outcome: str, statuses: Mapping[str, str], evidence: tu
             mismatches.append(f"条件 {cid}：期望 {STATUS_LABELS[want]}（{want}），实际 {STATUS_LABELS[got]}（{got}）")
     if spec.expect_amount is not None:
         try:
-            want_amount = _money(spec.expect_amount)
-        except InvalidOperation:
+            want_amount = round_cents(spec.expect_amount)
+        except (ValueError, TypeError):
             mismatches.append(f"expect_amount 不是金额：{spec.expect_amount!r}")
         else:
-            got_amount = _money(amount) if amount is not None else None
+            got_amount = round_cents(amount) if amount is not None else None
             if got_amount != want_amount:
                 got_text = f"{got_amount:,}" if got_amount is not None else "无"
                 mismatches.append(f"金额：期望 {want_amount:,}，实际 {got_text}")
     return CaseResult(case, outcome, statuses, amount, evidence, tuple(mismatches))
-
-
-def _money(value: Any) -> Decimal:
-    text = repr(value) if isinstance(value, float) else str(value)
-    return Decimal(text).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
 def _kind(outcome: str | None) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +13,8 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from engine.catalogue import DEFAULT_RULES_DIR, load_catalogue
-from engine.commands import _period, err, load_inputs, out, print_summary
+from engine.commands import _period, condition_line, err, finding_headline, load_inputs, out, print_summary
 from engine.errors import InputError, exit_on_user_error
-from engine.findings import STATUS_LABELS, TIER_LABELS
-
-_STATUS_MARK = {"pass": "✔", "fail": "✘", "unknown": "？"}
-
-
-def _money(value: Any) -> str:
-    return f"{Decimal(value):,.2f}"
 
 
 def print_findings(rows: list[dict[str, Any]], taxpayer: str, label: str, name: str | None) -> None:
@@ -32,14 +24,11 @@ def print_findings(rows: list[dict[str, Any]], taxpayer: str, label: str, name: 
         return
     out.print(f"[bold]{name or taxpayer}[/bold]（{taxpayer}）{label}：{len(rows)} 条需关注")
     for row in rows:
-        tier = f"，{TIER_LABELS[row['risk_tier']]}" if row["risk_tier"] else ""
-        amount = f"，金额 {_money(row['estimated_amount'])} 元" if row["estimated_amount"] is not None else ""
-        out.print(f"\n[bold]{row['rule_name']}[/bold] — {row['kind_label']}{tier}{amount}", highlight=False)
+        out.print(f"\n{finding_headline(row)}", highlight=False)
         if row["reasons"]:
             out.print(f"  {row['reasons']}", highlight=False)
         for ev in row["evidence"]:
-            out.print(f"    {_STATUS_MARK[ev['status']]} {STATUS_LABELS[ev['status']]}  {ev['reason'] or ev['label']}",
-                      highlight=False)
+            out.print(f"    {condition_line(ev)}", highlight=False)
         out.print(f"  [dim]依据：{row['basis']}（规则版本 {row['rule_version']}）[/dim]", highlight=False)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,8 @@ from rich.table import Table
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
 from engine.errors import InputError, UsageProblem, exit_on_user_error
 from engine.findings import KIND_LABELS, KINDS, OUTCOMES, STATUS_LABELS, TIER_LABELS, TIERS
-from engine.outcomes import NOT_JUDGED, NOT_JUDGED_LABEL
+from engine.findings.figures import money
+from engine.findings.outcomes import NOT_JUDGED, NOT_JUDGED_LABEL
 from engine.run import (
     RunResult,
     cleanup_streaming,
@@ -34,6 +34,20 @@ err = Console(stderr=True)
 out = Console() if Console().is_terminal else Console(width=200)
 
 _STATUS_MARK = {"pass": "✔", "fail": "✘", "unknown": "？"}
+
+
+def finding_headline(row: dict[str, Any]) -> str:
+    """`规则名 — 违规享受，高风险，金额 1,234.00 元`: a rule that does not apply or cannot be judged has no
+    amount to speak of, whatever was computed."""
+    tier = f"，{TIER_LABELS[row['risk_tier']]}" if row.get("risk_tier") else ""
+    shown = row.get("estimated_amount") is not None and row["kind"] not in ("not_applicable", "undetermined")
+    amount = f"，金额 {money(row['estimated_amount'])} 元" if shown else ""
+    return f"[bold]{row['rule_name']}[/bold] — {row['kind_label']}{tier}{amount}"
+
+
+def condition_line(ev: dict[str, Any]) -> str:
+    """One condition's verdict: `✘ 不满足  从业人数 301 人，超过 300 人上限`."""
+    return f"{_STATUS_MARK[ev['status']]} {STATUS_LABELS[ev['status']]}  {ev['reason'] or ev['label']}"
 
 
 def _period(value: str) -> Period:
@@ -75,12 +89,6 @@ def load_data(data: str, catalogue: Catalogue, progress: Progress | None = None,
     return profiles
 
 
-def _money(value: Any) -> str:
-    if value is None:
-        return "—"
-    return f"{Decimal(value):,.2f}"
-
-
 def print_summary(result: RunResult, console: Console) -> None:
     """Counts and amounts by rule and kind, then by district."""
     table = Table(title=f"{result.period.label} 评估结果（规则版本 {result.ruleset_version}，"
@@ -99,8 +107,8 @@ def print_summary(result: RunResult, console: Console) -> None:
         table.add_row(
             names[rid],
             *[f"{row.get(k, (0, None))[0]:,}" for k in OUTCOMES],
-            _money(row.get("unclaimed", (0, None))[1]),
-            _money(row.get("improper", (0, None))[1]),
+            money(row.get("unclaimed", (0, None))[1]),
+            money(row.get("improper", (0, None))[1]),
         )
     console.print(table)
     if result.findings.height:
@@ -113,8 +121,8 @@ def print_summary(result: RunResult, console: Console) -> None:
         for k in KINDS:
             dt.add_column(KIND_LABELS[k], justify="right")
         dt.add_column("应享未享测算金额（元）", justify="right")
-        for row in by_district.iter_rows(named=True):
-            dt.add_row(row["district"] or "（未知）", *[f"{row[k]:,}" for k in KINDS], _money(row["amount"]))
+        for d in by_district.iter_rows(named=True):
+            dt.add_row(d["district"] or "（未知）", *[f"{d[k]:,}" for k in KINDS], money(d["amount"]))
         console.print(dt)
     tiers = result.findings.filter(pl.col("kind") == "improper").group_by("risk_tier").len()
     if tiers.height:
@@ -269,13 +277,9 @@ def explain_command(data: str, period: str, taxpayer: str, rules: Path, as_json:
         return
     out.print(f"[bold]{rows[0]['taxpayer_name']}[/bold]（{taxpayer}）{p.label} 逐项判定：")
     for row in rows:
-        tier = f"，{TIER_LABELS[row['risk_tier']]}" if row["risk_tier"] else ""
-        # A rule that does not apply (or cannot be judged) has no amount to speak of, whatever was computed.
-        shown = row["estimated_amount"] is not None and row["kind"] not in ("not_applicable", "undetermined")
-        amount = f"，金额 {_money(row['estimated_amount'])} 元" if shown else ""
-        out.print(f"\n[bold]{row['rule_name']}[/bold] — {row['kind_label']}{tier}{amount}")
+        out.print(f"\n{finding_headline(row)}")
         for ev in row["evidence"]:
-            out.print(f"  {_STATUS_MARK[ev['status']]} {STATUS_LABELS[ev['status']]}  {ev['reason']}")
+            out.print(f"  {condition_line(ev)}")
     for u in unjudged:
         claimed = "（本期有申报，未作判定）" if u["claims"] else ""
         out.print(f"\n[bold]{u['rule_name']}[/bold] — {NOT_JUDGED_LABEL}：{u['reason']}{claimed}\n  {u['detail']}")

@@ -1,4 +1,5 @@
-"""One exception tree for everything a user can get wrong, with the exit code the CLI maps it to.
+"""The engine's errors, under the project's one exception root (profiles.errors.ZhixiangError, which also
+defines every exit code and the one place that maps an error to its code, `exit_on_user_error`).
 
 Rule-authoring errors carry `file:line:col`, what was found, what was expected, a did-you-mean and
 an example; data errors name the file, row and field. Users see these messages, never tracebacks.
@@ -10,21 +11,22 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-EXIT_OK = 0
-EXIT_INPUT_ERROR = 2  # the data folder / source is unusable (missing table, unreadable file)
-EXIT_RULE_ERROR = 3  # the rule catalogue does not load or its tests fail
-EXIT_RUNTIME_ERROR = 4  # unavailable backend, database unreachable, output not writable
-#: The run finished and wrote every other letter, but some letters could not be made or sent (a template
-#: that fails for them, a PDF over its bounds, a server that refused them): each is in the manifest
-#: (status failed, with the reason) and in the summary's letter_failures / delivery_failures.
-EXIT_LETTERS_FAILED = 5
-EXIT_USAGE = 64
+from profiles.errors import (  # the root and the exit codes, defined once (re-exported here)
+    EXIT_INPUT_ERROR,
+    EXIT_LETTERS_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_RULE_ERROR,
+    EXIT_RUNTIME_ERROR,
+    EXIT_USAGE,
+    ZhixiangError,
+    exit_code_of,
+    exit_on_user_error,
+)
 
-
-class ZhixiangError(Exception):
-    """Root of every error a user is meant to read."""
-
-    exit_code = EXIT_RUNTIME_ERROR
+__all__ = ["EXIT_INPUT_ERROR", "EXIT_LETTERS_FAILED", "EXIT_LOCKED", "EXIT_OK", "EXIT_RULE_ERROR",
+           "EXIT_RUNTIME_ERROR", "EXIT_USAGE", "InputError", "RuleError", "RuleProblem", "RuntimeUnavailableError",
+           "UsageProblem", "ZhixiangError", "did_you_mean", "exit_code_of", "exit_on_user_error"]
 
 
 class InputError(ZhixiangError):
@@ -88,25 +90,3 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """The closest candidate to a misspelt name, or '' when nothing is close."""
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else ""
-
-
-def exit_on_user_error(fn):  # type: ignore[no-untyped-def]
-    """Decorator for CLI commands: a ZhixiangError becomes its message on stderr and its exit code."""
-    import functools
-    import sys
-
-    import click
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        from profiles.errors import ProfileError
-
-        try:
-            return fn(*args, **kwargs)
-        except (ZhixiangError, ProfileError) as exc:
-            from profiles.database import mask_secrets
-
-            click.echo(f"错误: {mask_secrets(str(exc))}", err=True)
-            sys.exit(getattr(exc, "exit_code", EXIT_RUNTIME_ERROR))
-
-    return wrapper

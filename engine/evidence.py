@@ -3,7 +3,8 @@
 `explain_condition` reads a condition's tree once and returns a backend-neutral `Explanation` — what
 the subject is called, its unit, the node whose value is shown, the threshold, and the verbs for
 pass and fail. Each backend renders it: `format_value` (Python) and `format_value_expr` (Polars) are
-kept side by side and a property test holds them equal, so both paths write the same sentences.
+kept side by side and a property test holds them equal; the sentences themselves are data in
+engine.findings.reasons, so both paths write the same ones.
 
 Example: `employees_qavg <= employees_cap` failing on 301 reads `从业人数 301 人，超过 300 人上限`.
 """
@@ -84,7 +85,7 @@ def _subject(node: ir.Node, cond: Condition, rule: Rule, period: Period) -> Subj
         return Subject(p.label, p.unit, _fmt_of(value), node)
     if isinstance(node, ir.Call) and node.name in ("events", "events_since"):
         kinds = node.args[0].value if isinstance(node.args[0], ir.Literal_) else ()
-        names = "、".join(_EVENT_LABELS.get(k, k) for k in kinds or ())  # type: ignore[union-attr]
+        names = "、".join(_EVENT_LABELS.get(str(k), str(k)) for k in (kinds if isinstance(kinds, tuple) else ()))
         if node.name == "events":
             months = node.args[1].value if isinstance(node.args[1], ir.Literal_) else "N"
             label = f"所属期末前{months}个月内{names}次数"
@@ -253,25 +254,3 @@ def round_half_up(expr: pl.Expr, places: int) -> pl.Expr:
     integer part and a remainder, which dominated the benefit columns at 10M rows.)
     """
     return expr.cast(pl.Decimal(38, 6)).round(places, mode="half_away_from_zero").cast(pl.Decimal(38, places))
-
-
-def sentence_python(ex: Explanation, status: str, subject_value: str, threshold_value: str,
-                    missing: list[str], field_values: list[str]) -> str:
-    """The Chinese reason line for one condition (Python rendering)."""
-    if status == "unknown":
-        what = "、".join(missing) if missing else "所需数据"
-        return f"{ex.label}：缺少{what}，无法判断"
-    if ex.shape == "compare" and ex.subject is not None:
-        verb = ex.pass_verb if status == "pass" else ex.fail_verb
-        unit = f" {ex.subject.unit}" if ex.subject.unit else ""
-        label = f"{ex.subject.label} " if ex.subject.label else ""
-        return f"{label}{subject_value}{unit}，{verb} {threshold_value}{unit}{ex.bound}"
-    if ex.shape == "fixed":
-        return ex.pass_verb if status == "pass" else ex.fail_verb
-    if ex.shape == "in" and ex.subject is not None:
-        verb = ex.pass_verb if status == "pass" else ex.fail_verb
-        return f"{ex.subject.label}为{subject_value}，{verb}{ex.threshold_text}"
-    verdict = "满足" if status == "pass" else "不满足"
-    detail = "；".join(field_values)
-    return f"{ex.label}：{verdict}" + (f"（{detail}）" if detail else "")
-

@@ -9,7 +9,6 @@ from __future__ import annotations
 import calendar as _calendar
 from dataclasses import dataclass
 from datetime import date as _date
-from decimal import Decimal as _Decimal
 
 #: Types of the condition language.
 BOOL, NUMBER, DATE, STRING, LIST, BRACKETS, FIELD, RULE = (
@@ -100,13 +99,3 @@ def events_window(period_end: _date, months: int) -> tuple[_date, _date]:
 def months_between(start: _date, end: _date) -> int:
     """Calendar months from `start`'s month to `end`'s month (same month = 0)."""
     return (end.year - start.year) * 12 + (end.month - start.month)
-
-
-def progressive_tax(amount: _Decimal, brackets: tuple[dict, ...]) -> _Decimal:  # type: ignore[type-arg]
-    """Tax by a bracket table of {upto, rate, quick_deduction}; the last bracket may omit `upto`."""
-    for b in brackets:
-        upto = b.get("upto")
-        if upto is None or amount <= _Decimal(str(upto)):
-            return amount * _Decimal(str(b["rate"])) - _Decimal(str(b.get("quick_deduction", 0)))
-    last = brackets[-1]
-    return amount * _Decimal(str(last["rate"])) - _Decimal(str(last.get("quick_deduction", 0)))

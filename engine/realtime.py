@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
@@ -33,14 +33,17 @@ from engine.backends.durable import (
     exact,
     value_fn,
 )
-from engine.batch import DECIDING_STATUS, TAXPAYER_CONTEXT
 from engine.catalogue import Catalogue, Rule
-from engine.evidence import Explanation, Subject, explain_condition, format_value
-from engine.findings import FINDINGS_SCHEMA, KIND_LABELS, KINDS
-from engine.outcomes import risk_tier
+from engine.evidence import Subject, explain_condition, format_value
+from engine.findings import DECIDING_STATUS, FINDINGS_SCHEMA, KIND_LABELS, KINDS, TAXPAYER_CONTEXT, reasons
+from engine.findings.outcomes import risk_tier
 from profiles.errors import ProfileDataError
 from profiles.periods import Period
 from profiles.schema import CLAIMS, INDICATORS, MONEY_DTYPE, PROFILE_FIELDS, RISK_EVENTS_TABLE, TAXPAYERS
+from profiles.validation import Profiles
+
+if TYPE_CHECKING:
+    from engine.run import RunResult
 
 # ------------------------------------------------------------------------------------------- profiles
 
@@ -90,19 +93,19 @@ def _rows(frame: pl.DataFrame, table: Any) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def _judged(profiles: Any, period: Period) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
+def _judged(profiles: Profiles, period: Period) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
     ind = profiles.indicators.filter(pl.col("period") == period.text)
     claims = profiles.claims.filter(pl.col("period") == period.text)
     ids = pl.concat([ind.get_column("taxpayer_id"), claims.get_column("taxpayer_id")]).unique(maintain_order=True)
     return ind, claims, ids
 
 
-def judged_count(profiles: Any, period: Period) -> int:
+def judged_count(profiles: Profiles, period: Period) -> int:
     """How many taxpayers the period judges (for progress bars)."""
     return _judged(profiles, period)[2].len()
 
 
-def iter_profiles(profiles: Any, period: Period, *, taxpayer_ids: Collection[str] | None = None
+def iter_profiles(profiles: Profiles, period: Period, *, taxpayer_ids: Collection[str] | None = None
                   ) -> Iterator[TaxpayerProfile]:
     """The taxpayers the batch judges for `period` (indicators of the period ∪ claims of it), one by one.
 
@@ -127,7 +130,7 @@ def iter_profiles(profiles: Any, period: Period, *, taxpayer_ids: Collection[str
                               by_events.get(tid, []))
 
 
-def profile_from_tables(profiles: Any, taxpayer_id: str) -> TaxpayerProfile | None:
+def profile_from_tables(profiles: Profiles, taxpayer_id: str) -> TaxpayerProfile | None:
     """One taxpayer's whole profile from validated tables (None when the taxpayers table lacks it)."""
     def rows(frame: pl.DataFrame, table: Any) -> list[dict[str, Any]]:
         return list(_rows(frame.filter(pl.col("taxpayer_id") == taxpayer_id), table))
@@ -192,12 +195,11 @@ def render(value: Any, subject: Subject) -> str | None:
 
 @dataclass
 class _ConditionText:
-    """One condition's explanation with the compiled values it shows."""
+    """One condition's sentence with the compiled values it shows."""
 
-    explanation: Explanation
-    subject: Callable[[Env], Any] | None
-    threshold: Subject | None
-    threshold_value: Callable[[Env], Any] | None
+    sentence: reasons.Sentence
+    value: Callable[[Env], Any] | None
+    threshold: Callable[[Env], Any] | None
     fields: list[tuple[Subject, Callable[[Env], Any]]]
 
 
@@ -211,58 +213,26 @@ def _compile_texts(rule: Rule, period: Period, in_window: frozenset[str]) -> _Ru
     scope = Scope(period, rule, in_window)
     out: dict[str, _ConditionText] = {}
     for cond in rule.all_conditions():
-        ex = explain_condition(cond, rule, period)
-        subject = value_fn(ex.subject.node, scope) if ex.subject is not None else None
-        threshold = None
-        threshold_value = None
-        if ex.shape == "compare" and ex.subject is not None and ex.threshold is not None and not ex.threshold_text:
-            threshold = Subject(ex.threshold.label, ex.threshold.unit,
-                                ex.subject.fmt if ex.threshold.fmt == "number" else ex.threshold.fmt,
-                                ex.threshold.node)
-            threshold_value = value_fn(threshold.node, scope)
-        fields = [(f, value_fn(f.node, scope)) for f in ex.fields]
-        out[cond.id] = _ConditionText(ex, subject, threshold, threshold_value, fields)
+        s = reasons.sentence(explain_condition(cond, rule, period))
+        value = value_fn(s.value.node, scope) if s.value is not None else None
+        threshold = value_fn(s.threshold.node, scope) if s.threshold is not None else None
+        fields = [(f, value_fn(f.node, scope)) for f in s.fields]
+        out[cond.id] = _ConditionText(s, value, threshold, fields)
     return _RuleText(rule, out)
 
 
-def _with_unit(text: str | None, subject: Subject) -> str:
-    return f"{subject.label} {subject.empty_text if text is None else text}" + (
-        f" {subject.unit}" if subject.unit else "")
-
-
 def _evidence(text: _ConditionText, status: str, env: Env) -> dict[str, Any]:
-    """One evidence struct, exactly as batch._evidence builds it (a null part makes the sentence null)."""
-    ex = text.explanation
-    field_texts = [_with_unit(render(fn(env), f), f) for f, fn in text.fields]
-    joined = "；".join(field_texts)
-    known: str | None
-    if ex.shape == "compare" and ex.subject is not None and ex.threshold is not None:
-        value = render(text.subject(env), ex.subject) if text.subject else None
-        threshold = ex.threshold_text or (render(text.threshold_value(env), text.threshold)
-                                          if text.threshold and text.threshold_value else None)
-        unit = f" {ex.subject.unit}" if ex.subject.unit else ""
-        label = f"{ex.subject.label} " if ex.subject.label else ""
-        verb = ex.pass_verb if status == "pass" else ex.fail_verb
-        known = None if value is None or threshold is None else \
-            f"{label}{value}{unit}，{verb} {threshold}{unit}{ex.bound}"
-    elif ex.shape == "fixed":
-        value, threshold = joined, ""
-        known = ex.pass_verb if status == "pass" else ex.fail_verb
-    elif ex.shape == "in" and ex.subject is not None:
-        value = render(text.subject(env), ex.subject) if text.subject else None
-        threshold = ex.threshold_text
-        verb = ex.pass_verb if status == "pass" else ex.fail_verb
-        known = None if value is None else f"{ex.subject.label}为{value}，{verb}{threshold}"
-    else:
-        value, threshold = joined, ""
-        known = f"{ex.label}：{'满足' if status == 'pass' else '不满足'}" + (f"（{joined}）" if joined else "")
-    if status == "unknown":
-        missing = [f.label for f, fn in text.fields if f.empty_text == "缺失" and fn(env) is None]
-        reason: str | None = f"{ex.label}：缺少{'、'.join(missing) if missing else '所需数据'}，无法判断"
-    else:
-        reason = known
-    return {"condition": ex.condition, "label": ex.label, "status": status, "value": value or "",
-            "threshold": threshold or "", "reason": reason}
+    """One evidence struct, exactly as batch._evidence builds it (the sentence: engine.findings.reasons)."""
+    s = text.sentence
+    fields_text = reasons.FIELD_SEPARATOR.join(reasons.field_text(render(fn(env), f), f) for f, fn in text.fields)
+    value = render(text.value(env), s.value) if s.value is not None and text.value else fields_text
+    threshold = (render(text.threshold(env), s.threshold) if s.threshold is not None and text.threshold
+                 else s.threshold_text)
+    missing = reasons.missing([f.label for f, fn in text.fields if f.empty_text == reasons.MISSING_FIELD
+                               and fn(env) is None]) if status == "unknown" else ""
+    slots = {"value": value, "threshold": threshold, "detail": reasons.detail(fields_text), "missing": missing}
+    return {"condition": s.explanation.condition, "label": s.explanation.label, "status": status,
+            "value": value or "", "threshold": threshold or "", "reason": reasons.reason(s, status, slots)}
 
 
 # ---------------------------------------------------------------------------------------- the checker
@@ -320,13 +290,12 @@ class RealtimeChecker:
                 conditions = texts[rule.id].conditions
                 evidence = [_evidence(conditions[cid], status, env) for cid, status in v.statuses.items()]
                 want = DECIDING_STATUS[v.outcome]
-                reasons = "；".join(e["reason"] for e in evidence if e["status"] == want and e["reason"] is not None)
+                reason_text = reasons.FIELD_SEPARATOR.join(
+                    e["reason"] for e in evidence if e["status"] == want and e["reason"] is not None)
                 benefit = v.benefit
             else:
-                text = f"政策执行期限为 {rule.window_label}，所属期 {period.label} 不在执行期内"
-                evidence = [{"condition": "effective", "label": "政策执行期限", "status": "fail", "value": period.text,
-                             "threshold": rule.window_label, "reason": text}]
-                reasons, benefit = text, None
+                evidence = [reasons.out_of_window_evidence(rule.window_label, period)]
+                reason_text, benefit = evidence[0]["reason"], None
             at_stake = v.claim_amount if v.claim_amount is not None else benefit
             row = {
                 "taxpayer_id": taxpayer_id,
@@ -339,7 +308,7 @@ class RealtimeChecker:
                 "claimed_amount": v.claim_amount,
                 "risk_tier": risk_tier(rule.severity, at_stake, raise_at=self._raise_at,
                                        lower_below=self._lower_below) if v.outcome == "improper" else None,
-                "reasons": reasons,
+                "reasons": reason_text,
                 "evidence": evidence,
                 "basis": rule.basis_text,
                 "rule_version": rule.version,
@@ -469,11 +438,12 @@ def _validated_row(catalogue: Catalogue, profile: TaxpayerProfile, event: Filing
 # ---------------------------------------------------------------------------- a whole period, one by one
 
 
-def evaluate_period_durable(catalogue: Catalogue, profiles: Any, period: Period, *,
-                            on_taxpayer: Callable[[int], None] | None = None, session: str = "shared") -> Any:
+def evaluate_period_durable(catalogue: Catalogue, profiles: Profiles, period: Period, *,
+                            on_taxpayer: Callable[[int], None] | None = None, session: str = "shared") -> RunResult:
     """Every taxpayer of the period through the durable-rules path, one at a time; a RunResult in the
     batch format (findings sorted as engine.run.evaluate_period sorts them, the same summary)."""
-    from engine.run import QUARANTINE_SCHEMA, RunResult, claims_outside_granularity, not_judged_rules, timed
+    from engine.run import RunResult, claims_outside_granularity, not_judged_rules, timed
+    from profiles.validation import QUARANTINE_SCHEMA
 
     checker = RealtimeChecker(catalogue, session=session)
     timings: dict[str, float] = {}

@@ -207,7 +207,7 @@ class CatalogueSettings(_Strict):
     """rules/_catalogue.yaml: settings that apply to every rule."""
 
     name: str = "杭州市税费优惠政策目录"
-    risk_tiers: RiskTierSettings = Field(default_factory=RiskTierSettings)
+    risk_tiers: RiskTierSettings = Field(default_factory=lambda: RiskTierSettings.model_validate({}))
 
 
 def rule_json_schema() -> dict[str, Any]:

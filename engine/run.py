@@ -20,26 +20,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
 from engine.batch import build_query
 from engine.catalogue import Catalogue
 from engine.errors import ZhixiangError
-from engine.findings import FINDINGS_SCHEMA, KIND_LABELS, KINDS, write_findings_csv
-from engine.outcomes import NOT_JUDGED_REASON
+from engine.findings import FINDINGS_SCHEMA, FINDINGS_ZSTD_LEVEL, KIND_LABELS, KINDS, write_findings, write_findings_csv
+from engine.findings.figures import money_plain
+from engine.findings.outcomes import NOT_JUDGED_REASON
 from profiles import excel
 from profiles.periods import Period, period_kind_expr
+from profiles.validation import QUARANTINE_SCHEMA, Profiles
 
 #: Polars 2 streams by default; for a table that fits in memory the in-memory engine runs this wide,
 #: expression-heavy plan about 4x faster (measured on the catalogue, 100k rows). Streaming runs are
 #: chosen explicitly for data larger than memory.
-BATCH_ENGINE = "in-memory"
+BATCH_ENGINE: Literal["in-memory"] = "in-memory"
 
-QUARANTINE_SCHEMA = {"file": pl.String, "row": pl.Int64, "column": pl.String, "value": pl.String, "reason": pl.String}
 #: Rules of the period's kind the catalogue does not judge for it, and the claims of them left unjudged.
 NOT_JUDGED_SCHEMA = {"rule_id": pl.String, "rule_name": pl.String, "judged": pl.String, "reason": pl.String,
                      "detail": pl.String, "claims": pl.Int64}
@@ -106,7 +106,7 @@ def claims_outside_granularity(catalogue: Catalogue, claims: pl.DataFrame, file:
                        pl.lit("判定，申报所属期 "), pl.col("period"),
                        pl.lit(" 不是该类期间；请改为对应的年度/季度/月份所属期")])
         .alias("reason"),
-    ).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+    ).cast(QUARANTINE_SCHEMA)
 
 
 def not_judged_rules(catalogue: Catalogue, period: Period, claims: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
@@ -130,7 +130,7 @@ def not_judged_rules(catalogue: Catalogue, period: Period, claims: pl.DataFrame 
     )
 
 
-def evaluate_period(catalogue: Catalogue, profiles: Any, period: Period) -> RunResult:
+def evaluate_period(catalogue: Catalogue, profiles: Profiles, period: Period) -> RunResult:
     """Evaluate the whole catalogue for one period over validated profile tables."""
     timings: dict[str, float] = {}
     claims_file = str(getattr(profiles, "sources", {}).get("claims", "claims"))
@@ -147,7 +147,7 @@ def evaluate_period(catalogue: Catalogue, profiles: Any, period: Period) -> RunR
                       extra_quarantine=extra, timings=timings)
 
 
-def run_result(catalogue: Catalogue, period: Period, profiles: Any, *, findings: pl.DataFrame,
+def run_result(catalogue: Catalogue, period: Period, profiles: Profiles, *, findings: pl.DataFrame,
                summary: pl.DataFrame, taxpayers: int, extra_quarantine: pl.DataFrame,
                timings: dict[str, float]) -> RunResult:
     """A period's result from what an engine computed (Polars or SQL): rule names on the summary, the
@@ -168,9 +168,6 @@ def run_result(catalogue: Catalogue, period: Period, profiles: Any, *, findings:
         not_judged=not_judged_rules(catalogue, period, profiles.claims),
     )
 
-
-#: zstd level 1: the evidence lists compress as well as at the default level and write ~25% faster.
-FINDINGS_ZSTD_LEVEL = 1
 
 #: Findings columns that summary.json and the console summary read.
 SUMMARY_COLUMNS = ("rule_id", "kind", "district", "estimated_amount", "risk_tier")
@@ -338,8 +335,7 @@ def write_outputs(result: RunResult, out: Path, *, data_source: str = "") -> dic
             for name, path in result.findings_files.items():
                 _replace(path, tmp[name])
         else:
-            result.findings.write_parquet(tmp["findings.parquet"], compression_level=FINDINGS_ZSTD_LEVEL)
-            write_findings_csv(result.findings, tmp["findings.csv"])
+            write_findings(result.findings, tmp["findings.parquet"], tmp["findings.csv"])
         excel.write_frame(result.quarantine, tmp["quarantine.csv"])
         tmp["summary.json"].write_text(
             json.dumps(summary_document(result, data_source=data_source), ensure_ascii=False, indent=2),
@@ -352,10 +348,6 @@ def write_outputs(result: RunResult, out: Path, *, data_source: str = "") -> dic
     return paths
 
 
-def _money(value: Any) -> str | None:
-    return None if value is None else f"{Decimal(value):.2f}"
-
-
 def summary_document(result: RunResult, *, data_source: str = "") -> dict[str, Any]:
     """summary.json: the run's identity, counts and amounts by rule, kind and district."""
     f = result.findings
@@ -365,7 +357,7 @@ def summary_document(result: RunResult, *, data_source: str = "") -> dict[str, A
                                                   pl.col("estimated_amount").sum().alias("amount"))
                .sort(["district", "kind"], nulls_last=True))
         by_district = [{"district": d or "（未知）", "kind": k, "kind_label": KIND_LABELS[k], "count": c,
-                        "amount": _money(a)} for d, k, c, a in agg.iter_rows()]
+                        "amount": money_plain(a)} for d, k, c, a in agg.iter_rows()]
     return {
         "period": result.period.text,
         "period_label": result.period.label,
@@ -379,7 +371,7 @@ def summary_document(result: RunResult, *, data_source: str = "") -> dict[str, A
         "quarantine_by_reason": _quarantine_reasons(result.quarantine),
         "by_rule": [
             {"rule_id": r, "rule_name": n, "outcome": o, "outcome_label": KIND_LABELS[o], "count": c,
-             "amount": _money(a)}
+             "amount": money_plain(a)}
             for r, n, o, c, a in result.summary.iter_rows()
         ],
         "by_district": by_district,

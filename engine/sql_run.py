@@ -29,6 +29,7 @@ from engine.run import RunResult, claims_outside_granularity, run_result, timed
 from profiles.periods import Period
 from profiles.schema import MONEY_DTYPE, PROFILE_FIELDS
 from profiles.schema import TABLES as SCHEMA_TABLES
+from profiles.validation import Profiles
 
 ENGINES = ("duckdb", "postgres", "spark")
 WIDE_TABLE = "zx_wide"
@@ -46,7 +47,7 @@ def _pg_type(dtype: Any) -> str:
     return "TEXT"
 
 
-def _tables(profiles: Any) -> dict[str, pl.DataFrame]:
+def _tables(profiles: Profiles) -> dict[str, pl.DataFrame]:
     """The four profile tables restricted to their contract columns (bookkeeping columns dropped)."""
     out = {}
     for name in TABLES:
@@ -200,7 +201,7 @@ def _as_wide(rows: pl.DataFrame, plan: SqlPlan) -> pl.DataFrame:
     return frame.rename({c: plan.names[c] for c in keep if c in plan.names})
 
 
-def evaluate_period_sql(catalogue: Catalogue, profiles: Any, period: Period, engine: str = "duckdb",
+def evaluate_period_sql(catalogue: Catalogue, profiles: Profiles, period: Period, engine: str = "duckdb",
                         url: str | None = None, outcomes: Collection[str] = KINDS) -> RunResult:
     """`engine.run.evaluate_period`, with the verdicts computed inside DuckDB or PostgreSQL.
 

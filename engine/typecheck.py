@@ -164,8 +164,8 @@ class TypeChecker:
         options, ot = self.infer(node.options)
         if ot not in (LIST, UNKNOWN):
             self._problem(node.options, "in 之后需要一个列表", example='credit_grade in ["A", "B"]')
-        elif isinstance(options, ir.Literal_) and it != UNKNOWN:
-            for v in options.value or ():
+        elif isinstance(options, ir.Literal_) and isinstance(options.value, tuple) and it != UNKNOWN:
+            for v in options.value:
                 if value_type(v) != it:
                     self._problem(options, f"列表中的 {v!r} 与 {TYPE_LABELS.get(it, it)} 类型不同")
                     break

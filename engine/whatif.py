@@ -37,10 +37,12 @@ from engine.batch import benefit_col, build_query, outcome_col
 from engine.catalogue import CASES_SUFFIX, Catalogue, DatedValue, Parameter, load_catalogue
 from engine.errors import UsageProblem, did_you_mean
 from engine.findings import KIND_LABELS
+from engine.findings.figures import money_plain
 from engine.run import BATCH_ENGINE
 from profiles.periods import KIND_LABELS as PERIOD_KIND_LABELS
 from profiles.periods import Period
 from profiles.schema import MONEY_DTYPE
+from profiles.validation import Profiles
 
 #: Outcomes in which a taxpayer enjoys (or is owed) the relief.
 ENJOYED = ("compliant", "unclaimed")
@@ -275,7 +277,7 @@ def size_band_expr() -> pl.Expr:
     return expr.otherwise(pl.lit(SIZE_TOP))
 
 
-def _side(catalogue: Catalogue, period: Period, profiles: Any, tag: str) -> tuple[pl.LazyFrame, dict[str, str]]:
+def _side(catalogue: Catalogue, period: Period, profiles: Profiles, tag: str) -> tuple[pl.LazyFrame, dict[str, str]]:
     """One variant's per-taxpayer outcome and relief per rule (columns `<rule>__<tag>_outcome|relief|elig`)."""
     plan = build_query(catalogue, period, taxpayers=profiles.taxpayers, indicators=profiles.indicators,
                        claims=profiles.claims, risk_events=profiles.risk_events)
@@ -293,7 +295,7 @@ def _side(catalogue: Catalogue, period: Period, profiles: Any, tag: str) -> tupl
     return plan.wide.select(cols), {r.id: r.name for r in plan.rules}
 
 
-def evaluate_whatif(before: Catalogue, after: Catalogue, profiles: Any, period: Period, *,
+def evaluate_whatif(before: Catalogue, after: Catalogue, profiles: Profiles, period: Period, *,
                     overrides: Sequence[Override] = (), replacements: Sequence[tuple[str, str]] = (),
                     one_plan: bool = True) -> WhatIfResult:
     """Both variants over the same tables, collected as one plan; see the module doc for the definitions.
@@ -410,13 +412,9 @@ def evaluate_whatif(before: Catalogue, after: Catalogue, profiles: Any, period: 
 # --------------------------------------------------------------------------------------------- outputs
 
 
-def _money(value: Any) -> str:
-    return f"{Decimal(value or 0):.2f}"
-
-
 def _records(frame: pl.DataFrame, money: Iterable[str]) -> list[dict[str, Any]]:
     cols = set(money)
-    return [{k: (_money(v) if k in cols else v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
+    return [{k: (money_plain(v) if k in cols else v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
 
 
 MONEY_COLUMNS = ("relief_before", "relief_after", "relief_delta")
@@ -435,7 +433,7 @@ def whatif_document(result: WhatIfResult, *, data_source: str = "") -> dict[str,
                       for o in result.overrides],
         "replacements": [{"rule_file": t, "proposal": p} for t, p in result.replacements],
         "taxpayers_evaluated": result.taxpayers_evaluated,
-        "totals": {k: (_money(v) if k in MONEY_COLUMNS else int(v or 0)) for k, v in totals.items()},
+        "totals": {k: (money_plain(v) if k in MONEY_COLUMNS else int(v or 0)) for k, v in totals.items()},
         "by_rule": _records(result.by_rule, MONEY_COLUMNS),
         "by_district": _records(result.by_district, MONEY_COLUMNS),
         "by_industry_section": _records(result.by_industry, MONEY_COLUMNS),

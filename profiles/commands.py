@@ -7,32 +7,16 @@ so this module maps its own errors to exit codes.
 
 from __future__ import annotations
 
-import functools
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
 from profiles import excel
 from profiles.database import display_url, is_database_url, load_tables
-from profiles.errors import ProfileError
+from profiles.errors import exit_on_user_error
 from profiles.readers import load_profiles
 from profiles.schema import TABLES
-
-
-def _exit_on_profile_error(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ProfileError as exc:
-            click.echo(f"错误: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper
 
 
 @click.command("load")
@@ -43,7 +27,7 @@ def _exit_on_profile_error(fn: Callable[..., Any]) -> Callable[..., Any]:
               help="replace：删除并重建各表；append：追加到已有的表（主键重复则整体不导入）")
 @click.option("--quarantine", "quarantine_path", type=click.Path(path_type=Path), default=None,
               help="把未导入的问题数据写到这个 CSV 文件")
-@_exit_on_profile_error
+@exit_on_user_error
 def load_command(data: Path, url: str, mode: str, quarantine_path: Path | None) -> None:
     """把数据目录导入 PostgreSQL 的四张档案表（金额 NUMERIC(18,2)，日期 DATE，主键和索引）。"""
     if not is_database_url(url):

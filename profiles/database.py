@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from profiles.errors import ProfileError, ProfileStructureError
+from profiles.errors import EXIT_RUNTIME_ERROR, ProfileError, ProfileStructureError
 from profiles.readers import REQUIRED_TABLES
 from profiles.schema import TABLES, FieldKind, Table
 
@@ -69,7 +69,7 @@ _NATIVE: dict[FieldKind, frozenset[str]] = {
 class DatabaseUnavailableError(ProfileError):
     """The database cannot be reached or refused the request (not a problem of the data itself)."""
 
-    exit_code = 4
+    exit_code = EXIT_RUNTIME_ERROR
 
 
 def is_database_url(source: str | Path) -> bool:

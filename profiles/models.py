@@ -195,7 +195,7 @@ def row_model(table: Table) -> type[BaseModel]:
     """A pydantic model of one row of `table`: every contract column, extra fields allowed."""
     fields: dict[str, Any] = {}
     for col in table.columns:
-        annotation = Annotated[_PY_TYPES[col.kind] | None, BeforeValidator(partial(coerce_cell, col))]
+        annotation = Annotated[_PY_TYPES[col.kind] | None, BeforeValidator(partial(coerce_cell, col))]  # type: ignore[valid-type,name-defined]
         must = col.required and not col.nullable
         fields[col.name] = (annotation, ... if must else None)
     name = {

@@ -11,7 +11,6 @@ from typing import Literal
 import polars as pl
 
 PeriodKind = Literal["year", "quarter", "month"]
-PERIOD_KINDS: tuple[PeriodKind, ...] = ("year", "quarter", "month")
 KIND_LABELS: dict[str, str] = {"year": "年度", "quarter": "季度", "month": "月度"}
 
 _YEAR = re.compile(r"^(\d{4})$")
@@ -36,12 +35,20 @@ class Period:
 
     @property
     def label(self) -> str:
-        """Chinese label, e.g. 2025年度, 2026年第3季度, 2026年9月."""
+        """Chinese label, e.g. 2025年度, 2026年第3季度, 2026年9月 (as reasons and reports write it)."""
+        return self._label("")
+
+    @property
+    def label_spaced(self) -> str:
+        """The label with spaces around the figures, as letters print it: 2025 年度, 2026 年第 3 季度."""
+        return self._label(" ")
+
+    def _label(self, sp: str) -> str:
         if self.kind == "year":
-            return f"{self.start.year}年度"
+            return f"{self.start.year}{sp}年度"
         if self.kind == "quarter":
-            return f"{self.start.year}年第{(self.start.month - 1) // 3 + 1}季度"
-        return f"{self.start.year}年{self.start.month}月"
+            return f"{self.start.year}{sp}年第{sp}{(self.start.month - 1) // 3 + 1}{sp}季度"
+        return f"{self.start.year}{sp}年{sp}{self.start.month}{sp}月"
 
     def __str__(self) -> str:
         return self.text
@@ -75,42 +82,3 @@ def period_kind_expr(col: pl.Expr) -> pl.Expr:
         .then(pl.lit("month"))
         .otherwise(pl.lit(None, dtype=pl.String))
     )
-
-
-def period_kind(col: pl.Expr) -> pl.Expr:
-    """Vectorized kind of a period column (year / quarter / month, null when malformed).
-
-    Periods take a few dozen distinct values even in ten million rows, so the forms are matched
-    once per distinct value and the answer joined back — much cheaper than a regex per row.
-    """
-    return col.map_batches(_kind_series, return_dtype=pl.String, is_elementwise=True)
-
-
-def _kind_series(s: pl.Series) -> pl.Series:
-    uniq = s.unique().drop_nulls()
-    kinds = pl.select(period_kind_expr(pl.lit(uniq))).to_series()
-    mapping = dict(zip(uniq.to_list(), kinds.to_list(), strict=True))
-    return s.replace_strict(mapping, default=None, return_dtype=pl.String)
-
-
-def period_start(col: pl.Expr) -> pl.Expr:
-    """Vectorized first day of a period column (null when malformed)."""
-    return col.map_batches(lambda s: _bound_series(s, "start"), return_dtype=pl.Date, is_elementwise=True)
-
-
-def period_end(col: pl.Expr) -> pl.Expr:
-    """Vectorized last day of a period column (null when malformed)."""
-    return col.map_batches(lambda s: _bound_series(s, "end"), return_dtype=pl.Date, is_elementwise=True)
-
-
-def _bound_series(s: pl.Series, which: str) -> pl.Series:
-    mapping: dict[str, date | None] = {}
-    for value in s.unique().drop_nulls().to_list():
-        try:
-            p = parse_period(value)
-        except PeriodError:
-            mapping[value] = None
-            continue
-        # parse_period strips; a padded value is still malformed as stored
-        mapping[value] = (p.start if which == "start" else p.end) if p.text == value else None
-    return s.replace_strict(mapping, default=None, return_dtype=pl.Date)

@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from profiles.database import DatabaseSnapshot, is_database_url, snapshot_tables
-from profiles.errors import ProfileError
+from profiles.errors import EXIT_RUNTIME_ERROR, ProfileError
 from profiles.readers import load_profiles
 from profiles.validation import Profiles
 
@@ -32,7 +32,7 @@ SNAPSHOT_MANIFEST = "manifest.json"
 class SnapshotError(ProfileError):
     """The snapshot of a database source cannot be written (a problem of the output folder)."""
 
-    exit_code = 4
+    exit_code = EXIT_RUNTIME_ERROR
 
 
 def load_source(source: str | Path, *, known_incentives: Collection[str] | None = None,

@@ -29,13 +29,14 @@ from profiles.periods import period_kind_expr
 from profiles.schema import ENUM_LABELS, MONEY_DTYPE, TABLES, Column, Table
 
 ROW = "__row"  #: source row number kept in every table (not part of the contract)
-QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
+#: Columns of quarantine.csv: every row set aside, where it came from and why.
+QUARANTINE_SCHEMA = pl.Schema({
     "file": pl.String(),
     "row": pl.Int64(),
     "column": pl.String(),
     "value": pl.String(),
     "reason": pl.String(),
-}
+})
 TRUE_WORDS = ("true", "1", "是", "y", "yes", "t")
 FALSE_WORDS = ("false", "0", "否", "n", "no", "f")
 _WORK_MONEY = pl.Decimal(38, 6)
@@ -189,7 +190,7 @@ def _clean_text(s: pl.Series, *, upper: bool = False) -> pl.Series:
 
 def _few_distinct(s: pl.Series) -> pl.Series | None:
     """The distinct non-null values when they are much fewer than the rows, else None."""
-    if s.len() < _DISTINCT_MIN_ROWS or s.approx_n_unique() * 4 >= s.len():
+    if s.len() < _DISTINCT_MIN_ROWS or int(s.approx_n_unique() or 0) * 4 >= s.len():  # type: ignore[arg-type]
         return None
     return s.unique().drop_nulls()
 
@@ -379,7 +380,7 @@ def _parse_bool(raw: pl.Series, col: Column) -> tuple[pl.Series, pl.Series]:
         return raw, _nulls(raw.len())
     if raw.dtype.is_integer():
         raw = raw.cast(pl.String)
-    mapping: dict[str, object] = {w: True for w in TRUE_WORDS} | {w: False for w in FALSE_WORDS}
+    mapping: dict[str, object] = {**dict.fromkeys(TRUE_WORDS, True), **dict.fromkeys(FALSE_WORDS, False)}
     return _lookup(raw, mapping, pl.Boolean(), reason_for(col, "bool"))
 
 
@@ -693,7 +694,7 @@ def _quarantine_lines(checked: _Checked) -> pl.DataFrame:
         )
     if not parts:
         return empty_quarantine()
-    return pl.concat(parts).cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+    return pl.concat(parts).cast(QUARANTINE_SCHEMA)
 
 
 def _shown(raw: pl.Series) -> pl.Series:

@@ -20,7 +20,7 @@ from notifier.cases.queries import CaseFilter, count_cases
 from notifier.cases.status import CLEARED, PENDING
 from notifier.cases.tables import case_history
 from notifier.db import open_state
-from tests.test_cases_builder import finding, findings_frame
+from tests.builders.cases import finding, findings_frame
 
 pytestmark = pytest.mark.slow
 N = 50_000

@@ -15,7 +15,7 @@ from engine.errors import EXIT_INPUT_ERROR, EXIT_USAGE
 from notifier.cases.ledger import case_number, read_findings_folder
 from notifier.cases.queries import find_cases, get_case, history_of
 from notifier.db import open_state
-from tests.test_cases_builder import finding, findings_frame
+from tests.builders.cases import finding, findings_frame
 
 A, B, C = "91330106MA2B3C4D5E", "91330106MA2B3C4D6X", "91330106MA2B3C4D7Y"
 RULE = "small_low_profit_cit"

@@ -21,7 +21,7 @@ from notifier.cases.queries import find_cases, get_case, history_of
 from notifier.cases.status import CLEARED, CLOSED, CORRECTED, FALSE_ALARM, PENDING, VERIFYING, WAIVED
 from notifier.cases.tables import Money, case_history, case_syncs, cases
 from notifier.db import open_state
-from tests.test_cases_builder import evidence_item, finding, findings_frame
+from tests.builders.cases import evidence_item, finding, findings_frame
 
 AS_OF = date(2026, 1, 10)
 AT = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)

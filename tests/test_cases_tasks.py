@@ -33,8 +33,8 @@ from notifier.cases.tasks import (
     readable_figures,
 )
 from notifier.db import open_state
+from tests.builders.cases import evidence_item, finding, findings_frame
 from tests.conftest import ROOT
-from tests.test_cases_builder import evidence_item, finding, findings_frame
 
 GOLDEN = ROOT / "tests" / "golden" / "tasks"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"

@@ -30,7 +30,7 @@ from notifier.cases.status import (
     parse_status,
 )
 from notifier.db import open_state
-from tests.test_cases_builder import finding, findings_frame
+from tests.builders.cases import finding, findings_frame
 
 AS_OF = date(2026, 1, 10)
 AT = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)

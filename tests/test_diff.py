@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from notifier.nightly.diff import DIFF_COLUMNS, diff_counts, diff_findings, news, write_diff
-from tests.test_cases_builder import evidence_item, finding, findings_frame
+from tests.builders.cases import evidence_item, finding, findings_frame
 
 A = "91330106MA2B3C4D5E"
 B = "91330108MA2B3C4D6F"

@@ -13,7 +13,7 @@ import pytest
 from engine.casebook import load_cases, run_cases
 from engine.catalogue import load_catalogue
 from engine.errors import RuleError
-from engine.outcomes import NOT_JUDGED_REASON
+from engine.findings.outcomes import NOT_JUDGED_REASON
 from engine.realtime import evaluate_period_durable
 from engine.run import RunResult, evaluate_period, summary_document
 from profiles.ids import make_credit_code

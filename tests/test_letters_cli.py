@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from engine.cli import main
 from engine.errors import EXIT_INPUT_ERROR, EXIT_LETTERS_FAILED, EXIT_RUNTIME_ERROR, EXIT_USAGE
@@ -17,22 +17,14 @@ from notifier.db import open_state
 from notifier.letters.outbox import read_manifest
 from notifier.letters.suppression import history
 from profiles.schema import TABLES
+from tests.builders.cli import notify_args, zx
+from tests.builders.letters import ID_FIVE, ID_ONE, ID_REMINDER, ID_SMS, all_rows, write_findings
 from tests.conftest import ROOT
-from tests.test_letters_findings import ID_FIVE, ID_ONE, ID_REMINDER, ID_SMS, RULES, all_rows, write_findings
-
-
-def zx(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 @pytest.fixture
 def findings(tmp_path: Path) -> Path:
     return write_findings(all_rows(), tmp_path / "findings")
-
-
-def notify_args(findings: Path, out: Path, state: Path, *extra: str) -> list[str]:
-    return ["notify", "--findings", str(findings), "--out", str(out), "--state", str(state), "--as-of", "2026-11-27",
-            "--rules", str(RULES), "--jobs", "1", *extra]
 
 
 def test_notify_writes_the_outbox(tmp_path: Path, findings: Path) -> None:

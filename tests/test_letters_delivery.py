@@ -25,8 +25,8 @@ from notifier.letters.delivery import (
 from notifier.letters.outbox import read_manifest
 from notifier.letters.run import NotifyOptions, NotifyReport, notify
 from notifier.letters.suppression import history
+from tests.builders.letters import AS_OF, ID_FIVE, ID_ONE, ID_REMINDER, ID_SMS, RULES, all_rows, write_findings
 from tests.conftest import MailSink, free_port
-from tests.test_letters_findings import AS_OF, ID_FIVE, ID_ONE, ID_REMINDER, ID_SMS, RULES, all_rows, write_findings
 
 FAST = RetryPolicy(attempts=3, delay=0.01, backoff=2.0)
 

@@ -16,7 +16,7 @@ from notifier.letters.formatting import (
     mask_taxpayer_id,
     period_label,
 )
-from tests.test_letters_findings import catalogue, compare, generic, scope
+from tests.builders.letters import catalogue, compare, generic, scope
 
 
 @pytest.mark.parametrize(("value", "text"), [

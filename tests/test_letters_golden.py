@@ -19,7 +19,7 @@ import pytest
 from notifier.letters.build import Letter, Skip, build_letter
 from notifier.letters.render import LetterRenderer, pdf_text
 from notifier.letters.run import NotifyOptions, notify
-from tests.test_letters_findings import ALL_CASES, AS_OF, GOLDEN, RULES, all_rows, catalogue, write_findings
+from tests.builders.letters import ALL_CASES, AS_OF, GOLDEN, RULES, all_rows, catalogue, write_findings
 
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 

@@ -21,8 +21,8 @@ import pytest
 from notifier.letters.formatting import balanced, format_amount
 from notifier.letters.outbox import read_manifest
 from notifier.letters.pdf import check_pdf, orphan_closing, pdf_pages
+from tests.builders.cli import zx
 from tests.conftest import ROOT
-from tests.test_letters_cli import zx
 
 SAMPLE = ROOT / "sample_data" / "hangzhou"
 AS_OF = "2026-10-15"

@@ -13,7 +13,7 @@ from notifier.letters.build import EVIDENCE_LINES, Letter, build_letter, with_ev
 from notifier.letters.formatting import letter_line
 from notifier.letters.render import LetterRenderer
 from notifier.letters.run import UNREAD_COLUMNS, NotifyOptions, notify, taxpayer_groups
-from tests.test_letters_findings import AS_OF, RULES, all_rows, catalogue, compare, frame, scope, write_findings
+from tests.builders.letters import AS_OF, RULES, all_rows, catalogue, compare, frame, scope, write_findings
 
 
 def test_prepared_rows_give_the_same_letters() -> None:

@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from notifier.letters.build import Letter, LetterTemplateError, build_letter
 from notifier.letters.render import TEMPLATES_DIR, LetterRenderer, PdfTextError, check_pdf, pdf_text
-from tests.test_letters_findings import (
+from tests.builders.letters import (
     ALL_CASES,
     AS_OF,
     catalogue,

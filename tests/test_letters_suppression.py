@@ -12,7 +12,7 @@ from notifier.db import open_state
 from notifier.letters.outbox import read_manifest
 from notifier.letters.run import NotifyOptions, notify
 from notifier.letters.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, from_fen, history, to_fen
-from tests.test_letters_findings import (
+from tests.builders.letters import (
     AS_OF,
     ID_FIVE,
     ID_ONE,

@@ -20,8 +20,8 @@ from engine.errors import EXIT_LETTERS_FAILED
 from notifier.letters import pdf as letters_pdf
 from notifier.letters.outbox import read_manifest
 from notifier.letters.pdf import TEMPLATES_DIR, pdf_text
-from tests.test_letters_cli import notify_args, zx
-from tests.test_letters_findings import ID_FIVE, ID_ONE, ID_REMINDER, ID_SMS, all_rows, write_findings
+from tests.builders.cli import notify_args, zx
+from tests.builders.letters import ID_FIVE, ID_ONE, ID_REMINDER, ID_SMS, all_rows, write_findings
 
 VICTIM = "杭州云栖数据服务有限公司"  # ID_ONE: the one letter each attack targets
 SECRET = Path("/etc/passwd")

@@ -16,7 +16,7 @@ from notifier.letters.build import Letter, OfficeSettings, build_letter
 from notifier.letters.formatting import balanced, first_clause, late_claim_note, letter_line, split_clauses
 from notifier.letters.pdf import TypstPdf, check_pdf, letter_json, orphan_closing
 from notifier.letters.render import LetterRenderer
-from tests.test_letters_findings import (
+from tests.builders.letters import (
     AS_OF,
     RULES,
     catalogue,

@@ -1,6 +1,6 @@
 """The nightly run end to end: idempotent days, a day whose inputs changed, crashes and the next start.
 
-Synthetic data folders (tests/test_nightly_data.py) keep each run to a few seconds; the crash tests
+Synthetic data folders (tests/builders/nightly.py) keep each run to a few seconds; the crash tests
 run `zhixiang nightly` in a child process and kill it at a stage for real (the FAULT_ENV hook), then
 check that the next start completes the day with the same cases and letters as an uninterrupted run.
 """
@@ -32,7 +32,7 @@ from notifier.letters.outbox import read_manifest
 from notifier.letters.suppression import NOTIFICATIONS
 from notifier.nightly.pipeline import FAULT_ENV, MARKER, NightlyError, is_complete, run_nightly
 from notifier.nightly.runs import EXIT_LOCKED, LockHeldError, get_run, list_runs
-from tests.test_nightly_data import (
+from tests.builders.nightly import (
     AS_OF,
     build_data,
     change_data,

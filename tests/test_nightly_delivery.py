@@ -16,9 +16,9 @@ from notifier.letters.deliveries import delivery_rows
 from notifier.letters.outbox import read_manifest
 from notifier.nightly.config import ConfigError, load_config
 from notifier.nightly.pipeline import run_nightly
+from tests.builders.nightly import AS_OF, make_config, write_config, write_data_folder
 from tests.conftest import MailSink, free_port
 from tests.test_nightly import DAY, NEXT_DAY, _nightly_process
-from tests.test_nightly_data import AS_OF, make_config, write_config, write_data_folder
 
 
 def _delivery(port: int) -> str:

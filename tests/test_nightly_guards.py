@@ -16,7 +16,7 @@ from engine.cli import main
 from notifier.cases.tables import cases
 from notifier.db import open_state
 from notifier.nightly.pipeline import run_nightly
-from tests.test_nightly_data import AS_OF, make_config, write_config, write_data_folder
+from tests.builders.nightly import AS_OF, make_config, write_config, write_data_folder
 
 DAY = date.fromisoformat(AS_OF)
 NEXT_DAY = date(2026, 4, 16)
@@ -138,7 +138,7 @@ def test_nightly_never_follows_a_symlinked_staging_folder(tmp_path: Path, state_
 
 
 def test_run_refuses_to_mix_its_files_with_foreign_ones(tmp_path: Path) -> None:
-    from tests.test_nightly_data import write_data_folder as data_folder
+    from tests.builders.nightly import write_data_folder as data_folder
 
     data = data_folder(tmp_path / "data")
     out = tmp_path / "out"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from notifier.nightly.logs import LOG_FILE, mask_text, setup_logging
-from tests.test_nightly_data import taxpayer_id
+from tests.builders.nightly import taxpayer_id
 
 TID = taxpayer_id(7)  # a valid 18-character credit code
 MASKED = TID[:4] + "*" * 10 + TID[-4:]

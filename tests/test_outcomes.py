@@ -8,7 +8,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.outcomes import decide, decide_expr, risk_tier, risk_tier_expr
+from engine.findings.outcomes import decide, decide_expr, risk_tier, risk_tier_expr
 
 money = st.one_of(st.none(), st.decimals(min_value=-10**9, max_value=10**9, places=2, allow_nan=False))
 

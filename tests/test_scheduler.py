@@ -26,7 +26,7 @@ from notifier.db import open_state
 from notifier.nightly.config import Schedule
 from notifier.nightly.runs import EXIT_LOCKED, lock_info, succeeded_run
 from notifier.nightly.scheduler import business_date, last_fire_time
-from tests.test_nightly_data import write_config, write_data_folder
+from tests.builders.nightly import write_config, write_data_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -27,8 +27,8 @@ from engine.cli import main
 from notifier.cases.ledger import case_number, sync_findings
 from notifier.cases.queries import get_case, history_of
 from notifier.db import open_state
+from tests.builders.cases import finding, findings_frame
 from tests.conftest import free_port
-from tests.test_cases_builder import finding, findings_frame
 from tests.test_durable_engine import _write_folder
 from tests.test_durable_realtime import TAXPAYER, small_firm
 from workbench import accounts

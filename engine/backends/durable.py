@@ -8,7 +8,7 @@ twice. How the work is split, honestly:
   Kleene's rules (P(a and b) = P(a) ∧ P(b), F(a and b) = F(a) ∨ F(b), P(not a) = F(a), …; a missing
   attribute matches neither `x <= 300` nor `x > 300`). A third rule with lower salience and no test
   fires only when neither P nor F consumed the event — that is *unknown*: a missing figure stays
-  unknown without Python deciding it. Outcomes (the decision table of engine/outcomes.py) and the
+  unknown without Python deciding it. Outcomes (the decision table of engine/findings/outcomes.py) and the
   qualification another rule reads through eligible() are durable-rules rules too, over the statuses
   the first round produced, with the same salience trick for "otherwise".
 * **Python prepares the values.** durable-rules compares attributes and constants, but its
@@ -50,7 +50,6 @@ durable-rules quirks handled here:
 
 from __future__ import annotations
 
-import calendar
 import itertools
 import json
 import sys
@@ -62,10 +61,10 @@ from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
 from typing import Any, NamedTuple
 
 from engine import ir
-from engine.backends.polars import Context as PolarsContext
-from engine.backends.polars import NotTranslatableError, is_numeric
+from engine.backends.common import NotTranslatableError, is_numeric
 from engine.catalogue import Catalogue, Condition, Rule
 from engine.errors import RuntimeUnavailableError, ZhixiangError
+from engine.findings.outcomes import DECISION_TABLE, OUT_OF_WINDOW
 from engine.functions import FUNCTIONS, MACROS, events_window, months_between
 from profiles.periods import Period
 
@@ -199,7 +198,7 @@ class Scope:
 
     def numeric(self, node: ir.Node) -> bool:
         """Whether the batch computes this node as a number (and so casts it to the exact decimal)."""
-        return is_numeric(node, PolarsContext(period=self.period, rule=self.rule))
+        return is_numeric(node, self)
 
 
 def _const(value: Any) -> ValueFn:
@@ -926,15 +925,21 @@ def compile_rule(rule: Rule, period: Period, in_window: frozenset[str], *, name:
         names = [f"s{j}" for j in range(len(plans))]
         claimed, not_claimed = _m("claimed") == True, _m("claimed") == False  # noqa: E712
         every_pass, any_fail = _statuses_all(names, STATUS_PASS), _statuses_any(names, STATUS_FAIL)
-        # The decision table of engine/outcomes.py; "otherwise" (lower salience) is 待核实.
-        _rule(rules, fired, OUTCOME_MARKER, _conj([claimed, any_fail]), "improper", 1)
-        _rule(rules, fired, OUTCOME_MARKER, _conj([claimed, every_pass]), "compliant", 1)
-        _rule(rules, fired, OUTCOME_MARKER, claimed, "undetermined", 2)
-        _rule(rules, fired, OUTCOME_MARKER, _conj([not_claimed, any_fail]), "not_applicable", 1)
+        # The decision table (engine.findings.outcomes): an unknown eligibility or benefit is the
+        # lower-salience catch-all of its claimed value ("otherwise").
         positive, not_positive = _m("benefit") > _ZERO, _m("benefit") <= _ZERO
-        _rule(rules, fired, OUTCOME_MARKER, _conj([not_claimed, every_pass, positive]), "unclaimed", 1)
-        _rule(rules, fired, OUTCOME_MARKER, _conj([not_claimed, every_pass, not_positive]), "not_applicable", 1)
-        _rule(rules, fired, OUTCOME_MARKER, not_claimed, "undetermined", 2)
+        eligible = {True: every_pass, False: any_fail}
+        benefits = {"positive": positive, "not_positive": not_positive}
+        fallback: dict[bool, str] = {}
+        for d in DECISION_TABLE:
+            claim = claimed if d.claimed else not_claimed
+            if d.eligible is None or d.benefit == "unknown":
+                assert fallback.setdefault(d.claimed, d.outcome) == d.outcome, "one catch-all per claimed value"
+                continue
+            terms = [claim, eligible[d.eligible], *([benefits[d.benefit]] if d.benefit != "any" else [])]
+            _rule(rules, fired, OUTCOME_MARKER, _conj(terms), d.outcome, 1)
+        for value, outcome in fallback.items():
+            _rule(rules, fired, OUTCOME_MARKER, claimed if value else not_claimed, outcome, 2)
         if qualification:
             own = [f"s{j}" for j, p in enumerate(plans) if not p.condition.stacking]
             _rule(rules, fired, QUALIFIES_MARKER, _statuses_all(own, STATUS_PASS), True, 1)
@@ -943,8 +948,8 @@ def compile_rule(rule: Rule, period: Period, in_window: frozenset[str], *, name:
         benefit: ValueFn | None = value_fn(rule.benefit, scope)
     else:
         # A claim of an incentive whose window does not cover the period is improper whatever the figures.
-        _rule(rules, fired, OUTCOME_MARKER, _m("claimed") == True, "improper", 1)  # noqa: E712
-        _rule(rules, fired, OUTCOME_MARKER, _m("claimed") == False, "not_applicable", 1)  # noqa: E712
+        _rule(rules, fired, OUTCOME_MARKER, _m("claimed") == True, OUT_OF_WINDOW[True], 1)  # noqa: E712
+        _rule(rules, fired, OUTCOME_MARKER, _m("claimed") == False, OUT_OF_WINDOW[False], 1)  # noqa: E712
         benefit = None
     rs = _lang.ruleset(name)
     with rs:
@@ -1166,8 +1171,3 @@ def build_env(catalogue: Catalogue, period: Period, *, taxpayer: Mapping[str, An
         else None for rid in claimed}
     events = [(e.get("event"), e.get("occurred_on")) for e in risk_events]
     return Env(period, row, claimed, amounts, events)
-
-
-def last_day(year: int, month: int) -> date:
-    """The month's last day (used by tests building windows)."""
-    return date(year, month, calendar.monthrange(year, month)[1])

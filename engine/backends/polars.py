@@ -17,15 +17,12 @@ from typing import Any
 import polars as pl
 
 from engine import ir
+from engine.backends.common import NotTranslatableError, is_numeric
 from engine.catalogue import Rule
 from engine.evidence import round_half_up
-from engine.functions import FUNCTIONS, MACROS, NUMBER, events_window
+from engine.functions import FUNCTIONS, MACROS, events_window
 from profiles.periods import Period
-from profiles.schema import MONEY_WORK_DTYPE, PROFILE_FIELDS
-
-
-class NotTranslatableError(NotImplementedError):
-    """A node this backend has no translation for (a bug: the type-checker should have refused it)."""
+from profiles.schema import MONEY_WORK_DTYPE
 
 
 def claimed_col(rule_id: str) -> str:
@@ -56,7 +53,7 @@ class Context:
     period: Period
     rule: Rule | None = None
     active: frozenset[str] = frozenset()  # rules whose eligibility column exists for this period
-    events: dict[tuple[str, tuple[str, ...], Any], str] = field(default_factory=dict)
+    events: dict[tuple[Any, ...], str] = field(default_factory=dict)  # (function, event kinds, argument)
 
     def event_column(self, call: ir.Call) -> str:
         """Register (once) and name the column counting the events a call asks for."""
@@ -75,24 +72,6 @@ def translate(node: ir.Node, ctx: Context) -> pl.Expr:
     except KeyError:
         raise NotTranslatableError(f"no Polars translation for {type(node).__name__}") from None
     return fn(node, ctx)
-
-
-def is_numeric(node: ir.Node, ctx: Context) -> bool:
-    """Whether the node computes a number (so branches and operands can share the exact decimal type)."""
-    if isinstance(node, ir.Arith | ir.Neg):
-        return True
-    if isinstance(node, ir.Literal_):
-        return isinstance(node.value, int | Decimal) and not isinstance(node.value, bool)
-    if isinstance(node, ir.Param):
-        value = ctx.rule.parameters[node.name].at(ctx.period.start) if ctx.rule else None
-        return isinstance(value, int | Decimal) and not isinstance(value, bool)
-    if isinstance(node, ir.Field):
-        return PROFILE_FIELDS[node.name].kind in ("money", "number", "int")
-    if isinstance(node, ir.Call):
-        return FUNCTIONS[node.name].returns == NUMBER
-    if isinstance(node, ir.IfElse):
-        return is_numeric(node.then, ctx)
-    return False
 
 
 def exact(expr: pl.Expr) -> pl.Expr:

@@ -17,7 +17,7 @@ meaning:
 
 `plan_sql` builds, for one period, the per-taxpayer outcome table (the same columns as the batch's wide
 frame: conditions, benefit, qualification, eligibility and outcome per rule, the decision table of
-engine/outcomes.py written as a CASE). `engine.sql_run` runs it inside DuckDB or PostgreSQL and renders
+engine/findings/outcomes.py written as a CASE). `engine.sql_run` runs it inside DuckDB or PostgreSQL and renders
 the findings' evidence from the rows it brings back. A construct a dialect cannot express raises
 `NotExpressibleError` with the node's file:line and the backend; `check_catalogue` turns those into a
 RuleError when a catalogue is loaded for a SQL engine.
@@ -39,6 +39,7 @@ from engine.backends.polars import is_numeric
 from engine.catalogue import Catalogue, Rule
 from engine.errors import RuleError, RuleProblem
 from engine.findings import KINDS
+from engine.findings.outcomes import OUT_OF_WINDOW, branches
 from engine.functions import FUNCTIONS, MACROS, events_window
 from profiles.periods import Period, parse_period
 from profiles.schema import INDICATORS, PROFILE_FIELDS, TAXPAYERS
@@ -88,6 +89,24 @@ def lit(value: Any) -> exp.Expr:
     if isinstance(value, str):
         return exp.Literal.string(value)
     raise TypeError(f"no SQL literal for {value!r}")
+
+
+def _outcome_case(claimed: exp.Expr, eligible: exp.Expr, benefit: exp.Expr) -> exp.Case:
+    """The decision table (engine.findings.outcomes) as a CASE over a rule's columns."""
+    def eligible_is(value: bool | None) -> exp.Expr:
+        if value is None:
+            return exp.Is(this=eligible.copy(), expression=exp.Null())
+        return exp.EQ(this=eligible.copy(), expression=exp.Boolean(this=value))
+
+    def benefit_is(test: str) -> exp.Expr:
+        if test == "unknown":
+            return exp.Is(this=benefit.copy(), expression=exp.Null())
+        op = exp.GT if test == "positive" else exp.LTE
+        return op(this=benefit.copy(), expression=exp.Literal.number(0))
+
+    not_claimed = exp.Not(this=exp.Paren(this=claimed.copy()))
+    chain = branches(claimed, not_claimed, eligible_is, benefit_is, lambda terms: exp.and_(*(t.copy() for t in terms)))
+    return _case(*[(cond, lit(outcome)) for cond, outcome in chain])
 
 
 def _case(*whens: tuple[exp.Expr, exp.Expr], default: exp.Expr | None = None) -> exp.Case:
@@ -600,19 +619,11 @@ def plan_sql(catalogue: Catalogue, period: Period, dialect: str = "duckdb") -> S
             ctx.qualifies[rule.id] = rctx.bind(conj(plain), q_name)
             eligible = rctx.bind(conj(every), e_name)
             el = eligible.expr
-            outcome = _case(
-                (exp.and_(claimed.copy(), exp.EQ(this=el.copy(), expression=exp.Boolean(this=False))), lit("improper")),
-                (exp.and_(claimed.copy(), exp.Is(this=el.copy(), expression=exp.Null())), lit("undetermined")),
-                (claimed.copy(), lit("compliant")),
-                (exp.Is(this=el.copy(), expression=exp.Null()), lit("undetermined")),
-                (exp.EQ(this=el.copy(), expression=exp.Boolean(this=False)), lit("not_applicable")),
-                (exp.Is(this=benefit.expr.copy(), expression=exp.Null()), lit("undetermined")),
-                (exp.GT(this=benefit.expr.copy(), expression=exp.Literal.number(0)), lit("unclaimed")),
-                default=lit("not_applicable"))
+            outcome = _outcome_case(claimed, el, benefit.expr)
             level = max(eligible.level, benefit.level)
             benefit_cols[rule.id] = benefit_name
         else:
-            outcome = _case((claimed, lit("improper")), default=lit("not_applicable"))
+            outcome = _case((claimed, lit(OUT_OF_WINDOW[True])), default=lit(OUT_OF_WINDOW[False]))
             level = 0
         o_name = f"zx_r{i}_outcome"
         names[o_name] = outcome_col(rule.id)

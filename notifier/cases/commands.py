@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from engine.cli_zh import ISO_DATE
 from engine.errors import InputError, ZhixiangError, exit_on_user_error
 from engine.findings import STATUS_LABELS
+from engine.findings.figures import money
 from notifier.cases.ledger import (
     CASE_TIERS,
     TIER_LABELS,
@@ -125,10 +126,6 @@ def _actor(by: str | None) -> str:
         raise CaseError("无法确定操作人：请用 --by 指明姓名或工号（或设置环境变量 ZHIXIANG_USER）") from exc
 
 
-def _money(value: Decimal | None) -> str:
-    return "—" if value is None else f"{value:,.2f}"
-
-
 def _when(moment: datetime) -> str:
     return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
 
@@ -219,7 +216,7 @@ def list_command(state: str, authorities: tuple[str, ...], tiers: tuple[str, ...
         left = c.days_left(day) if c.is_open else None
         days = "" if left is None else (f"[red]{left}[/red]" if left < 0 else str(left))
         table.add_row(c.case_no, c.status, TIER_LABELS.get(c.tier, c.tier), f"{c.taxpayer_name}\n{c.taxpayer_id}",
-                      c.period, c.rule_name, _money(c.amount), c.due_on.isoformat(), days, c.assignee or "",
+                      c.period, c.rule_name, money(c.amount), c.due_on.isoformat(), days, c.assignee or "",
                       c.tax_authority)
     _console().print(table)
 
@@ -261,7 +258,7 @@ def print_case(case: Case, as_of: date, console: Console) -> None:
         ("纳税人", f"{case.taxpayer_name}（{case.taxpayer_id}）"),
         ("区县 / 税务机关", f"{case.district} / {case.tax_authority}"),
         ("所属期", case.period), ("优惠政策", f"{case.rule_name}（{case.rule_id}）"), ("政策依据", case.basis),
-        ("涉及金额（元）", _money(case.amount)), ("申报享受金额（元）", _money(case.claimed_amount)),
+        ("涉及金额（元）", money(case.amount)), ("申报享受金额（元）", money(case.claimed_amount)),
         ("判定理由", case.reasons), ("立案日期 / 办理期限", f"{case.opened_on} / {case.due_on}{overdue}"),
         ("承办人", case.assignee or "（未分派）"), ("核实结论", resolution or "—"),
         ("首次发现 / 证据所属运行", f"{case.first_run_id} / {case.evidence_run_id}"),
@@ -353,14 +350,14 @@ def stats_command(state: str, authorities: tuple[str, ...], periods: tuple[str, 
     for s in stats:
         table.add_row(f"{s.rule_name}\n[dim]{s.rule_id}[/dim]", f"{s.cases:,}", f"{s.open:,}", f"{s.corrected:,}",
                       f"{s.waived:,}", f"{s.false_alarms:,}", f"{s.cleared:,}", _precision(s.confirmed, s.decided),
-                      _money(s.confirmed_amount))
+                      money(s.confirmed_amount))
         for key in totals:
             totals[key] += getattr(s, key)
         amount += s.confirmed_amount
     confirmed = totals["corrected"] + totals["waived"]
     table.add_section()
     table.add_row("合计", *(f"{totals[k]:,}" for k in totals),
-                  _precision(confirmed, confirmed + totals["false_alarms"]), _money(amount), style="bold")
+                  _precision(confirmed, confirmed + totals["false_alarms"]), money(amount), style="bold")
     _console().print(table)
     open_total = sum(s.open for s in stats)
     if open_total:

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from engine.errors import InputError, ZhixiangError
+from engine.findings import FINDINGS_FILE, audience_expr, fingerprints, read_findings
 from engine.findings import TIER_LABELS as FINDING_TIER_LABELS
+from engine.findings.figures import money
 from notifier.cases.bulk import IN_CHUNK, EncodedJSON, chunks, insert_rows, update_keys, update_rows
 from notifier.cases.status import (
     CLEARED,
@@ -122,9 +124,12 @@ def triage(findings: pl.DataFrame) -> Triage:
         raise InputError(
             f"发现结果缺少列 {', '.join(missing)}：请使用 zhixiang run 生成的 findings.parquet"
         )
+    who = audience_expr()
     tier = (
-        pl.when(pl.col("kind") == "undetermined").then(pl.lit("verification"))
-        .when(pl.col("kind") == "improper").then(pl.col("risk_tier").fill_null("medium"))
+        pl.when(who == "verification").then(pl.lit("verification"))
+        .when(who == "case").then(pl.when(pl.col("risk_tier").is_in(["high", "medium"])).then(pl.col("risk_tier"))
+                                  .otherwise(pl.lit("medium")))
+        .when(who == "reminder").then(pl.col("risk_tier"))
         .otherwise(pl.lit(None, pl.String))
     )
     frame = (
@@ -172,34 +177,6 @@ def case_numbers(frame: pl.DataFrame) -> pl.Series:
     """`case_number` of every row of a frame with taxpayer_id, rule_id and period."""
     keys = zip(frame["taxpayer_id"].to_list(), frame["rule_id"].to_list(), frame["period"].to_list(), strict=True)
     return pl.Series("case_no", [case_number(t, r, p) for t, r, p in keys], dtype=pl.String)
-
-
-def _fingerprint_text() -> pl.Expr:
-    """What the evidence says, canonically: kind, amounts and each condition's verdict and figures.
-
-    Labels and reason wording are left out (rewording a rule is not new evidence); values, thresholds
-    and verdicts are in (a changed figure or threshold is).
-    """
-    item = pl.element().struct
-    verdicts = (
-        pl.col("evidence")
-        .list.eval(pl.concat_str([item.field(f).fill_null("") for f in ("condition", "status", "value", "threshold")],
-                                 separator="\x1f"))
-        .list.sort()
-        .list.join("\x1e")
-        .fill_null("")
-    )
-    return pl.concat_str(
-        [pl.col("kind"), pl.col("estimated_amount").cast(pl.String).fill_null(""),
-         pl.col("claimed_amount").cast(pl.String).fill_null(""), verdicts],
-        separator="\x1d",
-    )
-
-
-def fingerprints(findings: pl.DataFrame) -> pl.Series:
-    """The evidence fingerprint of each finding row (see `_fingerprint_text`)."""
-    texts = findings.select(_fingerprint_text().alias("t"))["t"].to_list()
-    return pl.Series("fingerprint", [hashlib.sha256(t.encode()).hexdigest()[:32] for t in texts], dtype=pl.String)
 
 
 # -------------------------------------------------------------------------------------------------- sync
@@ -453,22 +430,18 @@ def _amounts_and_dates(conn: Connection, case_nos: Sequence[str]) -> dict[str, t
 
 
 def _amount_text(amount: Decimal | None) -> str:
-    return "涉及金额未知" if amount is None else f"涉及金额 {amount:,.2f} 元"
+    return f"涉及金额 {money(amount, '元')}"
 
 
 def _changes(old_amount: Decimal | None, old_tier: str, row: Mapping[str, Any]) -> str:
     parts = []
     if old_amount != row["amount"]:
-        parts.append(f"涉及金额 {_money(old_amount)} → {_money(row['amount'])} 元")
+        parts.append(f"涉及金额 {money(old_amount)} → {money(row['amount'])} 元")
     if old_tier != row["tier"]:
         parts.append(f"等级 {TIER_LABELS.get(old_tier, old_tier)} → {TIER_LABELS[row['tier']]}")
     if not parts:
         parts.append("条件取值有变化")
     return "；".join(parts)
-
-
-def _money(value: Decimal | None) -> str:
-    return "未知" if value is None else f"{value:,.2f}"
 
 
 @contextmanager
@@ -575,12 +548,6 @@ def _move(engine: Engine, case_nos: Sequence[str], target: str, *, actor: str, n
     return changes
 
 
-def case_count(engine: Engine) -> int:
-    """How many cases the ledger holds (every status)."""
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(cases)).scalar_one())
-
-
 # ------------------------------------------------------------------------------------------ run folders
 
 
@@ -602,13 +569,8 @@ def read_findings_folder(path: str | Path) -> FindingsFolder:
     the periods present in the findings and every rule.
     """
     folder = Path(path)
-    parquet = folder if folder.suffix == ".parquet" else folder / "findings.parquet"
-    if not parquet.is_file():
-        raise InputError(f"找不到 {parquet}：请指定 zhixiang run 的输出目录（其中应有 findings.parquet）")
-    try:
-        findings = pl.read_parquet(parquet)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise InputError(f"无法读取 {parquet}：{exc}（文件可能不完整，请重新运行 zhixiang run）") from exc
+    parquet = folder if folder.suffix == ".parquet" or folder.is_file() else folder / FINDINGS_FILE
+    findings = read_findings(parquet)
     summary: dict[str, Any] = {}
     summary_bytes = b""
     summary_path = parquet.parent / "summary.json"

@@ -24,6 +24,7 @@ import polars as pl
 
 from engine.catalogue import Catalogue, Rule
 from engine.errors import InputError, ZhixiangError
+from engine.findings import is_taxpayer_facing
 from notifier.letters.formatting import (
     evidence_line,
     first_clause,
@@ -242,15 +243,6 @@ class Skip:
     taxpayer_id: str
     name: str
     reason: Literal["opt_out", "nothing_to_tell", "suppressed"]
-
-
-def is_taxpayer_facing(row: Mapping[str, Any]) -> bool:
-    """Whether a finding may be told to the taxpayer: unclaimed with a saving, or improper of low risk."""
-    kind = row.get("kind")
-    if kind == "unclaimed":
-        amount = row.get("estimated_amount")
-        return amount is not None and to_decimal(amount) > 0
-    return kind == "improper" and row.get("risk_tier") == "low"
 
 
 def resolve_channel(preferred: str | None, *, email: str | None, phone: str | None,

@@ -8,35 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP
 from functools import lru_cache
 from typing import Any
 
+from engine.findings.figures import CENT, WAN, period_label, round_cents, to_decimal
 from profiles.periods import PeriodError, parse_period
-
-CENT = Decimal("0.01")
-WAN = Decimal(10000)
-
-
-def to_decimal(value: Any) -> Decimal:
-    """An amount as Decimal: accepts Decimal, int, str ("1,234.50") and, reluctantly, float (via repr)."""
-    if type(value) is Decimal or isinstance(value, Decimal):
-        return value
-    if isinstance(value, bool):
-        raise TypeError("金额不能是真假值")
-    if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    try:
-        return Decimal(str(value).replace(",", "").strip())
-    except InvalidOperation as exc:
-        raise ValueError(f"不是金额：{value!r}") from exc
-
-
-def round_cents(value: Any) -> Decimal:
-    """四舍五入 to the fen."""
-    return to_decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def format_amount(value: Any) -> str:
@@ -61,20 +38,6 @@ def format_limit(value: Any) -> str:
 def format_date(day: date) -> str:
     """`2026年11月27日` — no leading zeros, no spaces, as on official documents."""
     return f"{day.year}年{day.month}月{day.day}日"
-
-
-@lru_cache(maxsize=4096)
-def period_label(period: str) -> str:
-    """`2025 年度`, `2026 年第 3 季度`, `2026 年 9 月`; an unparsable period is shown as it is."""
-    try:
-        p = parse_period(period)
-    except PeriodError:
-        return str(period)
-    if p.kind == "year":
-        return f"{p.start.year} 年度"
-    if p.kind == "quarter":
-        return f"{p.start.year} 年第 {(p.start.month - 1) // 3 + 1} 季度"
-    return f"{p.start.year} 年 {p.start.month} 月"
 
 
 def mask_taxpayer_id(taxpayer_id: str) -> str:

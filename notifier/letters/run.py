@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from sqlalchemy.engine import Engine
 
 from engine.catalogue import DEFAULT_RULES_DIR, Catalogue, load_catalogue
-from engine.errors import InputError
-from engine.findings import FINDINGS_SCHEMA
+from engine.findings import is_taxpayer_facing, read_findings
 from notifier.autoapply.ledger import Entry, applied_for
 from notifier.autoapply.lists import without_automatic
 from notifier.db import open_state, state_exists
@@ -36,7 +36,6 @@ from notifier.letters.build import (
     Skip,
     TaxAuthorities,
     build_letter,
-    is_taxpayer_facing,
     with_evidence_lines,
 )
 from notifier.letters.deliveries import DeliveryLog
@@ -48,7 +47,6 @@ from notifier.letters.print_files import PrintFile, write_print_files
 from notifier.letters.render import LetterRenderer
 from notifier.letters.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, records_for
 
-FINDINGS_FILE = "findings.parquet"
 CHUNK = 64  # taxpayers rendered together (PDFs of a chunk go to the worker processes at once)
 LEDGER_FLUSH = 5000  # ledger rows (delivered findings) recorded per transaction
 #: After this many packages in a row fail through a back-end for a reason that may pass (server down,
@@ -64,9 +62,12 @@ SKIP_LABELS = {"opt_out": "拒收政策推送", "nothing_to_tell": "无可告知
 
 @dataclass(frozen=True)
 class NotifyOptions:
-    """Everything a run needs; the CLI builds it from its flags."""
+    """How a run goes: the typed configuration the CLI (or the nightly) builds at its edge.
 
-    findings: Path
+    `findings` and `rules_dir` are read only when `notify` is not handed a findings frame and a catalogue.
+    """
+
+    findings: Path | None
     out: Path
     state_url: str
     as_of: date
@@ -138,22 +139,6 @@ class NotifyReport:
 
 
 # ----------------------------------------------------------------------------------------- reading
-
-
-def read_findings(path: str | Path) -> pl.DataFrame:
-    """findings.parquet from a findings folder (or the file itself), checked against FINDINGS_SCHEMA."""
-    p = Path(path)
-    file = p / FINDINGS_FILE if p.is_dir() else p
-    if not file.exists():
-        raise InputError(f"找不到发现文件 {file}：请先运行 zhixiang run --out {p}，再用该目录作为 --findings")
-    try:
-        frame = pl.read_parquet(file)
-    except Exception as exc:  # polars raises several types for unreadable files
-        raise InputError(f"无法读取发现文件 {file}：{exc}") from exc
-    missing = [c for c in FINDINGS_SCHEMA if c not in frame.columns]
-    if missing:
-        raise InputError(f"发现文件 {file} 缺少列：{', '.join(missing)}（应为 zhixiang run 生成的 findings.parquet）")
-    return frame
 
 
 def taxpayer_groups(frame: pl.DataFrame, batch: int = 20_000) -> Iterator[list[dict[str, Any]]]:
@@ -389,10 +374,18 @@ class _Run:
                 self._letter_failed({}, str(exc), item.letter)
 
 
-def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | None = None) -> NotifyReport:
-    """Run the notifier; `progress(done, total)` is called as taxpayers are processed."""
-    frame = read_findings(options.findings)
-    catalogue = load_catalogue(options.rules_dir)
+def notify(options: NotifyOptions, *, findings: pl.DataFrame | None = None, catalogue: Catalogue | None = None,
+           state: Engine | None = None, progress: Callable[[int, int], None] | None = None) -> NotifyReport:
+    """Run the notifier over `findings` (FINDINGS_SCHEMA rows) with a loaded `catalogue`; without them, the
+    findings folder and the rules directory of `options` are read. `state`: an open state database
+    (the nightly's) instead of opening `options.state_url`. `progress(done, total)` is called as
+    taxpayers are processed."""
+    if findings is None:
+        if options.findings is None:
+            raise ValueError("notify needs a findings frame or options.findings")
+        findings = read_findings(options.findings)
+    frame = findings
+    catalogue = catalogue if catalogue is not None else load_catalogue(options.rules_dir)
     # 免申即享: the bureau applies these reliefs itself (notifier/autoapply lists them); never ask to claim them
     frame = without_automatic(frame, catalogue)
     renderer = LetterRenderer(options.templates, options.office)
@@ -403,11 +396,11 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
             f"发现文件由规则目录版本 {', '.join(versions)} 生成，信函使用当前规则目录 {catalogue.version} 的文字")
     scratch = None
     state_url = options.state_url
-    if options.dry_run and not state_exists(state_url):
+    if state is None and options.dry_run and not state_exists(state_url):
         # A dry run reads the cooling-off ledger and records nothing: no state database is created for it.
         scratch = tempfile.TemporaryDirectory(prefix="zhixiang-dry-run-")
         state_url = str(Path(scratch.name) / "state.sqlite")
-    engine = open_state(state_url)
+    engine = state if state is not None else open_state(state_url)
     try:
         ledger = SuppressionLedger(engine, options.as_of, options.suppression)
         outbox = Outbox(options.out)
@@ -444,7 +437,8 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
             report.warnings.append(f"发件箱预览页 index.html 未生成：{exc}")
         outbox.write_summary(report.summary())
     finally:
-        engine.dispose()
+        if state is None:
+            engine.dispose()
         if scratch is not None:
             scratch.cleanup()
     return report

@@ -29,7 +29,6 @@ from notifier.db import StateDatabaseError
 from notifier.nightly.config import BEIJING, Config, load_config, new_state_notice, state_label
 from notifier.nightly.logs import LOG_FILE, setup_logging
 from notifier.nightly.runs import STATUS_LABELS, LockHeldError, RunRecord, get_run, list_runs, utcnow
-from profiles.errors import ProfileError
 
 _CONFIG_HELP = "配置文件（TOML）；默认读取环境变量 ZHIXIANG_CONFIG 或当前目录的 zhixiang.toml"
 
@@ -87,7 +86,7 @@ def nightly_command(data: str | None, as_of: str, out: Path | None, config_path:
         outcome = run_nightly(config, day, force=force, trigger=trigger, adopt_out=adopt_out)
     except StateDatabaseError as exc:
         raise ZhixiangError(str(exc)) from exc
-    except (ZhixiangError, ProfileError, KeyboardInterrupt):
+    except (ZhixiangError, KeyboardInterrupt):
         raise
     except Exception as exc:  # not a user error: the traceback is in the log, the user gets the gist
         where = config.log_dir / LOG_FILE if config.log_dir else "终端输出"

@@ -7,8 +7,8 @@ Per finding key (taxpayer_id, period, rule_id):
     resolved    in the baseline, not found now
 Only the periods this run evaluated are compared: a baseline finding of a period the run did not look
 at is out of scope, not resolved. Evidence is compared on each condition's verdict, value and
-threshold — not on labels or wording, so rewording a rule is not news (the case ledger's fingerprint in
-notifier/cases/ledger.py makes the same choice). Everything is one full join over the two frames.
+threshold — not on labels or wording, so rewording a rule is not news (engine.findings.evidence_key,
+which the case ledger's fingerprint reads too). Everything is one full join over the two frames.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from engine.findings import FINDINGS_KEY, KIND_LABELS, TIER_LABELS
+from engine.findings import FINDINGS_KEY, KIND_LABELS, TIER_LABELS, evidence_key
 from profiles import excel
 from profiles.schema import MONEY_DTYPE
 
@@ -35,26 +35,12 @@ _CONTEXT = ("rule_name", "taxpayer_name", "district", "tax_authority")
 _COMPARED = ("kind", "risk_tier", "estimated_amount", "evidence_key")
 
 
-def evidence_key() -> pl.Expr:
-    """The evidence as one canonical string: condition, verdict, value and threshold of each, sorted."""
-    item = pl.element().struct
-    return (
-        pl.col("evidence")
-        .list.eval(pl.concat_str([item.field(f).fill_null("") for f in ("condition", "status", "value", "threshold")],
-                                 separator="\x1f"))
-        .list.sort()
-        .list.join("\x1e")
-        .fill_null("")
-        .alias("evidence_key")
-    )
-
-
 def _side(findings: pl.DataFrame, periods: Collection[str] | None) -> pl.LazyFrame:
     frame = findings.lazy()
     if periods is not None:
         frame = frame.filter(pl.col("period").is_in(list(periods)))
     return (frame.select(*FINDINGS_KEY, "kind", "risk_tier", pl.col("estimated_amount").cast(MONEY_DTYPE),
-                         evidence_key(), *_CONTEXT)
+                         evidence_key().alias("evidence_key"), *_CONTEXT)
             .unique(list(FINDINGS_KEY), keep="first", maintain_order=True))
 
 

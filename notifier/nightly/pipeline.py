@@ -39,7 +39,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,7 +47,17 @@ from sqlalchemy.engine import Engine
 
 from engine.catalogue import Catalogue, load_catalogue
 from engine.errors import InputError, ZhixiangError
-from engine.findings import FINDINGS_KEY, KINDS, empty_findings, write_findings_csv
+from engine.findings import (
+    FINDINGS_CSV_FILE,
+    FINDINGS_FILE,
+    FINDINGS_KEY,
+    KINDS,
+    TAXPAYER_AUDIENCES,
+    audience_expr,
+    empty_findings,
+    write_findings,
+)
+from engine.findings.figures import money_plain
 from engine.outdir import (
     OWNER_MARKER,
     OutputFolderError,
@@ -57,7 +66,7 @@ from engine.outdir import (
     refuse_link,
     remove_owned,
 )
-from engine.run import QUARANTINE_SCHEMA, RunResult, evaluate_period, write_outputs
+from engine.run import RunResult, evaluate_period, write_outputs
 from notifier.autoapply import ledger as _autoapply_ledger  # noqa: F401  (its table on METADATA before open_state)
 from notifier.db import open_state
 from notifier.letters.deliveries import undelivered_taxpayers
@@ -80,8 +89,8 @@ from notifier.nightly.runs import (
 )
 from profiles import excel
 from profiles.database import mask_secrets
-from profiles.errors import ProfileError
 from profiles.periods import Period
+from profiles.validation import QUARANTINE_SCHEMA
 
 log = logging.getLogger("zhixiang.nightly")
 
@@ -286,7 +295,7 @@ class _Pipeline:
             message = mask_secrets(str(exc) or type(exc).__name__)
         log.error("阶段 %s 失败：%s", STAGE_LABELS.get(self.stage, self.stage), message,
                   extra={"run_id": self.run.run_id, "stage": self.stage},
-                  exc_info=not isinstance(exc, ZhixiangError | ProfileError | KeyboardInterrupt | SystemExit))
+                  exc_info=not isinstance(exc, ZhixiangError | KeyboardInterrupt | SystemExit))
         try:
             update_run(self.engine, self.run.run_id, status="failed", error=f"[{self.stage}] {message}",
                        timings=dict(self.timings), finished_at=utcnow())
@@ -334,22 +343,20 @@ class _Pipeline:
     def _evaluate(self) -> None:
         assert self.s.catalogue is not None
         source = display_source(self.config.paths.data)
-        schema: Any = QUARANTINE_SCHEMA  # its values are DataType classes, which cast accepts
-        frames, quarantines = [], [self.s.profiles.quarantine.cast(schema)]
+        frames, quarantines = [], [self.s.profiles.quarantine.cast(QUARANTINE_SCHEMA)]
         for period in self.s.periods:
             result = evaluate_period(self.s.catalogue, self.s.profiles, period)
             write_outputs(result, self.staging / "periods" / period.text, data_source=source)
             self.s.results.append(result)
             frames.append(result.findings)
-            quarantines.append(result.quarantine.cast(schema))
+            quarantines.append(result.quarantine.cast(QUARANTINE_SCHEMA))
             log.info("%s：应享未享 %d，违规享受 %d，待核实 %d", period.label, *result.counts().values(),
                      extra={"run_id": self.run.run_id, "period": period.text})
         findings = pl.concat(frames, how="vertical_relaxed") if frames else empty_findings()
         self.s.findings = findings.sort(["period", "rule_id", "kind", "taxpayer_id"])
         # claims outside a rule's granularity are flagged by every period's evaluation: list them once
         self.s.quarantine = pl.concat(quarantines).unique(maintain_order=True)
-        self.s.findings.write_parquet(self.staging / "findings.parquet")
-        write_findings_csv(self.s.findings, self.staging / "findings.csv")
+        write_findings(self.s.findings, self.staging / FINDINGS_FILE, self.staging / FINDINGS_CSV_FILE)
         excel.write_frame(self.s.quarantine, self.staging / "quarantine.csv")
 
     def _diff(self) -> None:
@@ -379,7 +386,6 @@ class _Pipeline:
                                     service_levels=self.config.service_levels())
 
     def _letters(self) -> None:
-        from notifier.letters.build import is_taxpayer_facing
         from notifier.letters.run import NotifyOptions, notify
 
         if not self.config.letters.enabled:
@@ -395,11 +401,9 @@ class _Pipeline:
             fresh = pl.concat([fresh, again.join(fresh, on=list(FINDINGS_KEY), how="anti")])
             log.info("重发此前未送达的信函：%d 户", again.get_column("taxpayer_id").n_unique(),
                      extra={"run_id": self.run.run_id})
-        facing = [is_taxpayer_facing(r) for r in fresh.select("kind", "estimated_amount", "risk_tier").iter_rows(
-            named=True)]
-        fresh = fresh.filter(pl.Series(facing, dtype=pl.Boolean)) if facing else fresh
-        source = self.staging / "letters-findings.parquet"
-        fresh.write_parquet(source)
+        fresh = fresh.filter(audience_expr().is_in(TAXPAYER_AUDIENCES))
+        # A record of what tonight's letters were built from (not read back: notify takes the frame).
+        write_findings(fresh, self.staging / "letters-findings.parquet")
         reported = [0]
 
         def progress(done: int, total: int) -> None:  # a line per tenth: PDFs can take minutes
@@ -407,12 +411,14 @@ class _Pipeline:
                 reported[0] = done * 10 // total
                 log.info("政策礼包：已处理 %d / %d 户", done, total, extra={"run_id": self.run.run_id})
 
+        assert self.s.catalogue is not None
         self.s.letters = notify(NotifyOptions(
-            findings=source, out=self.staging / "letters", state_url=cfg.state_url, as_of=self.as_of,
+            findings=None, out=self.staging / "letters", state_url=cfg.state_url, as_of=self.as_of,
             rules_dir=cfg.paths.rules, templates=cfg.paths.templates, suppression=cfg.suppression_policy(),
             office=cfg.office(), jobs=cfg.letters.jobs or os.cpu_count() or 1,
             pdf_channels=tuple(cfg.letters.pdf_channels), backends=tuple(cfg.delivery.build()),
-            retry=cfg.delivery.retry_policy(), record=False), progress=progress)
+            retry=cfg.delivery.retry_policy(), record=False),
+            findings=fresh, catalogue=self.s.catalogue, state=self.engine, progress=progress)
         for warning in self.s.letters.warnings:
             self.s.warnings.append(f"信函：{warning}")
         if self.s.letters.failed:
@@ -487,7 +493,7 @@ class _Pipeline:
     def _counts(self) -> dict[str, Any]:
         f = self.s.findings
         by_kind = {k: int((f["kind"] == k).sum()) for k in KINDS}
-        amounts = {k: _money(f.filter(pl.col("kind") == k)["estimated_amount"].sum()) for k in KINDS}
+        amounts = {k: money_plain(f.filter(pl.col("kind") == k)["estimated_amount"].sum() or 0) for k in KINDS}
         letters = self.s.letters
         counts: dict[str, Any] = {
             "taxpayers": int(self.s.profiles.taxpayers.height),
@@ -562,10 +568,6 @@ def check_shrink(tables: dict[str, pl.DataFrame], baseline: dict[str, int], *, m
     for line in shrank:
         log.warning("输入数据减少（已确认）：%s", line)
     return shrank
-
-
-def _money(value: Any) -> str:
-    return f"{Decimal(value or 0):.2f}"
 
 
 def _write_durably(path: Path, text: str) -> None:

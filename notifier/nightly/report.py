@@ -25,7 +25,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from engine.findings import KIND_LABELS, KINDS, TIER_LABELS
-from notifier.letters.formatting import period_label, round_cents
+from engine.findings.figures import money
+from notifier.letters.formatting import period_label
 from notifier.nightly.config import BEIJING, Config
 from notifier.nightly.diff import DIFF_LABELS, DIFF_STATUSES
 from notifier.nightly.report_charts import KIND_COLORS, PALETTE, bar_chart, line_chart, stacked_bar_chart
@@ -46,11 +47,6 @@ class Report:
     warnings: list[str]
     sections: dict[str, Any] = field(default_factory=dict)
     charts: dict[str, Markup] = field(default_factory=dict)
-
-
-def _money(value: Any) -> str:
-    # One unit in every column and card (元, to the fen): 万元 beside 元 in one column misleads.
-    return f"{round_cents(value or 0):,} 元"
 
 
 def _wan(value: Any) -> float:
@@ -80,7 +76,8 @@ def _rows(groups: list[dict[str, Any]], column: str, names: Mapping[str, str] | 
     for g in groups:
         key = str(g[column]) if g[column] is not None else "（未知）"
         row = {"name": labels.get(key, key), "code": key, "taxpayers": _count(g["taxpayers"]),
-               "unclaimed_amount": _money(g["unclaimed_amount"]), "improper_amount": _money(g["improper_amount"])}
+               "unclaimed_amount": money(g["unclaimed_amount"], "元"),
+               "improper_amount": money(g["improper_amount"], "元")}
         row.update({k: _count(g[k]) for k in KINDS})
         out.append(row)
     return out
@@ -114,7 +111,7 @@ def _cases_by_tier(engine: Engine) -> tuple[list[tuple[str, list[float]]], list[
         open_amount = sum((Decimal(a or 0) for t, s, _, a in got if t == tier and s in OPEN_STATUSES), Decimal(0))
         rows.append((CASE_TIER_LABELS[tier], [float(counts.get(s, 0)) for s in statuses]))
         table.append({"tier": CASE_TIER_LABELS[tier], "open": _count(sum(counts.get(s, 0) for s in OPEN_STATUSES)),
-                      "total": _count(sum(counts.values())), "open_amount": _money(open_amount)})
+                      "total": _count(sum(counts.values())), "open_amount": money(open_amount, "元")})
     return rows, statuses, table
 
 
@@ -157,9 +154,9 @@ def build_report(engine: Engine, config: Config, *, run: RunRecord, findings: pl
         cards=[
             {"label": "评估纳税人", "value": _count(counts.get("taxpayers")), "note": f"{len(periods)} 个所属期"},
             {"label": KIND_LABELS["unclaimed"], "value": _count(findings_counts.get("unclaimed")),
-             "note": "测算 " + _money(amounts.get("unclaimed"))},
+             "note": "测算 " + money(amounts.get("unclaimed"), "元")},
             {"label": KIND_LABELS["improper"], "value": _count(findings_counts.get("improper")),
-             "note": "涉及 " + _money(amounts.get("improper"))},
+             "note": "涉及 " + money(amounts.get("improper"), "元")},
             {"label": KIND_LABELS["undetermined"], "value": _count(findings_counts.get("undetermined")),
              "note": "需核实数据"},
             {"label": "比对：新增 / 变化", "value": f"{_count(diff_c.get('new'))} / {_count(diff_c.get('changed'))}",
@@ -193,7 +190,7 @@ def build_report(engine: Engine, config: Config, *, run: RunRecord, findings: pl
     report.sections["by_kind"] = [
         # an undetermined finding's amount is what it would be worth if eligible: not a figure to add up
         {"kind": KIND_LABELS[k], "count": _count(findings_counts.get(k)),
-         "amount": _money(amounts.get(k)) if k != "undetermined" else "—"}
+         "amount": money(amounts.get(k), "元") if k != "undetermined" else "—"}
         for k in KINDS]
     report.charts["by_kind"] = Markup(stacked_bar_chart(
         [(period_label(p), [float(counts.get("by_period", {}).get(p, {}).get(k, 0)) for k in KINDS]) for p in periods],
@@ -264,7 +261,7 @@ def build_report(engine: Engine, config: Config, *, run: RunRecord, findings: pl
         ("冷却期内不重复告知的事项", _count(letters.get("suppressed_findings"))),
         ("拒收推送", _count(letters.get("opted_out"))),
         ("生成或发送失败", _count(letters.get("failed"))),
-        ("预计为纳税人减免", _money(letters.get("total_saving"))),
+        ("预计为纳税人减免", money(letters.get("total_saving"), "元")),
     ] + [(f"渠道：{_channel(c)}", _count(n)) for c, n in sorted(letters.get("by_channel", {}).items())]
 
     # -- data quality ---------------------------------------------------------------------------------------

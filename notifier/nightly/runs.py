@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from engine.errors import ZhixiangError
+from engine.errors import EXIT_LOCKED, ZhixiangError
 from notifier.cases.tables import JSONDoc, UTCDateTime
 from notifier.db import METADATA
 
@@ -60,8 +60,6 @@ STAGE_LABELS: dict[str, str] = {
 }
 STATUS_LABELS: dict[str, str] = {
     "running": "运行中", "succeeded": "成功", "failed": "失败", "abandoned": "中断（已放弃）"}
-#: Exit code of a command refused because another holder has the lock (sysexits EX_TEMPFAIL: try later).
-EXIT_LOCKED = 75
 
 nightly_runs = Table(
     "nightly_runs",

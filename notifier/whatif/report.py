@@ -14,16 +14,13 @@ import polars as pl
 from markupsafe import Markup
 
 from engine.catalogue import Catalogue
+from engine.findings.figures import money
 from engine.whatif import WhatIfResult
 from notifier.nightly.report import Report, _environment
 from notifier.nightly.report_charts import PALETTE, bar_chart
 
 WHATIF_TEMPLATE = "whatif.html"
 _WAN = Decimal(10000)
-
-
-def _money(value: Any) -> str:
-    return f"{Decimal(value or 0).quantize(Decimal('0.01')):,} 元"
 
 
 def _signed(value: Any) -> str:
@@ -53,7 +50,7 @@ def _delta_chart(items: list[tuple[str, Any]], title: str) -> Markup:
 
 def _breakdown(frame: pl.DataFrame, column: str, title: str, header: str) -> dict[str, Any]:
     rows = [{"name": r[column], "newly": f"{int(r['newly_eligible']):,}", "lost": f"{int(r['no_longer_eligible']):,}",
-             "before": _money(r["relief_before"]), "after": _money(r["relief_after"]),
+             "before": money(r["relief_before"], "元"), "after": money(r["relief_after"], "元"),
              "delta": _signed(r["relief_delta"])} for r in frame.iter_rows(named=True)]
     chart = _delta_chart([(str(r[column]), r["relief_delta"]) for r in frame.iter_rows(named=True)],
                          f"{title}：测算减免额变化（万元）")
@@ -79,7 +76,7 @@ def build_whatif_report(result: WhatIfResult, before: Catalogue, *, data_source:
             "unclaimed": f"{r['unclaimed_before']:,} → {r['unclaimed_after']:,}",
             "improper": f"{r['improper_before']:,} → {r['improper_after']:,}",
             "undetermined": f"{r['undetermined_before']:,} → {r['undetermined_after']:,}",
-            "before": _money(r["relief_before"]), "after": _money(r["relief_after"]),
+            "before": money(r["relief_before"], "元"), "after": money(r["relief_after"], "元"),
             "delta": _signed(r["relief_delta"])})
     changed = result.by_rule.filter((pl.col("relief_delta") != 0) | (pl.col("newly_eligible") > 0)
                                     | (pl.col("no_longer_eligible") > 0))
@@ -90,7 +87,8 @@ def build_whatif_report(result: WhatIfResult, before: Catalogue, *, data_source:
               ("评估纳税人", f"{result.taxpayers_evaluated:,} 户")],
         cards=[
             {"label": "测算减免额变化", "value": _signed(delta),
-             "note": f"现行 {_money(totals.get('relief_before'))}，调整后 {_money(totals.get('relief_after'))}"},
+             "note": f"现行 {money(totals.get('relief_before'), '元')}，"
+                     f"调整后 {money(totals.get('relief_after'), '元')}"},
             {"label": "新增可享", "value": f"{int(totals.get('newly_eligible') or 0):,} 户次",
              "note": "按政策逐条计"},
             {"label": "不再可享", "value": f"{int(totals.get('no_longer_eligible') or 0):,} 户次",

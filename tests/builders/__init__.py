@@ -1,0 +1,1 @@
+"""Builders of test data shared by several test modules (not tests themselves)."""
