@@ -39,7 +39,7 @@ from notifier.letters.outbox import read_manifest
 from notifier.letters.run import NotifyOptions, notify
 from notifier.letters.suppression import NOTIFICATIONS, SuppressionPolicy
 from notifier.nightly.pipeline import run_nightly
-from tests.test_nightly_data import AS_OF, YEAR, build_data, make_config, write_data
+from tests.builders.nightly import AS_OF, YEAR, build_data, make_config, write_data
 
 DAY = date.fromisoformat(AS_OF)
 NEXT_DAY = date(2026, 4, 16)
