@@ -240,6 +240,21 @@ def is_taxpayer_facing(row: Mapping[str, Any]) -> bool:
     return kind == "improper" and row.get("risk_tier") == "low"
 
 
+def taxpayer_facing(frame: pl.DataFrame) -> pl.Series:
+    """is_taxpayer_facing for every row of `frame`, column-wise (kind, estimated_amount, risk_tier).
+
+    Amounts other than Decimal or integer (floats, text in a findings file written by hand) are judged
+    row by row, as is_taxpayer_facing reads them.
+    """
+    amount = frame.schema.get("estimated_amount")
+    if amount is None or not (amount.is_decimal() or amount.is_integer()):
+        return pl.Series("facing", [is_taxpayer_facing(r) for r in frame.select(
+            "kind", "estimated_amount", "risk_tier").iter_rows(named=True)], dtype=pl.Boolean)
+    unclaimed = (pl.col("kind") == "unclaimed") & (pl.col("estimated_amount") > 0)
+    low = (pl.col("kind") == "improper") & (pl.col("risk_tier") == "low")
+    return frame.select((unclaimed.fill_null(False) | low.fill_null(False)).alias("facing")).to_series()
+
+
 def resolve_channel(preferred: str | None, *, email: str | None, phone: str | None,
                     override: str | None = None) -> tuple[Channel, str]:
     """The channel a package goes by, and a note when it is not the one the taxpayer asked for."""

@@ -35,6 +35,7 @@ from notifier.letters.build import (
     TaxAuthorities,
     build_letter,
     is_taxpayer_facing,
+    taxpayer_facing,
     with_evidence_lines,
 )
 from notifier.letters.deliveries import DeliveryLog
@@ -166,6 +167,20 @@ def taxpayer_groups(frame: pl.DataFrame, batch: int = 20_000) -> Iterator[list[d
             current.append(row)
     if current:
         yield current
+
+
+def letter_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows letters are made from: every taxpayer-facing finding, and one row of each taxpayer who has
+    none (so that the taxpayer is still counted, as opted out or with nothing to tell).
+
+    Findings a taxpayer is never told (undetermined, medium/high-risk improper) are left out before any row
+    becomes Python values; `build_letter` would drop them anyway.
+    """
+    frame = frame.sort(["taxpayer_id", "period", "rule_id"])
+    frame = frame.with_columns(taxpayer_facing(frame).alias("_facing"))
+    first = pl.int_range(pl.len()).over("taxpayer_id") == 0
+    keep = pl.col("_facing") | (first & ~pl.col("_facing").any().over("taxpayer_id"))
+    return frame.filter(keep).drop("_facing")
 
 
 def _key(row: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -411,7 +426,7 @@ def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | Non
         report.taxpayers = total
         done = 0
         # the columns a letter never reads are not turned into Python values, row by row
-        groups = taxpayer_groups(with_evidence_lines(frame).drop(UNREAD_COLUMNS, strict=False))
+        groups = taxpayer_groups(with_evidence_lines(letter_rows(frame)).drop(UNREAD_COLUMNS, strict=False))
         try:
             while batch := list(islice(groups, CHUNK)):
                 run.chunk(batch)
