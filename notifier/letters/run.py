@@ -470,10 +470,21 @@ def _index_run(report: NotifyReport) -> dict[str, Any]:
     }
 
 
+class _IndexRow(dict[str, Any]):
+    """A preview-page row: a dict whose keys also read as attributes (`row.name`), so that Jinja finds them
+    at the first try instead of after a failed attribute lookup (19,000 rows x 12 fields a big night)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 def _index_rows(rows: Sequence[ManifestRow]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for row in rows:
-        out.append({
+        out.append(_IndexRow({
             "taxpayer_id": row.taxpayer_id,
             "name": row.taxpayer_name,
             "authority": row.authority,
@@ -484,5 +495,5 @@ def _index_rows(rows: Sequence[ManifestRow]) -> list[dict[str, Any]]:
             "status": row.status,
             "status_label": STATUS_LABELS.get(row.status, row.status),
             "files": list(row.files),
-        })
+        }))
     return out
