@@ -9,10 +9,12 @@ A letter or delivery that fails is reported and the run goes on; nothing undeliv
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -400,8 +402,30 @@ class _Run:
                 self._letter_failed({}, str(exc), item.letter)
 
 
+#: Objects allocated between two young-generation collections during a run (Python's default is 700).
+#: A night allocates millions of short-lived letter values and keeps a growing manifest; at the default,
+#: the cyclic collector walks that manifest again and again, a third of the time of building a letter.
+GC_YOUNG = 50_000
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Collect garbage less often while letters are made (letter values hold no reference cycles)."""
+    previous = gc.get_threshold()
+    gc.set_threshold(max(previous[0], GC_YOUNG), *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
 def notify(options: NotifyOptions, *, progress: Callable[[int, int], None] | None = None) -> NotifyReport:
     """Run the notifier; `progress(done, total)` is called as taxpayers are processed."""
+    with _fewer_collections():
+        return _notify(options, progress)
+
+
+def _notify(options: NotifyOptions, progress: Callable[[int, int], None] | None) -> NotifyReport:
     frame = read_findings(options.findings)
     catalogue = load_catalogue(options.rules_dir)
     renderer = LetterRenderer(options.templates, options.office)
