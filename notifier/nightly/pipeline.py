@@ -376,7 +376,7 @@ class _Pipeline:
                                     service_levels=self.config.service_levels())
 
     def _letters(self) -> None:
-        from notifier.letters.build import is_taxpayer_facing
+        from notifier.letters.build import taxpayer_facing
         from notifier.letters.run import NotifyOptions, notify
 
         if not self.config.letters.enabled:
@@ -392,9 +392,7 @@ class _Pipeline:
             fresh = pl.concat([fresh, again.join(fresh, on=list(FINDINGS_KEY), how="anti")])
             log.info("重发此前未送达的信函：%d 户", again.get_column("taxpayer_id").n_unique(),
                      extra={"run_id": self.run.run_id})
-        facing = [is_taxpayer_facing(r) for r in fresh.select("kind", "estimated_amount", "risk_tier").iter_rows(
-            named=True)]
-        fresh = fresh.filter(pl.Series(facing, dtype=pl.Boolean)) if facing else fresh
+        fresh = fresh.filter(taxpayer_facing(fresh)) if fresh.height else fresh
         source = self.staging / "letters-findings.parquet"
         fresh.write_parquet(source)
         reported = [0]
