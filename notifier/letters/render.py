@@ -193,10 +193,7 @@ def bundled_closure(env: Environment, name: str) -> frozenset[str] | None:
         if current in seen:
             continue
         seen.add(current)
-        if current.endswith(".css"):  # included as text; a style sheet names no template
-            source = ""
-        else:
-            source = env.loader.get_source(env, current)[0] if env.loader is not None else ""
+        source = env.loader.get_source(env, current)[0] if env.loader is not None else ""
         for ref in find_referenced_templates(env.parse(source)):
             if ref is None:
                 return None
