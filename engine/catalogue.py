@@ -225,9 +225,43 @@ class Catalogue:
 # --------------------------------------------------------------------------------------------- loading
 
 
+#: Catalogues already loaded in this process, by folder and the exact bytes of its files: a nightly run
+#: reads the catalogue for the engine and again for the letters, and parsing and checking ~25 rule files
+#: takes a second. Catalogue and Rule are frozen; nothing changes a loaded one.
+_LOADED: dict[tuple[str, str], Catalogue] = {}
+_LOADED_MAX = 8
+
+
+def _catalogue_key(root: Path) -> tuple[str, str] | None:
+    """(folder, digest of every file load_catalogue reads), or None when the folder cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        for path in sorted(p for p in root.glob("*.yaml") if not p.name.endswith(CASES_SUFFIX)):
+            digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+            digest.update(path.read_bytes())
+    except OSError:
+        return None
+    return str(root.resolve()), digest.hexdigest()
+
+
 def load_catalogue(directory: str | Path = DEFAULT_RULES_DIR) -> Catalogue:
-    """Load and check every rule file in `directory`; raise RuleError listing every problem."""
+    """Load and check every rule file in `directory`; raise RuleError listing every problem.
+
+    The same folder with the same file contents gives the catalogue already loaded in this process.
+    """
     root = Path(directory)
+    key = _catalogue_key(root) if root.is_dir() else None
+    if key is not None and (loaded := _LOADED.get(key)) is not None:
+        return loaded
+    catalogue = _load_catalogue(root)
+    if key is not None:
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.clear()
+        _LOADED[key] = catalogue
+    return catalogue
+
+
+def _load_catalogue(root: Path) -> Catalogue:
     if not root.is_dir():
         raise RuleError([RuleProblem(str(root), 1, 1, "规则目录不存在", expected="包含 <政策编号>.yaml 的目录")])
     problems: list[RuleProblem] = []

@@ -203,6 +203,19 @@ def audience_expr() -> pl.Expr:
     )
 
 
+
+def taxpayer_facing(frame: pl.DataFrame) -> pl.Series:
+    """`is_taxpayer_facing` for every row of `frame`, column-wise (kind, estimated_amount, risk_tier).
+
+    Amounts other than Decimal or integer (floats, text in a findings file written by hand) are judged
+    row by row, as `is_taxpayer_facing` reads them.
+    """
+    amount = frame.schema.get("estimated_amount")
+    if amount is None or not (amount.is_decimal() or amount.is_integer()):
+        return pl.Series("facing", [is_taxpayer_facing(r) for r in frame.select(
+            "kind", "estimated_amount", "risk_tier").iter_rows(named=True)], dtype=pl.Boolean)
+    return frame.select(audience_expr().is_in(list(TAXPAYER_AUDIENCES)).alias("facing")).to_series()
+
 # ---------------------------------------------------------------------------------- fingerprint
 
 

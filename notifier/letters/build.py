@@ -358,10 +358,42 @@ def with_evidence_lines(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.drop("evidence").with_columns(per_row)
 
 
+@dataclass(frozen=True)
+class _RuleTexts:
+    """What every letter says of a rule, whoever the taxpayer: worked out once per rule file version."""
+
+    basis: tuple[str, ...]
+    claim_where: str
+    claim_form: str
+    claim_deadline: str
+    claim_steps: tuple[str, ...]
+    records: tuple[str, ...]
+
+
+_RULE_TEXTS: dict[tuple[str, str], _RuleTexts] = {}
+
+
+def _rule_texts(rule: Rule) -> _RuleTexts:
+    key = (rule.id, rule.version)
+    texts = _RULE_TEXTS.get(key)
+    if texts is None:
+        guide = rule.claim_guide
+        texts = _RULE_TEXTS[key] = _RuleTexts(
+            basis=basis_lines(rule),
+            claim_where=str(guide.get("where") or ""),
+            claim_form=str(guide.get("form") or ""),
+            claim_deadline=str(guide.get("deadline") or ""),
+            claim_steps=tuple(str(s) for s in guide.get("steps") or ()),
+            records=tuple(rule.records),
+        )
+    return texts
+
+
 def _incentive(i: int, rows: Sequence[Mapping[str, Any]], rule: Rule, as_of: date, etax_name: str) -> Incentive:
     """One incentive from its findings rows (one a period), periods in order."""
+    texts = _rule_texts(rule)
     periods = []
-    for row in sorted(rows, key=lambda r: str(r["period"])):
+    for row in (sorted(rows, key=lambda r: str(r["period"])) if len(rows) > 1 else rows):
         period = str(row["period"])
         saving = round_cents(row["estimated_amount"])
         periods.append(IncentivePeriod(
@@ -370,11 +402,9 @@ def _incentive(i: int, rows: Sequence[Mapping[str, Any]], rule: Rule, as_of: dat
             reasons=_lines(row, period, "pass"),
             saving=saving,
             saving_text=format_amount(saving),
-            deadline_note=late_claim_note(rule.tax, period, as_of, etax_name,
-                                          str(rule.claim_guide.get("deadline") or "")),
+            deadline_note=late_claim_note(rule.tax, period, as_of, etax_name, texts.claim_deadline),
         ))
     saving = sum((p.saving for p in periods), Decimal("0.00"))
-    guide = rule.claim_guide
     return Incentive(
         ordinal=_ordinal(i),
         rule_id=rule.id,
@@ -382,15 +412,15 @@ def _incentive(i: int, rows: Sequence[Mapping[str, Any]], rule: Rule, as_of: dat
         tax=rule.tax,
         periods=tuple(periods),
         period_label="、".join(p.period_label for p in periods),
-        basis=basis_lines(rule),
+        basis=texts.basis,
         saving=saving,
-        saving_text=format_amount(saving),
+        saving_text=format_amount(saving) if len(periods) > 1 else periods[0].saving_text,
         benefit_label=rule.benefit_label,
-        claim_where=str(guide.get("where") or ""),
-        claim_form=str(guide.get("form") or ""),
-        claim_deadline=str(guide.get("deadline") or ""),
-        claim_steps=tuple(str(s) for s in guide.get("steps") or ()),
-        records=tuple(rule.records),
+        claim_where=texts.claim_where,
+        claim_form=texts.claim_form,
+        claim_deadline=texts.claim_deadline,
+        claim_steps=texts.claim_steps,
+        records=texts.records,
     )
 
 
@@ -488,6 +518,7 @@ def build_letter(
                                     phone=first.get("phone"), override=channel_override)
     periods = sorted({str(r["period"]) for r in unclaimed})  # the reminders say their own periods
     pid = package_id(taxpayer_id, as_of, told)
+    total_text = format_amount(total)
     return Letter(
         package_id=pid,
         reference=f"ZX{as_of:%Y%m%d}-{pid[:8].upper()}",
@@ -505,8 +536,8 @@ def build_letter(
         incentives=incentives,
         reminders=reminders,
         total_saving=total,
-        total_saving_text=format_amount(total),
-        total_saving_short=format_amount(total).replace(" ", ""),
+        total_saving_text=total_text,
+        total_saving_short=total_text.replace(" ", ""),
         periods_text="、".join(period_label(p) for p in periods),
         findings=told,
         auto_applied=tuple(_auto_applied(e, catalogue) for e in auto_applied),

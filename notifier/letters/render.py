@@ -6,7 +6,13 @@ a value the letter does not have fails that letter with the template, line and v
 prints a blank. Taxpayer data is only ever a value, never template source, so a name such as
 `{{ 7*7 }}` or `<script>` is printed as text.
 
-The environment and the compiled templates are made once per renderer and reused for every letter;
+The bundled templates are the project's own code and run in a plain Jinja2 environment (same
+autoescape, StrictUndefined and whitespace settings, so the same bytes); the sandbox, with its
+per-letter time and size bounds, is for a bureau's templates: a bundled template runs sandboxed as
+soon as the bureau's folder holds it or anything it includes. Either way a template that fails fails
+that letter alone.
+
+The environments and the compiled templates are made once per renderer and reused for every letter;
 that, and letters whose values are already formatted, is what makes thousands of letters a second.
 """
 
@@ -24,6 +30,7 @@ from typing import Any, ClassVar
 
 from jinja2 import (
     ChoiceLoader,
+    Environment,
     FileSystemLoader,
     StrictUndefined,
     Template,
@@ -33,6 +40,7 @@ from jinja2 import (
     UndefinedError,
     select_autoescape,
 )
+from jinja2.meta import find_referenced_templates
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError
 
@@ -149,20 +157,48 @@ class RenderLimitError(LetterTemplateError):
     """A template ran past the time or size bound of one letter."""
 
 
+_ENV_OPTIONS: dict[str, Any] = {
+    "undefined": StrictUndefined,
+    "trim_blocks": True,
+    "lstrip_blocks": True,
+    "keep_trailing_newline": True,
+    "auto_reload": False,
+}
+
+
+def _autoescape() -> Any:
+    return select_autoescape(enabled_extensions=("html", "htm", "xml"), default_for_string=True)
+
+
 def make_environment(templates: str | Path | None = None) -> LetterSandbox:
     """The sandboxed environment: bureau templates first (when given), then the packaged ones."""
     loaders = [FileSystemLoader(str(TEMPLATES_DIR))]
     if templates is not None:
         loaders.insert(0, FileSystemLoader(str(templates)))
-    return LetterSandbox(
-        loader=ChoiceLoader(loaders),
-        autoescape=select_autoescape(enabled_extensions=("html", "htm", "xml"), default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=False,
-    )
+    return LetterSandbox(loader=ChoiceLoader(loaders), autoescape=_autoescape(), **_ENV_OPTIONS)
+
+
+def make_trusted_environment() -> Environment:
+    """The bundled templates only, outside the sandbox (they are the project's code, not a bureau's)."""
+    return Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=_autoescape(), **_ENV_OPTIONS)
+
+
+def bundled_closure(env: Environment, name: str) -> frozenset[str] | None:
+    """`name` and every template it includes, imports or extends, transitively (None: a name that is
+    only known when the template runs, so the closure cannot be told)."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        source = env.loader.get_source(env, current)[0] if env.loader is not None else ""
+        for ref in find_referenced_templates(env.parse(source)):
+            if ref is None:
+                return None
+            todo.append(ref)
+    return frozenset(seen)
 
 
 _UNDEFINED_PATTERNS = (
@@ -207,16 +243,33 @@ class LetterRenderer:
         self.office = office or OfficeSettings()
         self.folder = Path(templates) if templates is not None else None
         self.env = make_environment(templates)
+        trusted_env = make_trusted_environment()
         self.templates: dict[str, Template] = {}
+        #: templates that run outside the sandbox: bundled ones the bureau's folder neither overrides nor
+        #: reaches through an include
+        self.trusted: frozenset[str] = frozenset(
+            name for name in TEMPLATE_NAMES if self._untouched(trusted_env, name))
         for name in TEMPLATE_NAMES:
             try:
-                self.templates[name] = self.env.get_template(name)
+                env = trusted_env if name in self.trusted else self.env
+                self.templates[name] = env.get_template(name)
             except TemplateSyntaxError as exc:
                 where = exc.filename or name
                 raise LetterTemplateError(f"{where}:{exc.lineno}: 模板语法错误：{exc.message}") from exc
             except TemplateNotFound as exc:
                 folder = templates or TEMPLATES_DIR
                 raise LetterTemplateError(f"找不到信函模板 {exc.name}（模板目录 {folder}）") from exc
+
+    def _untouched(self, trusted_env: Environment, name: str) -> bool:
+        """Whether the bundled `name` and all it includes are what a letter would use (no bureau file)."""
+        if self.folder is not None and (self.folder / name).exists():
+            return False
+        try:
+            closure = bundled_closure(trusted_env, name)
+        except (TemplateError, OSError):
+            return False  # reported by get_template, with the sandboxed environment
+        return closure is not None and not (
+            self.folder is not None and any((self.folder / ref).exists() for ref in closure))
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
         """Render one template within the letter's time and size bounds.
@@ -225,6 +278,8 @@ class LetterRenderer:
         LetterTemplateError naming the template (and line), which fails this letter alone.
         """
         template = self.templates[name]
+        if name in self.trusted:
+            return self._render_trusted(name, template, context)
         env = self.env
         env.deadline = time.monotonic() + RENDER_TIMEOUT
         alarm = threading.current_thread() is threading.main_thread()
@@ -256,6 +311,20 @@ class LetterRenderer:
             if alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
+
+    def _render_trusted(self, name: str, template: Template, context: Mapping[str, Any]) -> str:
+        """A bundled template: no clock (its loops are over the letter's own items), the same failures."""
+        try:
+            return template.render(context)
+        except UndefinedError as exc:
+            line = _template_line(exc, template)
+            where = f"{name}:{line}" if line else name
+            raise LetterTemplateError(f"模板 {where}：{_undefined_message(exc, self._source_line(name, line))}，"
+                                      "信函未生成") from exc
+        except Exception as exc:
+            line = _template_line(exc, template)
+            reason = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
+            raise LetterTemplateError(f"模板 {name}{':' + str(line) if line else ''} 渲染失败：{reason}") from exc
 
     def _source_line(self, name: str, line: int | None) -> str:
         if not line or self.env.loader is None:
