@@ -129,7 +129,10 @@ def test_unexpressible_construct_is_refused_at_load(tmp_path: Path) -> None:
                       encoding="utf-8")
     for args in (["rules", "sql", "--dialect", "spark", "--period", "2025", str(rules)],
                  ["run", "--data", str(SAMPLE), "--period", "2025", "--out", str(tmp_path / "o"), "--quiet",
-                  "--engine", "duckdb", "--rules", str(rules)]):
+                  "--engine", "duckdb", "--rules", str(rules)],
+                 # refused before any data is read or a Spark session started
+                 ["run", "--data", "spark:tax.zx_", "--period", "2025", "--out", str(tmp_path / "s"), "--quiet",
+                  "--engine", "spark", "--rules", str(rules)]):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == EXIT_RULE_ERROR, result.output
         backend = "Spark SQL" if "spark" in args else "DuckDB"
