@@ -4,12 +4,12 @@ Generated profiles (tests/parity_support.py: figures at every threshold, gaps, c
 give the same outcome, amounts, tier and evidence for every taxpayer × rule, compliant and not-applicable
 included, and the same findings and summary; `zhixiang run --engine duckdb` writes byte-identical files
 on the sample data; the generated SQL for every dialect parses; a construct a dialect cannot express
-is refused at load with file:line, naming the backend.
+is refused at load with file:line, naming the backend; PostgreSQL's own tables are evaluated in place.
+Spark: tests/test_sql_spark.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -139,17 +139,6 @@ def test_unexpressible_construct_is_refused_at_load(tmp_path: Path) -> None:
         assert f"{target.name}:{line}:" in result.output and backend in result.output, result.output
     # The Polars engine has no such limit: the same catalogue runs there.
     assert CliRunner().invoke(main, ["rules", "check", str(rules)]).exit_code == 0
-
-
-@pytest.mark.skipif(importlib.util.find_spec("pyspark") is None, reason="PySpark not installed (optional)")
-@pytest.mark.skipif(not (SAMPLE / "taxpayers.csv").exists(), reason="sample_data/hangzhou not generated")
-def test_run_engine_spark_writes_identical_files(tmp_path: Path) -> None:
-    """Spark local mode (PySpark is optional: not a project dependency; runs where it is installed)."""
-    polars, spark = tmp_path / "polars", tmp_path / "spark"
-    _run(["run", "--data", str(SAMPLE), "--period", "2026-09", "--out", str(polars), "--quiet"])
-    _run(["run", "--data", str(SAMPLE), "--period", "2026-09", "--out", str(spark), "--quiet", "--engine", "spark"])
-    for name in ("findings.parquet", "findings.csv"):
-        assert (spark / name).read_bytes() == (polars / name).read_bytes(), name
 
 
 @pytest.mark.postgres

@@ -114,7 +114,10 @@ def _case_groups(every: bool) -> list[tuple[str, list[str], Profiles]]:
         for case in cases:
             serial += 1
             batch.append((case.taxpayer.get("taxpayer_id") or make_credit_code(org_body=f"{serial:08d}"), case))
-        groups.append((period, sorted({c.rule_id for c in cases}), Profiles(**_frames(period, batch))))
+        frames = _frames(period, batch)
+        profiles = Profiles(taxpayers=frames["taxpayers"], indicators=frames["indicators"], claims=frames["claims"],
+                            risk_events=frames["risk_events"])
+        groups.append((period, sorted({c.rule_id for c in cases}), profiles))
     return groups
 
 
@@ -134,6 +137,8 @@ def _assert_cases_agree(groups: list[tuple[str, list[str], Profiles]]) -> None:
         assert got.taxpayers_evaluated == batch.taxpayers_evaluated
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_spark_agrees_on_every_rules_cases(spark: _SparkSession) -> None:
     """Every rule's cases (of the period where it has the most) on Spark, one small query per rule."""
     groups = _case_groups(every=False)
@@ -142,6 +147,7 @@ def test_spark_agrees_on_every_rules_cases(spark: _SparkSession) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(not os.environ.get("ZHIXIANG_SPARK_THOROUGH"),
                     reason="all cases in 51 Spark queries take > 10 min on 2 cores: ZHIXIANG_SPARK_THOROUGH=1")
 def test_spark_agrees_on_every_case(spark: _SparkSession) -> None:
