@@ -119,7 +119,11 @@ def main() -> None:
             cmd += ["--pg-url", args.pg_url]
         load = os.getloadavg()[0]
         start = time.perf_counter()
-        proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        if proc.returncode != 0:  # keep the engine's own message (a JVM error, a server's refusal)
+            sys.stderr.write(proc.stderr[-4000:])
+            raise SystemExit(f"bench: {engine} failed (exit {proc.returncode}) after "
+                             f"{time.perf_counter() - start:.0f} s")
         figures = json.loads(proc.stdout.strip().splitlines()[-1])
         figures["wall_s"] = round(time.perf_counter() - start, 2)
         figures["load"] = round(load, 1)
