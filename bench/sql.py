@@ -2,7 +2,11 @@
 
     .venv/bin/python bench/sql.py                          # 1M taxpayer-years of 2025, DuckDB vs Polars
     .venv/bin/python bench/sql.py --rows 100000 --pg-url postgresql://…/db   # PostgreSQL too
-    .venv/bin/python bench/sql.py --rows 100000 --spark    # Spark local mode too (PySpark installed by hand)
+    .venv/bin/python bench/sql.py --rows 100000 --spark    # Spark local[2] too (pip install -e '.[spark]')
+
+With --pg-url the data are also loaded into that database's tables (`zhixiang load`, timed apart) and the
+catalogue evaluated on them in place (`postgres-tables`: `run --engine postgres --data postgresql://…`):
+nothing is read into Python but the findings.
 
 Data: `bench/data.py --kind year` (N taxpayers, one indicators row each for 2025, their claims and risk
 events), cached under --data-root. Each engine runs in a fresh subprocess: read and validate the Parquet
@@ -47,11 +51,17 @@ def child(engine: str, data: Path, out: Path, pg_url: str | None) -> None:
 
     catalogue = load_catalogue()
     t0 = time.perf_counter()
-    profiles = load_profiles(data, known_incentives=catalogue.known_incentives)
+    profiles = load_profiles(data, known_incentives=catalogue.known_incentives) if engine != "postgres-tables" else None
     t1 = time.perf_counter()
     period = parse_period(PERIOD)
     if engine == "polars":
         result = evaluate_period(catalogue, profiles, period)
+    elif engine == "postgres-tables":
+        from engine.sql_run import engine_tables
+
+        t0 = t1  # the tables are in the database already: nothing to read
+        result = evaluate_period_sql(catalogue, None, period, "postgres",
+                                     tables=engine_tables(pg_url or "", "postgres"))
     else:
         result = evaluate_period_sql(catalogue, profiles, period, engine, pg_url)
     t2 = time.perf_counter()
@@ -71,6 +81,7 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=Path("/tmp/zx-bench-sql"))
     parser.add_argument("--pg-url", default=None, help="also run on this PostgreSQL database")
     parser.add_argument("--spark", action="store_true", help="also run on Spark local mode (needs PySpark)")
+    parser.add_argument("--only", default=None, help="comma-separated engines to run (polars is always run)")
     parser.add_argument("--child", nargs=3, metavar=("ENGINE", "DATA", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -85,7 +96,22 @@ def main() -> None:
                         "--out", str(data)], check=True)
     out = args.data_root / f"out-{args.rows}"
     out.mkdir(parents=True, exist_ok=True)
-    engines = ["polars", "duckdb"] + (["postgres"] if args.pg_url else []) + (["spark"] if args.spark else [])
+    engines = (["polars", "duckdb"] + (["postgres", "postgres-tables"] if args.pg_url else [])
+               + (["spark"] if args.spark else []))
+    if args.only:
+        engines = ["polars", *(e for e in engines[1:] if e in args.only.split(","))]
+    if "postgres-tables" in engines:
+        from engine.catalogue import load_catalogue
+        from profiles.database import load_tables
+        from profiles.readers import load_profiles
+
+        profiles = load_profiles(data, known_incentives=load_catalogue().known_incentives)
+        start = time.perf_counter()
+        load_tables(args.pg_url, {n: getattr(profiles, n).select(
+            [c for c in getattr(profiles, n).columns if not c.startswith("__")])
+            for n in ("taxpayers", "indicators", "claims", "risk_events")})
+        print(json.dumps({"zhixiang load into PostgreSQL s": round(time.perf_counter() - start, 1)}), flush=True)
+        del profiles
     rows = []
     for engine in engines:
         cmd = [sys.executable, __file__, "--child", engine, str(data), str(out)]
@@ -93,7 +119,11 @@ def main() -> None:
             cmd += ["--pg-url", args.pg_url]
         load = os.getloadavg()[0]
         start = time.perf_counter()
-        proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        if proc.returncode != 0:  # keep the engine's own message (a JVM error, a server's refusal)
+            sys.stderr.write(proc.stderr[-4000:])
+            raise SystemExit(f"bench: {engine} failed (exit {proc.returncode}) after "
+                             f"{time.perf_counter() - start:.0f} s")
         figures = json.loads(proc.stdout.strip().splitlines()[-1])
         figures["wall_s"] = round(time.perf_counter() - start, 2)
         figures["load"] = round(load, 1)

@@ -166,7 +166,9 @@ def _run_streaming(catalogue: Catalogue, folder: Path, p: Period, out_dir: Path,
 @click.command("run")
 @click.option("--data", "data", required=True,
               help="档案数据目录（taxpayers/indicators/claims/risk_events 的 CSV 或 Parquet），"
-                   "或 PostgreSQL 地址 postgresql://…（读取后在输出目录 snapshot/ 下保存 Parquet 快照）")
+                   "或 PostgreSQL 地址 postgresql://…（读取后在输出目录 snapshot/ 下保存 Parquet 快照；"
+                   "--engine postgres 时直接在该库内评估），"
+                   "或 spark:库名.表名前缀（--engine spark，在 Spark 目录的表上评估）")
 @click.option("--period", "period", required=True, help="所属期：年度 2025、季度 2026Q3 或月份 2026-09")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="输出目录")
 @click.option("--rules", "rules", default=str(DEFAULT_RULES_DIR), type=click.Path(path_type=Path),
@@ -205,25 +207,36 @@ def run_command(data: str, period: str, out_dir: Path, rules: Path, quiet: bool,
             from engine.backends.sql import check_catalogue
 
             check_catalogue(catalogue, engine)
+        from engine.sql_run import engine_tables
+
         snapshot = None
         folder = Path(data)
-        if is_database_url(data):  # copied to Parquet first; from then on a folder like any other
-            task = progress.add_task(f"读取数据库快照 {display_url(data)}", total=None)
-            snapshot = write_snapshot(data, out_dir / "snapshot")
-            folder = out_dir / "snapshot"
-            progress.update(task, total=1, completed=1)
-        if engine == "polars" and (streaming or (streaming is None and needs_streaming(folder))):
-            result = _run_streaming(catalogue, folder, p, out_dir, buckets, progress)
-        else:
-            profiles = load_data(str(folder), catalogue, progress)
-            task = progress.add_task(f"评估 {p.label}（{len(catalogue.active(p))} 条适用规则，{engine}）", total=None)
-            if engine == "polars":
-                result = evaluate_period(catalogue, profiles, p)
-            else:
-                from engine.sql_run import evaluate_period_sql
+        in_engine = engine_tables(data, engine)
+        if in_engine is not None:  # the engine's own tables: evaluated where they are, nothing copied
+            from engine.sql_run import evaluate_period_sql
 
-                result = evaluate_period_sql(catalogue, profiles, p, engine, pg_url)
+            task = progress.add_task(f"在 {in_engine.shown} 内评估 {p.label}（{engine}）", total=None)
+            result = evaluate_period_sql(catalogue, None, p, engine, tables=in_engine)
             progress.update(task, total=1, completed=1)
+        else:
+            if is_database_url(data):  # copied to Parquet first; from then on a folder like any other
+                task = progress.add_task(f"读取数据库快照 {display_url(data)}", total=None)
+                snapshot = write_snapshot(data, out_dir / "snapshot")
+                folder = out_dir / "snapshot"
+                progress.update(task, total=1, completed=1)
+            if engine == "polars" and (streaming or (streaming is None and needs_streaming(folder))):
+                result = _run_streaming(catalogue, folder, p, out_dir, buckets, progress)
+            else:
+                profiles = load_data(str(folder), catalogue, progress)
+                task = progress.add_task(f"评估 {p.label}（{len(catalogue.active(p))} 条适用规则，{engine}）",
+                                         total=None)
+                if engine == "polars":
+                    result = evaluate_period(catalogue, profiles, p)
+                else:
+                    from engine.sql_run import evaluate_period_sql
+
+                    result = evaluate_period_sql(catalogue, profiles, p, engine, pg_url)
+                progress.update(task, total=1, completed=1)
         if snapshot is not None:
             result.quarantine = relabel_quarantine(result.quarantine, snapshot)
         task = progress.add_task(f"写出结果到 {out_dir}", total=None)

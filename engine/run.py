@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import polars as pl
 
@@ -147,7 +147,18 @@ def evaluate_period(catalogue: Catalogue, profiles: Profiles, period: Period) ->
                       extra_quarantine=extra, timings=timings)
 
 
-def run_result(catalogue: Catalogue, period: Period, profiles: Profiles, *, findings: pl.DataFrame,
+class ClaimsAndQuarantine(Protocol):
+    """What `run_result` reads of the profiles: the claims and the rows set aside (Profiles, or the
+    SQL engine's stand-in for tables that stay inside the engine)."""
+
+    @property
+    def claims(self) -> pl.DataFrame: ...
+
+    @property
+    def quarantine(self) -> pl.DataFrame: ...
+
+
+def run_result(catalogue: Catalogue, period: Period, profiles: ClaimsAndQuarantine, *, findings: pl.DataFrame,
                summary: pl.DataFrame, taxpayers: int, extra_quarantine: pl.DataFrame,
                timings: dict[str, float]) -> RunResult:
     """A period's result from what an engine computed (Polars or SQL): rule names on the summary, the

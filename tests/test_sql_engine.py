@@ -4,12 +4,12 @@ Generated profiles (tests/parity_support.py: figures at every threshold, gaps, c
 give the same outcome, amounts, tier and evidence for every taxpayer × rule, compliant and not-applicable
 included, and the same findings and summary; `zhixiang run --engine duckdb` writes byte-identical files
 on the sample data; the generated SQL for every dialect parses; a construct a dialect cannot express
-is refused at load with file:line, naming the backend.
+is refused at load with file:line, naming the backend; PostgreSQL's own tables are evaluated in place.
+Spark: tests/test_sql_spark.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -25,7 +25,7 @@ from polars.testing import assert_frame_equal
 from engine.backends.sql import plan_sql
 from engine.catalogue import Catalogue, load_catalogue
 from engine.cli import main
-from engine.errors import EXIT_RULE_ERROR
+from engine.errors import EXIT_INPUT_ERROR, EXIT_RULE_ERROR
 from engine.findings import OUTCOMES
 from engine.run import evaluate_period
 from engine.sql_run import evaluate_period_sql
@@ -129,7 +129,10 @@ def test_unexpressible_construct_is_refused_at_load(tmp_path: Path) -> None:
                       encoding="utf-8")
     for args in (["rules", "sql", "--dialect", "spark", "--period", "2025", str(rules)],
                  ["run", "--data", str(SAMPLE), "--period", "2025", "--out", str(tmp_path / "o"), "--quiet",
-                  "--engine", "duckdb", "--rules", str(rules)]):
+                  "--engine", "duckdb", "--rules", str(rules)],
+                 # refused before any data is read or a Spark session started
+                 ["run", "--data", "spark:tax.zx_", "--period", "2025", "--out", str(tmp_path / "s"), "--quiet",
+                  "--engine", "spark", "--rules", str(rules)]):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == EXIT_RULE_ERROR, result.output
         backend = "Spark SQL" if "spark" in args else "DuckDB"
@@ -138,12 +141,30 @@ def test_unexpressible_construct_is_refused_at_load(tmp_path: Path) -> None:
     assert CliRunner().invoke(main, ["rules", "check", str(rules)]).exit_code == 0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pyspark") is None, reason="PySpark not installed (optional)")
+@pytest.mark.postgres
 @pytest.mark.skipif(not (SAMPLE / "taxpayers.csv").exists(), reason="sample_data/hangzhou not generated")
-def test_run_engine_spark_writes_identical_files(tmp_path: Path) -> None:
-    """Spark local mode (PySpark is optional: not a project dependency; runs where it is installed)."""
-    polars, spark = tmp_path / "polars", tmp_path / "spark"
-    _run(["run", "--data", str(SAMPLE), "--period", "2026-09", "--out", str(polars), "--quiet"])
-    _run(["run", "--data", str(SAMPLE), "--period", "2026-09", "--out", str(spark), "--quiet", "--engine", "spark"])
+def test_run_engine_postgres_on_its_own_tables_in_place(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    """`--engine postgres --data postgresql://…` evaluates the tables `zhixiang load` wrote, inside the
+    server: no snapshot, the same findings; a missing column or an unreadable type is named."""
+    import psycopg
+
+    _run(["load", "--data", str(SAMPLE), "--to", pg_url])
+    polars, pg = tmp_path / "polars", tmp_path / "pg"
+    _run(["run", "--data", str(SAMPLE), "--period", "2025", "--out", str(polars), "--quiet"])
+    _run(["run", "--data", pg_url, "--period", "2025", "--out", str(pg), "--quiet", "--engine", "postgres"])
     for name in ("findings.parquet", "findings.csv"):
-        assert (spark / name).read_bytes() == (polars / name).read_bytes(), name
+        assert (pg / name).read_bytes() == (polars / name).read_bytes(), name
+    assert not (pg / "snapshot").exists()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE indicators DROP COLUMN sales")
+        conn.execute("ALTER TABLE claims ALTER COLUMN amount TYPE text")
+    result = CliRunner().invoke(main, ["run", "--data", pg_url, "--period", "2025", "--out", str(tmp_path / "bad"),
+                                       "--quiet", "--engine", "postgres"])
+    assert result.exit_code == EXIT_INPUT_ERROR, result.output
+    assert "indicators" in result.output and "sales" in result.output, result.output
+    assert "claims" in result.output and "amount（text）" in result.output, result.output
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE taxpayers")
+    result = CliRunner().invoke(main, ["run", "--data", pg_url, "--period", "2025", "--out", str(tmp_path / "none"),
+                                       "--quiet", "--engine", "postgres"])
+    assert result.exit_code == EXIT_INPUT_ERROR and "没有表 taxpayers" in result.output, result.output

@@ -30,3 +30,28 @@ ensure_packages() {
     package_installed "$p" || { echo "$(basename "$0"): $p is still not installed" >&2; return 1; }
   done
 }
+
+# What the tests need beyond the main job: PostgreSQL (state and SQL-engine tests), Chromium (workbench
+# browser test), a Java 17 runtime (the Spark engine tests, PySpark 4 in local mode).
+TEST_PACKAGES=(postgresql chromium chromium-driver openjdk-17-jre-headless)
+
+# ensure_test_env VENV: the test packages above, and the project's `spark` extra (PySpark) in VENV
+# (not with ZHIXIANG_SKIP_SPARK=1: CI's Python 3.13 leg runs only the real-time parity tests).
+ensure_test_env() {
+  local venv="$1"
+  ensure_packages "${TEST_PACKAGES[@]}"
+  if [ -z "${ZHIXIANG_SKIP_SPARK:-}" ] && ! "$venv/bin/python" -c 'import pyspark' >/dev/null 2>&1; then
+    echo "$(basename "$0"): installing the spark extra (PySpark) into $venv"
+    "$venv/bin/python" -m pip -q --disable-pip-version-check install -e '.[dev,spark]'
+  fi
+}
+
+# java17_home: JAVA_HOME of Debian's Java 17 runtime, when installed (PySpark 4 needs 17 or later; another
+# default `java` is not used).
+java17_home() {
+  local arch home
+  arch="$(dpkg --print-architecture 2>/dev/null || echo amd64)"
+  home="/usr/lib/jvm/java-17-openjdk-$arch"
+  [ -x "$home/bin/java" ] && echo "$home"
+  return 0
+}
