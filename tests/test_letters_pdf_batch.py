@@ -54,7 +54,7 @@ def test_a_batch_is_cut_into_the_letters_each_as_laid_out_alone(letters: list[Le
     jobs = _jobs(letters)
     batch = compiler.compile_letters(jobs)
     assert [key for key, _, _ in batch] == [job.key for job in jobs]
-    for (key, ok, pdf), job, letter in zip(batch, jobs, letters, strict=True):
+    for (_, ok, pdf), job, letter in zip(batch, jobs, letters, strict=True):
         assert ok and isinstance(pdf, bytes), pdf
         alone = compiler.compile(job.data)
         # the same pages with the same text (pypdf's own extraction), every font embedded
