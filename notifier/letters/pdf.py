@@ -469,6 +469,7 @@ class PdfJob:
     label: str = ""
     main: str | None = None  # another template of the folder (the print file's cover sheet)
     check: bool = True
+    timeout: float = 0.0  # seconds on top of the pool's bound (a print file's cover lists thousands of letters)
 
 
 Result = tuple[str, bool, bytes | str]  # (job key, ok, the PDF or why it failed)
@@ -643,7 +644,7 @@ class PdfPool:
             if not self.busy:
                 return
             if block:
-                deadline = min(sent for _, sent in self.busy.values()) + self.timeout
+                deadline = min(sent + self._bound(batch) for batch, sent in self.busy.values())
                 timeout = max(0.0, deadline - time.monotonic())
             else:
                 timeout = 0.0
@@ -661,10 +662,10 @@ class PdfPool:
                         continue
                     for key, ok, payload in results:
                         self.done[key] = payload if ok else PdfError(str(payload))
-                elif time.monotonic() - sent >= self.timeout:
+                elif time.monotonic() - sent >= self._bound(batch):
                     del self.busy[i]
                     self._replace(i)
-                    self._failed(batch, PdfError(f"PDF 信函排版超过 {self.timeout:g} 秒上限，已中止，信函未生成"))
+                    self._failed(batch, PdfError(f"PDF 信函排版超过 {self._bound(batch):g} 秒上限，已中止，信函未生成"))
             self._send()
         except PdfError as exc:  # a worker that cannot be restarted: the letters left fail with the reason
             for batch in [*self.queue, *(b for b, _ in self.busy.values()), self.loose]:
@@ -673,6 +674,9 @@ class PdfPool:
             self.queue.clear()
             self.busy.clear()
             self.loose = []
+
+    def _bound(self, batch: Sequence[PdfJob]) -> float:
+        return self.timeout + max(job.timeout for job in batch)
 
     def _failed(self, batch: list[PdfJob], error: PdfError) -> None:
         """A batch whose worker overran or died: one letter fails; several are laid out again one by one."""
