@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.batch import build_query
 from engine.catalogue import load_catalogue
 from notifier.letters.build import Letter, build_letter
-from notifier.letters.pdf import PdfJob, PdfPool, check_pdf, pdf_text
+from notifier.letters.pdf import PDF_BATCH, PdfJob, PdfPool, check_pdf, pdf_text
 from notifier.letters.print_files import write_print_files
 from notifier.letters.render import LetterRenderer
 from notifier.letters.run import NotifyOptions, notify
@@ -320,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--taxpayers", type=int, default=20000)
     parser.add_argument("--pdfs", type=int, default=2000)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--no-html", action="store_true", help="PDFs and print file only")
+    parser.add_argument("--batch", type=int, default=None, help="letters a PDF worker lays out at once")
     parser.add_argument("--night", type=Path, default=None, help="a bench/data.py --kind full folder: the first night")
     parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 10, 15), help="the first night's date")
     parser.add_argument("--keep", type=Path, default=None, help="--night: write the outbox below this folder, kept")
@@ -335,10 +337,11 @@ def main(argv: list[str] | None = None) -> int:
                            risk_events=tables["risk_events"]).findings.collect()
     with tempfile.TemporaryDirectory(prefix="zx-bench-letters-") as tmp_name:
         tmp = Path(tmp_name)
-        bench_html(findings.head(2000), tmp / "warm")  # imports, template compilation: not part of the rate
-        n, cpu, wall = bench_html(findings, tmp / "html")
-        print(f"{len(findings):,} findings rows → {n:,} HTML letters written by notify(): "
-              f"{n / cpu:,.0f} letters per CPU-second (one core), {n / wall:,.0f} per wall second")
+        if not args.no_html:
+            bench_html(findings.head(2000), tmp / "warm")  # imports, template compilation: not part of the rate
+            n, cpu, wall = bench_html(findings, tmp / "html")
+            print(f"{len(findings):,} findings rows → {n:,} HTML letters written by notify(): "
+                  f"{n / cpu:,.0f} letters per CPU-second (one core), {n / wall:,.0f} per wall second")
 
         groups: dict[str, list[dict[str, Any]]] = {}
         for row in findings.iter_rows(named=True):
@@ -348,13 +351,14 @@ def main(argv: list[str] | None = None) -> int:
                    if isinstance(x := build_letter(rows, catalogue, as_of=AS_OF), Letter)][: args.pdfs]
         jobs = [PdfJob(x.package_id, renderer.pdf_data(x), tuple(x.key_texts()), label=x.taxpayer_id)
                 for x in letters]
-        warm = jobs[: args.jobs * 4]
+        # letters for starting the workers (not timed, not in the timed set: Typst caches what it laid out)
+        warm, jobs = jobs[: args.jobs * (args.batch or PDF_BATCH)], jobs[args.jobs * (args.batch or PDF_BATCH):]
         cpu0 = _children_cpu()
-        with PdfPool(args.jobs) as pool:  # startup only: workers started, fonts loaded, a few letters
+        with PdfPool(args.jobs, batch=args.batch) as pool:  # startup only: workers started, fonts loaded
             pool.render(warm)
         startup = _children_cpu() - cpu0
         cpu0 = _children_cpu()
-        with PdfPool(args.jobs) as pool:
+        with PdfPool(args.jobs, batch=args.batch) as pool:
             pool.render(warm)
             load = _load()
             wall = time.perf_counter()
@@ -363,10 +367,12 @@ def main(argv: list[str] | None = None) -> int:
         cpu = _children_cpu() - cpu0 - startup
         failed = [k for k, v in done.items() if not isinstance(v, bytes)]
         pdfs = {k: v for k, v in done.items() if isinstance(v, bytes)}
-        print(f"PDF (Typst, embedded Noto CJK, read-back check in the worker), {args.jobs} processes: "
+        print(f"PDF (Typst, embedded Noto CJK, read-back check in the worker), {args.jobs} processes, "
+              f"{args.batch or PDF_BATCH} letters a layout: "
               f"{len(pdfs) / elapsed:,.1f} PDFs/s wall-clock ({len(pdfs):,} PDFs in {elapsed:.1f} s, {load}); "
               f"{len(pdfs) / cpu:,.1f} PDFs per CPU-second of the workers, i.e. {2 * len(pdfs) / cpu:,.0f}/s on "
-              f"two idle cores; {len(failed)} failed")
+              f"two idle cores; {len(failed)} failed; "
+              f"{sum(map(len, pdfs.values())) / max(1, len(pdfs)) / 1000:,.0f} kB a PDF")
         # every PDF read back by pypdf itself, untimed: the taxpayer's name must be there
         start = time.perf_counter()
         by_key = {x.package_id: x for x in letters}
