@@ -79,7 +79,8 @@ def write_print_files(root: Path, post: Mapping[str, Sequence[tuple[Letter, str]
             if len(doc.pages) % 2:  # the next letter starts on a fresh sheet
                 merged.add_blank_page(page_size=blank)
         rel = f"{PRINT_DIR}/{as_of:%Y%m%d}-{_stem(authority, code)}.pdf"
-        merged.save(root / rel)
+        # the letters' streams are copied as they are (already compressed), not decoded and compressed again
+        merged.save(root / rel, stream_decode_level=pikepdf.StreamDecodeLevel.none, fix_metadata_version=False)
         out.append(PrintFile(authority, rel, len(rows), len(merged.pages)))
         for doc in docs:
             doc.close()
