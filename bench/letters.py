@@ -14,6 +14,16 @@ Findings are real: synthetic taxpayers go through the engine's batch query with 
 
     .venv/bin/python bench/letters.py                          # 20,000 taxpayers, 2,000 PDFs, 2 jobs
     .venv/bin/python bench/letters.py --taxpayers 50000 --pdfs 5000 --jobs 2
+
+* First night (`--night DATA`): the letters stage of the nightly's first night over a data set made by
+  bench/data.py (`--kind full`): the findings of the night's due periods (made once with `zhixiang run`,
+  kept next to the data), every one new, the taxpayer-facing ones to `notify()` with PDFs for post and
+  `--jobs` PDF workers, as `zhixiang nightly` runs it; then the suppression ledger recorded as the
+  nightly's commit does. Reports wall and CPU seconds per stage (main process, exclusive of the stages
+  inside it; the PDF workers' CPU from their rusage), and reads EVERY post PDF back with pypdf.
+
+    .venv/bin/python bench/data.py --rows 13500000 --kind full --out /work/wt/_data/full-1m-taxpayers
+    nice .venv/bin/python bench/letters.py --night /work/wt/_data/full-1m-taxpayers --as-of 2026-10-15
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engine.batch import build_query
 from engine.catalogue import load_catalogue
 from notifier.letters.build import Letter, build_letter
-from notifier.letters.pdf import PdfJob, PdfPool, pdf_text
+from notifier.letters.pdf import PDF_BATCH, PdfJob, PdfPool, check_pdf, pdf_text
 from notifier.letters.print_files import write_print_files
 from notifier.letters.render import LetterRenderer
 from notifier.letters.run import NotifyOptions, notify
@@ -124,12 +134,202 @@ def bench_html(findings: pl.DataFrame, tmp: Path) -> tuple[int, float, float, fl
             os.times().system - system)
 
 
+class StageClock:
+    """Wall and CPU seconds per stage of `notify()`, each exclusive of the stages timed inside it."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.stack: list[list[float]] = []  # per open stage: [wall inside, cpu inside]
+
+    def enter(self) -> tuple[float, float]:
+        self.stack.append([0.0, 0.0])
+        return time.perf_counter(), time.process_time()
+
+    def leave(self, stage: str, start: tuple[float, float]) -> None:
+        wall, cpu = time.perf_counter() - start[0], time.process_time() - start[1]
+        inner = self.stack.pop()
+        self.wall[stage] = self.wall.get(stage, 0.0) + wall - inner[0]
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu - inner[1]
+        self.calls[stage] = self.calls.get(stage, 0) + 1
+        if self.stack:
+            self.stack[-1][0] += wall
+            self.stack[-1][1] += cpu
+
+    def wrap(self, owner: Any, name: str, stage: str) -> None:
+        fn = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = self.enter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.leave(stage, start)
+
+        setattr(owner, name, timed)
+
+    def wrap_iterator(self, owner: Any, name: str, stage: str) -> None:
+        """`owner.name` returns an iterator; time each step of it (rows turned into Python values lazily)."""
+        fn = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            it = iter(fn(*args, **kwargs))
+            while True:
+                start = self.enter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                finally:
+                    self.leave(stage, start)
+                yield item
+
+        setattr(owner, name, timed)
+
+
+#: notify()'s stages for the first night's report: (owner, attribute, stage).
+NIGHT_STAGES = (
+    ("run", "read_findings", "findings read"),
+    ("run", "with_evidence_lines", "findings read"),
+    ("run", "load_catalogue", "findings read"),
+    ("_Run", "decide", "letter build (incl. suppression check)"),
+    ("_Run", "render", "HTML (+ PDF data)"),
+    ("PdfPool", "submit", "PDFs: main process handing over / waiting"),
+    ("PdfPool", "poll", "PDFs: main process handing over / waiting"),
+    ("PdfPool", "drain", "PDFs: main process handing over / waiting"),
+    ("Outbox", "write", "files written"),
+    ("_Run", "finish", "delivery queue + manifest rows"),
+    ("run", "write_print_files", "print files"),
+    ("Outbox", "write_manifest", "manifest, skipped list, preview page, summary"),
+    ("Outbox", "write_skipped", "manifest, skipped list, preview page, summary"),
+    ("Outbox", "write_index", "manifest, skipped list, preview page, summary"),
+    ("Outbox", "write_summary", "manifest, skipped list, preview page, summary"),
+    ("LetterRenderer", "index", "manifest, skipped list, preview page, summary"),
+)
+
+
+def night_findings(data: Path, as_of: date, work: Path) -> pl.DataFrame:
+    """The first night's findings over `data`: every due period run once with `zhixiang run` (kept in
+    `work`), concatenated and sorted as the nightly's evaluate stage does."""
+    import subprocess
+
+    from notifier.nightly.config import Periods, due_periods
+
+    frames = []
+    for period in due_periods(as_of, Periods()):
+        out = work / "periods" / period.text
+        if not (out / "findings.parquet").is_file():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "engine.cli", "run", "--data", str(data), "--period", period.text,
+                            "--out", str(out), "--quiet"], check=True, cwd=Path(__file__).resolve().parent.parent)
+            print(f"  findings of {period.text}: {time.perf_counter() - start:.0f} s (made once, kept in {out})")
+        frames.append(pl.read_parquet(out / "findings.parquet"))
+    return pl.concat(frames, how="vertical_relaxed").sort(["period", "rule_id", "kind", "taxpayer_id"])
+
+
+def bench_night(data: Path, as_of: date, jobs: int, keep: Path | None) -> int:
+    """The letters stage of the first night over `data` (see the module's docstring)."""
+    from notifier.db import open_state
+    from notifier.letters import run as run_module
+    from notifier.letters.build import is_taxpayer_facing
+    from notifier.letters.outbox import Outbox
+    from notifier.letters.run import _Run
+    from notifier.letters.suppression import SuppressionLedger
+
+    work = data.parent / f"{data.name}.night-{as_of.isoformat()}"
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; {_load()} at start")
+    start = time.perf_counter()
+    findings = night_findings(data, as_of, work)
+    print(f"findings of the night: {findings.height:,} rows ({time.perf_counter() - start:.0f} s, not part of "
+          f"the letters stage); {_load()}")
+
+    owners = {"run": run_module, "_Run": _Run, "PdfPool": run_module.PdfPool, "Outbox": Outbox,
+              "LetterRenderer": run_module.LetterRenderer}
+    clock = StageClock()
+    for owner, name, stage in NIGHT_STAGES:
+        clock.wrap(owners[owner], name, stage)
+    clock.wrap_iterator(run_module, "taxpayer_groups", "findings read")
+
+    tmp = Path(tempfile.mkdtemp(prefix="zx-night-", dir=keep))
+    try:
+        wall0, cpu0, children0 = time.perf_counter(), time.process_time(), _children_cpu()
+        # the nightly's letters stage: on the first night every finding is new; taxpayer-facing ones only
+        opened = clock.enter()
+        facing = [is_taxpayer_facing(r) for r in
+                  findings.select("kind", "estimated_amount", "risk_tier").iter_rows(named=True)]
+        fresh = findings.filter(pl.Series(facing, dtype=pl.Boolean))
+        source = tmp / "letters-findings.parquet"
+        fresh.write_parquet(source)
+        clock.leave("findings read", opened)
+        del findings, facing
+        state = f"sqlite:///{tmp / 'state.sqlite'}"
+        options = NotifyOptions(findings=source, out=tmp / "letters", state_url=state, as_of=as_of, jobs=jobs,
+                                pdf_channels=("post",), record=False)
+        report = notify(options)
+        # the nightly's commit stage records what was delivered in the suppression ledger
+        opened = clock.enter()
+        engine = open_state(state)
+        try:
+            SuppressionLedger(engine, as_of, options.suppression).record(list(report.unrecorded))
+        finally:
+            engine.dispose()
+        clock.leave("suppression ledger recorded", opened)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        workers = _children_cpu() - children0
+        print(f"letters stage: {report.taxpayers:,} taxpayers with taxpayer-facing findings ({fresh.height:,} rows) → "
+              f"{report.packages:,} packages {dict(report.by_channel)}, {report.failed} failed, "
+              f"{len(report.print_files)} print files; {_load()} at the end")
+        print(f"  WALL {wall:,.0f} s ({wall / 60:.1f} min); CPU: main process {cpu:,.0f} s, "
+              f"PDF workers {workers:,.0f} s")
+        print("  | stage | wall s | CPU s (main) | calls |")
+        print("  |---|---:|---:|---:|")
+        for stage in dict.fromkeys(s for _, _, s in (*NIGHT_STAGES, ("", "", "suppression ledger recorded"))):
+            if stage in clock.wall:
+                print(f"  | {stage} | {clock.wall[stage]:,.1f} | {clock.cpu[stage]:,.1f} | {clock.calls[stage]:,} |")
+        rest_wall = wall - sum(clock.wall.values())
+        rest_cpu = cpu - sum(clock.cpu.values())
+        print(f"  | the rest (grouping loop, progress, pool start and close) | {rest_wall:,.1f} | {rest_cpu:,.1f} | |")
+        print(f"  | PDF workers ({jobs} processes, CPU only) | | {workers:,.1f} | |")
+        for f in report.print_files:
+            size = (options.out / f.file).stat().st_size
+            print(f"  print file {f.file}: {f.letters:,} letters, {f.pages:,} pages, {size / 1e6:,.0f} MB")
+        # every PDF read back, untimed: the taxpayer's name must be in it. check_pdf reads each page's text
+        # through the fonts' ToUnicode maps (qpdf, ~3 ms) and asks pypdf when that misses; pypdf's own
+        # extraction for all ~30,000 would take ~1 h here, so it reads every 50th.
+        start_check = time.perf_counter()
+        checked = thorough = 0
+        for row in report.rows:
+            for rel in row.files:
+                if rel.endswith(".pdf"):
+                    pdf = (options.out / rel).read_bytes()
+                    check_pdf(pdf, [row.taxpayer_name], label=row.taxpayer_id)
+                    if checked % 50 == 0:
+                        text = "".join(pdf_text(pdf).split())
+                        assert "".join(row.taxpayer_name.split()) in text, f"{row.taxpayer_id}: name not read back"
+                        thorough += 1
+                    checked += 1
+        print(f"read-back of every PDF ({checked:,}; {thorough:,} of them by pypdf's extraction too): the "
+              f"taxpayer's name in each ({time.perf_counter() - start_check:,.0f} s, not part of the stage)")
+        return 1 if report.failed else 0
+    finally:
+        if keep is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--taxpayers", type=int, default=20000)
     parser.add_argument("--pdfs", type=int, default=2000)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--no-html", action="store_true", help="PDFs and print file only")
+    parser.add_argument("--batch", type=int, default=None, help="letters a PDF worker lays out at once")
+    parser.add_argument("--night", type=Path, default=None, help="a bench/data.py --kind full folder: the first night")
+    parser.add_argument("--as-of", type=date.fromisoformat, default=date(2026, 10, 15), help="the first night's date")
+    parser.add_argument("--keep", type=Path, default=None, help="--night: write the outbox below this folder, kept")
     args = parser.parse_args(argv)
+    if args.night is not None:
+        return bench_night(args.night, args.as_of, args.jobs, args.keep)
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; {_load()} at start")
     catalogue = load_catalogue()
@@ -139,13 +339,14 @@ def main(argv: list[str] | None = None) -> int:
                            risk_events=tables["risk_events"]).findings.collect()
     with tempfile.TemporaryDirectory(prefix="zx-bench-letters-") as tmp_name:
         tmp = Path(tmp_name)
-        bench_html(findings.head(2000), tmp / "warm")  # imports, template compilation: not part of the rate
-        load = _load()
-        n, cpu, wall, system = bench_html(findings, tmp / "html")
-        print(f"{len(findings):,} findings rows → {n:,} HTML letters written by notify(): "
-              f"{n / cpu:,.0f} letters per CPU-second (one core; {system / cpu:.0%} of it in the kernel, "
-              f"mostly creating the letters' files), {n / wall:,.0f} per wall second ({load} before, "
-              f"{_load()} after)")
+        if not args.no_html:
+            bench_html(findings.head(2000), tmp / "warm")  # imports, template compilation: not part of the rate
+            load = _load()
+            n, cpu, wall, system = bench_html(findings, tmp / "html")
+            print(f"{len(findings):,} findings rows → {n:,} HTML letters written by notify(): "
+                  f"{n / cpu:,.0f} letters per CPU-second (one core; {system / cpu:.0%} of it in the kernel, "
+                  f"mostly creating the letters' files), {n / wall:,.0f} per wall second ({load} before, "
+                  f"{_load()} after)")
 
         groups: dict[str, list[dict[str, Any]]] = {}
         for row in findings.iter_rows(named=True):
@@ -155,13 +356,14 @@ def main(argv: list[str] | None = None) -> int:
                    if isinstance(x := build_letter(rows, catalogue, as_of=AS_OF), Letter)][: args.pdfs]
         jobs = [PdfJob(x.package_id, renderer.pdf_data(x), tuple(x.key_texts()), label=x.taxpayer_id)
                 for x in letters]
-        warm = jobs[: args.jobs * 4]
+        # letters for starting the workers (not timed, not in the timed set: Typst caches what it laid out)
+        warm, jobs = jobs[: args.jobs * (args.batch or PDF_BATCH)], jobs[args.jobs * (args.batch or PDF_BATCH):]
         cpu0 = _children_cpu()
-        with PdfPool(args.jobs) as pool:  # startup only: workers started, fonts loaded, a few letters
+        with PdfPool(args.jobs, batch=args.batch) as pool:  # startup only: workers started, fonts loaded
             pool.render(warm)
         startup = _children_cpu() - cpu0
         cpu0 = _children_cpu()
-        with PdfPool(args.jobs) as pool:
+        with PdfPool(args.jobs, batch=args.batch) as pool:
             pool.render(warm)
             load = _load()
             wall = time.perf_counter()
@@ -170,10 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         cpu = _children_cpu() - cpu0 - startup
         failed = [k for k, v in done.items() if not isinstance(v, bytes)]
         pdfs = {k: v for k, v in done.items() if isinstance(v, bytes)}
-        print(f"PDF (Typst, embedded Noto CJK, read-back check in the worker), {args.jobs} processes: "
+        print(f"PDF (Typst, embedded Noto CJK, read-back check in the worker), {args.jobs} processes, "
+              f"{args.batch or PDF_BATCH} letters a layout: "
               f"{len(pdfs) / elapsed:,.1f} PDFs/s wall-clock ({len(pdfs):,} PDFs in {elapsed:.1f} s, {load}); "
               f"{len(pdfs) / cpu:,.1f} PDFs per CPU-second of the workers, i.e. {2 * len(pdfs) / cpu:,.0f}/s on "
-              f"two idle cores; {len(failed)} failed")
+              f"two idle cores; {len(failed)} failed; "
+              f"{sum(map(len, pdfs.values())) / max(1, len(pdfs)) / 1000:,.0f} kB a PDF")
         # every PDF read back by pypdf itself, untimed: the taxpayer's name must be there
         start = time.perf_counter()
         by_key = {x.package_id: x for x in letters}

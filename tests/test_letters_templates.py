@@ -40,8 +40,11 @@ def _html_with(snippet: str) -> str:
 
 
 def _typ_with(snippet: str) -> str:
+    """letter.typ doing `snippet` in the victim's letter (laid out in a batch with the others)."""
     source = (TEMPLATES_DIR / "letter.typ").read_text(encoding="utf-8")
-    return source + f'\n#if L.name == "{VICTIM}" {{ {snippet} }}\n'
+    start = "#let O = L.office\n"
+    assert start in source
+    return source.replace(start, f'{start}#if L.name == "{VICTIM}" {{ {snippet} }}\n', 1)
 
 
 def _notify(tmp_path: Path, templates: Path, *extra: str) -> tuple[int, Path, dict[str, dict[str, str]]]:

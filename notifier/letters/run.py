@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +50,9 @@ from notifier.letters.render import LetterRenderer
 from notifier.letters.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, records_for
 
 CHUNK = 64  # taxpayers rendered together (PDFs of a chunk go to the worker processes at once)
+#: PDFs handed to the workers and not yet back before the run waits for them (the letters behind them wait
+#: in order, in memory): enough to keep two workers busy while the letters after them are built.
+PDF_BACKLOG = 256
 LEDGER_FLUSH = 5000  # ledger rows (delivered findings) recorded per transaction
 #: After this many packages in a row fail through a back-end for a reason that may pass (server down,
 #: timeouts), the rest of the run stops trying it; the delivery log lets a later run send them.
@@ -212,6 +215,8 @@ class _Run:
         self.jobs = max(1, min(options.jobs, os.cpu_count() or 1))
         self.post_pdfs: dict[str, list[tuple[Letter, str]]] = {}  # authority → (letter, PDF file) to print
         self.auto_applied: dict[str, tuple[Entry, ...]] = {}  # taxpayer → reliefs the bureau applied itself
+        self.waiting: deque[_Pending] = deque()  # rendered letters in order, the first ones awaiting a PDF
+        self.pdfs: dict[str, bytes | PdfError] = {}  # PDFs back from the workers, by job key
 
     # -- one taxpayer -------------------------------------------------------------------------
 
@@ -379,11 +384,27 @@ class _Run:
         if jobs:
             if self.pool is None:  # started on the first chunk with PDFs: a run without any never pays for it
                 self.pool = PdfPool(self.jobs, self.o.templates)
-            done = self.pool.render(jobs)
-            for item in pending:
-                if item.pdf_job is not None:
-                    item.pdf = done.get(item.pdf_job.key)
-        for item in pending:
+            self.pool.submit(jobs)  # laid out by the workers while the next chunks are built
+        self.waiting.extend(pending)
+        self.finish_ready()
+
+    def finish_ready(self, *, final: bool = False) -> None:
+        """Finish the rendered letters in their order as far as their PDFs are back; `final`: all of them."""
+        pool = self.pool
+        if pool is not None:
+            if final:
+                self.pdfs.update(pool.drain())
+            else:
+                self.pdfs.update(pool.poll())
+                while pool.pending > PDF_BACKLOG:
+                    self.pdfs.update(pool.poll(wait=True))
+        while self.waiting:
+            item = self.waiting[0]
+            if item.pdf_job is not None:
+                if item.pdf_job.key not in self.pdfs and not final:
+                    return
+                item.pdf = self.pdfs.pop(item.pdf_job.key, None)
+            self.waiting.popleft()
             try:
                 self.finish(item)
             except LetterError as exc:
@@ -457,6 +478,7 @@ def _notify(options: NotifyOptions, findings: pl.DataFrame | None, catalogue: Ca
                 done += len(batch)
                 if progress is not None:
                     progress(done, total)
+            run.finish_ready(final=True)
             if run.post_pdfs:
                 if run.pool is None:
                     run.pool = PdfPool(1, options.templates)
