@@ -24,7 +24,7 @@ from notifier.letters.pdf import (
     pdf_pages,
 )
 from notifier.letters.render import LetterRenderer
-from tests.test_letters_findings import five_incentives, low_risk_reminder, one_incentive
+from tests.builders.letters import five_incentives, low_risk_reminder, one_incentive
 from tests.test_letters_render import letter_of
 
 
