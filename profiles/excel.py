@@ -26,10 +26,14 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterable, Sequence
+from datetime import date, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from openpyxl import Workbook
 
 #: Columns whose values are ids, codes or periods (kept as text in Excel), by CSV column name.
 TEXT_COLUMNS: frozenset[str] = frozenset({
@@ -178,3 +182,17 @@ def write_rows(path: Path, columns: Sequence[str], rows: Iterable[Sequence[objec
         for row in rows:
             writer.writerow([cell(c, v) for c, v in zip(columns, row, strict=True)])
     return path
+
+
+def workbook(title: str, as_of: date) -> Workbook:
+    """A write-only Excel workbook (big lists are fine) signed 直享 Zhixiang and dated `as_of`, not the
+    wall clock, so the same night's list is the same file."""
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    stamp = datetime(as_of.year, as_of.month, as_of.day)
+    wb.properties.creator = "直享 Zhixiang"
+    wb.properties.title = title
+    wb.properties.created = stamp
+    wb.properties.modified = stamp
+    return wb

@@ -8,11 +8,8 @@ taxpayer name, the API's errors, and a resolve through the web changing the ledg
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -28,7 +25,7 @@ from notifier.cases.ledger import case_number, sync_findings
 from notifier.cases.queries import get_case, history_of
 from notifier.db import open_state
 from tests.builders.cases import finding, findings_frame
-from tests.conftest import free_port
+from tests.builders.server import running_server
 from tests.test_durable_engine import _write_folder
 from tests.test_durable_realtime import TAXPAYER, small_firm
 from workbench import accounts
@@ -78,29 +75,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     engine.dispose()
     data = folder / "data"
     _write_folder(data)  # one taxpayer of authority A (TAXPAYER): the profiles behind "check now"
-    port = free_port()
-    log = open(folder / "serve.log", "wb")  # noqa: SIM115 — closed with the server
-    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--state", state, "--port", str(port),
-                                "--data", str(data)],
-                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/login", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError((folder / "serve.log").read_text())
-        time.sleep(0.2)
-    try:
+    with running_server(folder, "--state", state, "--data", str(data), timeout=60) as (url, process):
         yield Server(url, state, data, token_a, token_b, process)
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
 
 
 def csrf_of(html: str) -> str:

@@ -9,10 +9,6 @@ against `zhixiang serve --workers 2`. Also: the server trusts a checked token fo
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +27,7 @@ from profiles.errors import ProfileDataError
 from profiles.models import parse_profile_json
 from profiles.periods import parse_period
 from profiles.readers import load_profiles
-from tests.conftest import free_port
+from tests.builders.server import running_server
 from tests.test_durable_realtime import small_firm
 from workbench import accounts
 
@@ -157,30 +153,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     engine = open_state(state)
     token = accounts.add_token(engine, "etax", "分析员", "")
     engine.dispose()
-    port = free_port()
-    log = open(folder / "serve.log", "wb")  # noqa: SIM115 — closed with the server
-    process = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--state", state, "--port", str(port),
-                                "--workers", "2"],
-                               stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(url + "/openapi.json", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError((folder / "serve.log").read_text())
-        time.sleep(0.3)
-    try:
+    with running_server(folder, "--state", state, "--workers", "2", ready="/openapi.json") as (url, _):
         yield url, token
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
 
 
 def test_the_api_answers_as_check_stdin_on_sample_taxpayers(server: tuple[str, str], catalogue: Any,

@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
@@ -139,12 +138,7 @@ _CELL_LIMIT = 32_000
 
 
 def write_xlsx(path: Path, rows: Sequence[Entry], *, as_of: date, title: str) -> None:
-    wb = Workbook(write_only=True)
-    stamp = datetime(as_of.year, as_of.month, as_of.day)
-    wb.properties.creator = "直享 Zhixiang"
-    wb.properties.title = title
-    wb.properties.created = stamp
-    wb.properties.modified = stamp
+    wb = excel.workbook(title, as_of)
     ws = wb.create_sheet("自动享受清单")
     for i, (_, _, _, width) in enumerate(LIST_COLUMNS, start=1):
         ws.column_dimensions[get_column_letter(i)].width = width

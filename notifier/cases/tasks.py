@@ -15,12 +15,11 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.formatting.rule import CellIsRule
@@ -159,12 +158,7 @@ def write_workbook(path: Path, sheets: Mapping[str, Sequence[Case]], *, as_of: d
                    summary: bool = True) -> None:
     """One sheet per entry of `sheets` (name → cases), in the given order, then the summary sheet (汇总)
     (write-only: big lists are fine)."""
-    wb = Workbook(write_only=True)
-    stamp = datetime(as_of.year, as_of.month, as_of.day)
-    wb.properties.creator = "直享 Zhixiang"
-    wb.properties.title = title
-    wb.properties.created = stamp
-    wb.properties.modified = stamp
+    wb = excel.workbook(title, as_of)
     for name, rows in sheets.items():
         ws = wb.create_sheet(name)
         _write_sheet(ws, rows, as_of)
