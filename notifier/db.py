@@ -14,7 +14,7 @@ from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 
 from engine.errors import EXIT_RUNTIME_ERROR, ZhixiangError
-from profiles.database import mask_secrets
+from profiles.errors import mask_secrets
 
 METADATA = MetaData()
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from profiles.errors import EXIT_RUNTIME_ERROR, ProfileError, ProfileStructureError
+from profiles.errors import EXIT_RUNTIME_ERROR, ProfileError, ProfileStructureError, mask_secrets
 from profiles.readers import REQUIRED_TABLES
 from profiles.schema import TABLES, FieldKind, Table
 
@@ -76,16 +76,6 @@ def is_database_url(source: str | Path) -> bool:
     """True when `source` is a PostgreSQL URL rather than a data folder."""
     scheme = str(source).split("://", 1)[0].lower() if "://" in str(source) else ""
     return scheme.split("+", 1)[0] in DATABASE_SCHEMES
-
-
-#: Credentials in a URL: `scheme://user:password@` and `?password=` (libpq also takes it as a parameter).
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@'\"]*):[^\s@'\"]*@")
-_PARAM_PASSWORD = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)[^&\s'\"]*")
-
-
-def mask_secrets(text: str) -> str:
-    """`text` with the password of every URL in it replaced by ***: for every message and log line."""
-    return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
 
 
 def display_url(url: str) -> str:

@@ -10,6 +10,7 @@ Messages name the file and say how to fix it — users never see a traceback for
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -26,6 +27,16 @@ EXIT_USAGE = 64
 #: Exit code of a command refused because another holder has the lock (sysexits EX_TEMPFAIL: try later).
 EXIT_LOCKED = 75
 
+
+
+#: Credentials in a URL: `scheme://user:password@` and `?password=` (libpq also takes it as a parameter).
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@'\"]*):[^\s@'\"]*@")
+_PARAM_PASSWORD = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)[^&\s'\"]*")
+
+
+def mask_secrets(text: str) -> str:
+    """`text` with the password of every URL in it replaced by ***: for every message and log line."""
+    return _PARAM_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", text))
 
 class ZhixiangError(Exception):
     """Root of every error a user is meant to read."""
@@ -69,8 +80,6 @@ def exit_on_user_error(fn: F) -> F:
             return fn(*args, **kwargs)
         except ZhixiangError as exc:
             import click
-
-            from profiles.database import mask_secrets
 
             click.echo(f"错误: {mask_secrets(str(exc))}", err=True)
             sys.exit(exit_code_of(exc))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from profiles.database import display_url, mask_secrets
+from profiles.database import display_url
+from profiles.errors import mask_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "Sup3rS3cretPW"

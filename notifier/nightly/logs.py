@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.letters.formatting import mask_taxpayer_id
-from profiles.database import mask_secrets
+from profiles.errors import mask_secrets
 
 #: A GB 32100-2015 unified social credit code: 18 characters of its alphabet (no I, O, S, V, Z), the
 #: registering department, category and the 6-digit region code in front. Word boundaries keep it

@@ -88,7 +88,7 @@ from notifier.nightly.runs import (
     utcnow,
 )
 from profiles import excel
-from profiles.database import mask_secrets
+from profiles.errors import mask_secrets
 from profiles.periods import Period
 from profiles.validation import QUARANTINE_SCHEMA
 
