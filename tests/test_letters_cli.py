@@ -57,6 +57,38 @@ def test_notify_writes_the_outbox(tmp_path: Path, findings: Path) -> None:
     assert sorted(p.suffix for p in (out / "post").iterdir()) == [".pdf"] * 4
 
 
+
+def test_the_preview_page_lists_a_bounded_number_of_letters(tmp_path: Path, findings: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first night at provincial scale has ~470,000 packages: the preview page lists INDEX_ROWS of them
+    (failed ones first) and says where the rest are; a small night lists every one, with no note."""
+    from notifier.letters import run as letters_run
+
+    monkeypatch.setattr(letters_run, "INDEX_ROWS", 2)
+    out = tmp_path / "outbox"
+    result = zx(*notify_args(findings, out, tmp_path / "state.sqlite"))
+    assert result.exit_code == 0, result.output
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert index.count('<tr class="') == 2
+    assert "本页列出 2 份（发送失败的全部列出），全部 4 份见同一目录下的 manifest.csv" in index
+    monkeypatch.setattr(letters_run, "INDEX_ROWS", 4)
+    result = zx(*notify_args(findings, tmp_path / "outbox2", tmp_path / "state2.sqlite"))
+    index = (tmp_path / "outbox2" / "index.html").read_text(encoding="utf-8")
+    assert index.count('<tr class="') == 4 and "本页列出" not in index
+
+
+def test_failed_letters_come_first_on_a_bounded_preview_page() -> None:
+    from notifier.letters.outbox import ManifestRow
+    from notifier.letters.run import _index_listing
+
+    def row(i: int, status: str) -> ManifestRow:
+        return ManifestRow(taxpayer_id=f"T{i}", taxpayer_name="", authority="", channel="etax", recipient="",
+                           files=(), incentives=(), incentive_names=(), reminders=0, total_estimated_saving="",
+                           package_id="", status=status)
+    rows = [row(i, "failed" if i in (7, 9) else "written") for i in range(10)]
+    assert [r.taxpayer_id for r in _index_listing(rows, 4)] == ["T7", "T9", "T0", "T1"]
+    assert _index_listing(rows, 10) == rows
+
 def test_pdf_for_adds_pdfs_to_the_etax_channel(tmp_path: Path, findings: Path) -> None:
     out = tmp_path / "outbox"
     result = zx(*notify_args(findings, out, tmp_path / "state.sqlite", "--pdf-for", "etax", "--pdf-for", "post"))

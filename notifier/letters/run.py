@@ -493,7 +493,9 @@ def _notify(options: NotifyOptions, findings: pl.DataFrame | None, catalogue: Ca
         outbox.write_manifest(report.rows)
         outbox.write_skipped(run.skipped)
         try:
-            outbox.write_index(renderer.index(_index_run(report), _index_rows(report.rows)))
+            listed = _index_listing(report.rows)
+            outbox.write_index(renderer.index({**_index_run(report), "listed": len(listed), "rows": len(report.rows)},
+                                              _index_rows(listed)))
         except LetterError as exc:  # the preview page alone: the letters are written
             report.warnings.append(f"发件箱预览页 index.html 未生成：{exc}")
         outbox.write_summary(report.summary())
@@ -526,6 +528,21 @@ class _IndexRow(dict[str, Any]):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+#: Packages the preview page lists at most: a page a browser opens (a first night at 1M taxpayers has
+#: ~470,000 packages, which manifest.csv holds, one row each).
+INDEX_ROWS = 5_000
+
+
+def _index_listing(rows: Sequence[ManifestRow], limit: int | None = None) -> list[ManifestRow]:
+    """The packages the preview page lists: every failed one, then the others in order, up to `limit`."""
+    limit = INDEX_ROWS if limit is None else limit
+    if len(rows) <= limit:
+        return list(rows)
+    failed = [r for r in rows if r.status == "failed"]
+    others = [r for r in rows if r.status != "failed"]
+    return failed + others[:max(limit - len(failed), 0)]
 
 
 def _index_rows(rows: Sequence[ManifestRow]) -> list[dict[str, Any]]:
