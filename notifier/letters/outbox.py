@@ -7,7 +7,7 @@
     OUT/post/<taxpayer>.pdf            邮寄: the PDF to print
     OUT/manifest.csv                   one row per package (UTF-8 with BOM, so Excel reads it)
     OUT/skipped.csv                    taxpayers who got nothing, and why
-    OUT/index.html                     preview page listing every letter
+    OUT/index.html                     preview page (at most 5,000 letters, failed first; manifest.csv lists all)
     OUT/notify-summary.json            the run's counts
 
 Re-running into the same folder replaces the previous outbox; any other non-empty folder is refused
