@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,8 +24,25 @@ settings.register_profile("dev", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
-def _pg_admin_url() -> str | None:
-    return os.environ.get("ZHIXIANG_TEST_PG_URL")
+@contextmanager
+def fresh_pg_database(prefix: str = "zx_") -> Iterator[str]:
+    """A new, empty database on the test PostgreSQL server (ZHIXIANG_TEST_PG_URL, which scripts/test
+    starts), dropped afterwards. Under CI its absence is a failure, not a skip: PostgreSQL is tested for real."""
+    admin = os.environ.get("ZHIXIANG_TEST_PG_URL")
+    if not admin:
+        if os.environ.get("CI"):
+            pytest.fail("ZHIXIANG_TEST_PG_URL is not set: run the tests with scripts/test")
+        pytest.skip("no PostgreSQL server (set ZHIXIANG_TEST_PG_URL or use scripts/test)")
+    import psycopg
+
+    name = prefix + uuid.uuid4().hex[:12]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -37,22 +55,8 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.sqlite'}"
         return
-    admin = _pg_admin_url()
-    if not admin:
-        if os.environ.get("CI"):
-            pytest.fail("ZHIXIANG_TEST_PG_URL is not set: run the tests with scripts/test")
-        pytest.skip("no PostgreSQL server (set ZHIXIANG_TEST_PG_URL or use scripts/test)")
-    import psycopg
-
-    name = "zx_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database() as url:
+        yield url
 
 
 # ------------------------------------------------------------------------------------- a mail server

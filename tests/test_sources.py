@@ -7,8 +7,6 @@ under CI a missing server fails the tests instead of skipping them.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
@@ -32,6 +30,7 @@ from profiles.readers import load_profiles
 from profiles.schema import TABLES
 from profiles.sources import load_source
 from profiles.validation import ROW
+from tests.conftest import fresh_pg_database
 
 pytestmark = pytest.mark.postgres
 
@@ -45,21 +44,8 @@ def _ids(n: int) -> list[str]:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A new, empty PostgreSQL database, dropped afterwards."""
-    admin = os.environ.get("ZHIXIANG_TEST_PG_URL")
-    if not admin:
-        if os.environ.get("CI"):
-            pytest.fail("ZHIXIANG_TEST_PG_URL is not set: run the tests with scripts/test")
-        pytest.skip("no PostgreSQL server (set ZHIXIANG_TEST_PG_URL or use scripts/test)")
-    import psycopg
-
-    name = "zx_src_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("zx_src_") as url:
+        yield url
 
 
 def _sql(url: str, *statements: str) -> list[tuple[object, ...]]:

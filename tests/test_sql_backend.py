@@ -8,8 +8,6 @@ derandomized (a fixed seed), so CI sees the same examples every run.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +22,7 @@ from engine.catalogue import Rule
 from engine.sql_run import _DuckSession, _PgSession
 from profiles.periods import parse_period
 from profiles.schema import PROFILE_FIELDS
+from tests.conftest import fresh_pg_database
 from tests.test_parity_nodes import (
     _SETTINGS,
     _same,
@@ -41,21 +40,8 @@ _SQL_SETTINGS: dict[str, Any] = {**_SETTINGS, "derandomize": True}
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    admin = os.environ.get("ZHIXIANG_TEST_PG_URL")
-    if not admin:
-        if os.environ.get("CI"):
-            pytest.fail("ZHIXIANG_TEST_PG_URL is not set: run the tests with scripts/test")
-        pytest.skip("no PostgreSQL server (set ZHIXIANG_TEST_PG_URL or use scripts/test)")
-    import psycopg
-
-    name = "zx_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("zx_") as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
