@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from notifier.autoapply.ledger import (
     record_listed,
     state_counts,
 )
-from notifier.autoapply.lists import HEADERS, automatic_findings, without_automatic
+from notifier.autoapply.lists import HEADERS, automatic_findings, without_automatic, write_xlsx
 from notifier.db import open_state
 from notifier.letters.outbox import read_manifest
 from notifier.letters.run import NotifyOptions, notify
@@ -179,6 +179,50 @@ def test_ledger_listed_then_applied_and_a_reconfirm_is_idempotent(state_url: str
         assert set(applied_for(engine)) == {"T1", "T2"} and set(applied_for(engine, ["T2", "T3"])) == {"T2"}
     finally:
         engine.dispose()
+
+
+def test_the_excel_list_itself_confirms_the_rows_left_in_it(tmp_path: Path) -> None:
+    """The collection system may send back the .xlsx list, with the rows it did not apply deleted and
+    Excel's own cells: a real date in 办理日期, an amount typed as a number, an id typed as a number."""
+    engine = open_state(tmp_path / "state.sqlite")
+    try:
+        listed = record_listed(engine, _rows("T1", "T2", "T3", amount="3100.50"), as_of=DAY, run_id="r1")
+        path = tmp_path / "清单.xlsx"
+        write_xlsx(path, listed.entries, as_of=DAY, title="清单")
+        wb = load_workbook(path)
+        ws = wb.worksheets[0]
+        header = [c.value for c in ws[1]]
+        by_taxpayer = {ws.cell(r, header.index("纳税人识别号") + 1).value: r for r in range(2, ws.max_row + 1)}
+        ws.cell(1, len(header) + 1, "办理日期")
+        ws.cell(by_taxpayer["T1"], len(header) + 1, datetime(2026, 4, 20))
+        ws.cell(by_taxpayer["T3"], header.index("所属期") + 1, 2025)  # typed as a number: still 2025
+        ws.cell(by_taxpayer["T3"], header.index("减免金额（元）") + 1, 3100.5)
+        ws.delete_rows(by_taxpayer["T2"])  # not applied by the collection system
+        wb.save(path)
+
+        result = confirm_file(engine, path, today=NEXT_DAY)
+        assert (result.rows, result.applied, result.quarantined_rows) == (2, 2, 0), result.problems
+        applied = applied_for(engine)
+        assert set(applied) == {"T1", "T3"}
+        assert applied["T1"][0].applied_on == date(2026, 4, 20) and applied["T3"][0].applied_on == NEXT_DAY
+        assert applied["T3"][0].applied_amount == Decimal("3100.50")
+
+        # a wrong amount in the workbook is quarantined with its Excel row number
+        wb = load_workbook(path)
+        wb.worksheets[0].cell(2, header.index("减免金额（元）") + 1, 1.0)
+        wb.save(bad := tmp_path / "改过.xlsx")
+        result = confirm_file(engine, bad, today=NEXT_DAY)
+        assert [(p.row, p.field) for p in result.problems] == [(2, "减免金额（元）")]
+    finally:
+        engine.dispose()
+
+
+def test_a_damaged_workbook_is_named_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "回执.xlsx"
+    path.write_bytes(b"PK\x03\x04" + b"\0" * 64)
+    result = CliRunner().invoke(main, ["autoapply", "confirm", str(path), "--state", str(tmp_path / "s.sqlite")])
+    assert result.exit_code == EXIT_INPUT_ERROR, result.output
+    assert "不是可读的 Excel 工作簿" in result.output and str(path) in result.output
 
 
 def test_confirm_command_refuses_a_file_without_the_columns(tmp_path: Path) -> None:

@@ -30,13 +30,15 @@ def autoapply_group() -> None:
 @state_option
 @exit_on_user_error
 def confirm_command(file: Path, quarantine: Path | None, on: str | None, as_json: bool, state: str) -> None:
-    """读入征收系统的回执文件 FILE（CSV：清单编号、纳税人识别号、所属期、政策编号、减免金额（元），可选办理日期），
+    """读入征收系统的回执文件 FILE（CSV 或 Excel 工作簿 .xlsx：清单编号、纳税人识别号、所属期、政策编号、
+    减免金额（元），可选办理日期），
     把相符的事项记为“已自动享受”；清单中没有或与清单不符的行写入隔离文件（文件、行、字段、原因），其余照常确认。
     同一回执重复读入不会重复确认。
 
     \b
     示例：
       zhixiang autoapply confirm 回执/13301060000.csv --state out/state.sqlite
+      zhixiang autoapply confirm 回执/13301060000.xlsx --state out/state.sqlite
     """
     from notifier.autoapply.confirm import confirm_file
 

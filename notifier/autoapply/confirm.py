@@ -1,9 +1,11 @@
 """`zhixiang autoapply confirm FILE`: the collection system's confirmation moves entries listed → applied.
 
-The confirmation file is a CSV (UTF-8, with or without BOM, or GBK) with at least the columns 清单编号,
-纳税人识别号, 所属期, 政策编号 and 减免金额（元） — the first columns of the auto-apply list, so the list itself
-with the rows the collection system applied is a valid confirmation — and optionally 办理日期 (YYYY-MM-DD;
-default: the day of the confirmation). Cells in Excel's ="…" form are read as their text.
+The confirmation file is a CSV (UTF-8, with or without BOM, or GBK) or an Excel workbook (.xlsx, its first
+sheet, the header in row 1) with at least the columns 清单编号, 纳税人识别号, 所属期, 政策编号 and 减免金额（元）
+— the first columns of the auto-apply list, so the list itself (CSV or .xlsx) with the rows the collection
+system applied is a valid confirmation — and optionally 办理日期 (YYYY-MM-DD, or an Excel date; default: the
+day of the confirmation). Cells in Excel's ="…" form are read as their text. A row is named by its line in
+the CSV, or its row number in the workbook (the header being 1).
 
 A row is applied only when its list number is in the ledger and the taxpayer, period, rule and amount are
 those of the list; every other row goes to the quarantine file (file, row, field, value, reason) and the
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -70,34 +74,75 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"无法读取确认文件 {path}：{exc.strerror or exc}") from exc
+    records = _xlsx_records(path, data) if data[:4] == b"PK\x03\x04" else _csv_records(path, data)
+    try:
+        header = [h.strip() for h in next(records)]
+    except StopIteration:
+        raise InputError(f"确认文件 {path} 是空文件：应有表头 {'、'.join(REQUIRED)}") from None
+    missing = [h for h in REQUIRED if h not in header]
+    if missing:
+        raise InputError(f"确认文件 {path} 缺少列：{'、'.join(missing)}（应有 {'、'.join(REQUIRED)}，"
+                         f"可选 {APPLIED_ON}；可直接用自动享受清单删去未办理的行）")
+    rows = []
+    for line, values in enumerate(records, start=2):
+        if not any(v.strip() for v in values):
+            continue
+        padded = list(values) + [""] * (len(header) - len(values))
+        rows.append((line, {h: excel.plain(padded[i].strip()) for i, h in enumerate(header) if h}))
+    return header, rows
+
+
+def _csv_records(path: Path, data: bytes) -> Iterator[Sequence[str]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         try:
             text = data.decode("gbk")
         except UnicodeDecodeError as exc:
-            raise InputError(f"确认文件 {path} 既不是 UTF-8 也不是 GBK 编码的 CSV") from exc
+            raise InputError(f"确认文件 {path} 既不是 UTF-8 也不是 GBK 编码的 CSV，"
+                             "也不是 Excel 工作簿（.xlsx）") from exc
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise InputError(f"确认文件 {path} 是空文件：应有表头 {'、'.join(REQUIRED)}") from None
-    except csv.Error as exc:
-        raise InputError(f"确认文件 {path} 不是可读的 CSV：{exc}") from exc
-    missing = [h for h in REQUIRED if h not in header]
-    if missing:
-        raise InputError(f"确认文件 {path} 缺少列：{'、'.join(missing)}（应有 {'、'.join(REQUIRED)}，"
-                         f"可选 {APPLIED_ON}；可直接用自动享受清单删去未办理的行）")
-    rows = []
-    try:
-        for line, values in enumerate(reader, start=2):
-            if not any(v.strip() for v in values):
-                continue
-            padded = values + [""] * (len(header) - len(values))
-            rows.append((line, {h: excel.plain(padded[i].strip()) for i, h in enumerate(header) if h}))
+        yield from reader
     except csv.Error as exc:
         raise InputError(f"确认文件 {path} 第 {reader.line_num} 行不是可读的 CSV：{exc}") from exc
-    return header, rows
+
+
+def _xlsx_records(path: Path, data: bytes) -> Iterator[Sequence[str]]:
+    """The first sheet's rows as text, row 1 first; rows are numbered as Excel numbers them."""
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise InputError(f"确认文件 {path} 不是可读的 Excel 工作簿（.xlsx）：{exc}") from exc
+    try:
+        sheet = wb.worksheets[0]
+        expected = 1
+        for row in sheet.iter_rows():
+            number = next((c.row for c in row if getattr(c, "row", None)), expected)
+            while expected < number:  # rows Excel left empty keep the numbering
+                yield ()
+                expected += 1
+            yield [_cell_text(c.value) for c in row]
+            expected += 1
+    finally:
+        wb.close()
+
+
+def _cell_text(value: object) -> str:
+    """A cell as the text a CSV would hold: numbers without float noise, dates as YYYY-MM-DD."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")
+    return str(value)
 
 
 def confirm_file(engine: Engine, path: Path, *, today: date, quarantine: Path | None = None) -> ConfirmResult:
