@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from engine.cli import main
+from notifier.autoapply.ledger import mark_applied, record_listed
 from notifier.cases.ledger import case_number, sync_findings
 from notifier.cases.queries import get_case, history_of
 from notifier.db import open_state
@@ -70,6 +72,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for name, role, authority in (("wang", "科长", A), ("li", "科员", A), ("zhou", "科员", B), ("zhao", "分析员", ""),
                                   ("admin", "管理员", ""), ("victim", "科员", A)):
         accounts.add_user(engine, name, role, authority, PASSWORD)
+    listed = record_listed(engine, [  # 免申即享: two listed for A (one then applied), one for B
+        {"taxpayer_id": tp(i), "period": "2025", "rule_id": "disability_fund_relief", "rule_name": "残保金减免",
+         "taxpayer_name": f"杭州样例{i}有限公司", "tax_authority": authority, "amount": Decimal("3000.00"),
+         "basis": "依据", "evidence": "证据"} for i, authority in ((1, A), (2, A), (7, B))],
+        as_of=date(2026, 1, 10), run_id="run-1")
+    with engine.begin() as conn:
+        mark_applied(conn, next(e.entry_no for e in listed.entries if e.taxpayer_id == tp(2)),
+                     applied_on=date(2026, 1, 20), amount=Decimal("3000.00"), file="回执/13301060000.xlsx", row=2)
     token_a = accounts.add_token(engine, "etax-a", "科员", A)
     token_b = accounts.add_token(engine, "etax-b", "科员", B)
     engine.dispose()
@@ -200,6 +210,24 @@ def test_precision_per_rule_over_time(server: Server) -> None:
     page = client.get("/precision?rule=small_low_profit_cit")
     assert page.status_code == 200 and "<svg" in page.text and "误报" in page.text
     assert client.get("/precision?rule=no_such_rule").status_code == 400
+
+
+def test_the_autoapply_ledger_page_in_scope(server: Server) -> None:
+    officer = login(server, "li")  # 科员 of A: A's entries only
+    page = officer.get("/autoapply")
+    assert page.status_code == 200 and "免申即享台账" in page.text
+    assert tp(1) in page.text and tp(2) not in page.text and tp(7) not in page.text  # listed (the default)
+    applied = officer.get("/autoapply?state=applied").text
+    assert tp(2) in applied and "2026-01-20" in applied and "13301060000.xlsx 第 2 行" in applied
+    assert tp(7) not in officer.get("/autoapply?state=all&authority=" + B).text  # scope is not a filter
+    analyst = login(server, "zhao")  # every authority, and may choose one
+    everything = analyst.get("/autoapply?state=all").text
+    assert all(tp(i) in everything for i in (1, 2, 7)) and "已列入清单 2 项，已自动享受 1 项" in everything
+    only_b = analyst.get("/autoapply?state=all&authority=" + B).text
+    assert tp(7) in only_b and tp(1) not in only_b
+    assert analyst.get("/autoapply?state=nonsense").status_code == 400
+    assert analyst.get("/autoapply?rule=no_such_rule").status_code == 400
+    assert login(server, "admin").get("/autoapply").status_code == 404
 
 
 def test_an_officer_acts_only_on_cases_assigned_to_them(server: Server) -> None:

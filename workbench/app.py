@@ -547,6 +547,39 @@ def create_app(wb: Workbench, *, secure_cookies: bool = False) -> FastAPI:
         rules = sorted((r.id, r.name) for r in wb.catalogue.rules.values())
         return render(request, "precision.html", stats=stats, months=months, chart=chart, rule=rule, rules=rules)
 
+    # ---------------------------------------------------------------------------------- 免申即享
+
+    @app.get("/autoapply", response_class=HTMLResponse, include_in_schema=False)
+    async def autoapply_page(request: Request) -> Response:
+        """The 免申即享 ledger in the user's scope: what is listed for the collection system and for how
+        long, what it has applied (from `zhixiang autoapply confirm`)."""
+        from notifier.autoapply.ledger import STATE_LABELS, EntryFilter, find_entries, state_counts
+
+        user = page_user(request)
+        if not user.sees_cases:
+            raise PageError(404, "没有这个页面。")
+        q = dict(request.query_params)
+        state, rule, authority = q.get("state", "listed"), q.get("rule", ""), q.get("authority", "")
+        if state not in ("all", *STATE_LABELS):
+            raise PageError(400, f"未知的状态 {state}")
+        if rule and rule not in wb.catalogue.rules:
+            raise PageError(400, f"未知的规则 {rule}")
+        try:
+            page = max(int(q.get("page", "1")), 1)
+        except ValueError as exc:
+            raise PageError(400, "页码应为正整数") from exc
+        scope = user.authorities()
+        authorities = scope if scope is not None else ([authority] if authority else None)
+        where = EntryFilter(authorities=authorities, state=None if state == "all" else state,  # type: ignore[arg-type]
+                            rule_id=rule or None)
+        total, rows = find_entries(engine, where, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        clean = {"state": state, "rule": rule, "authority": authority}
+        automatic = sorted((r.id, r.name) for r in wb.catalogue.rules.values() if r.automatic)
+        return render(request, "autoapply.html", rows=rows, total=total, page=page,
+                      pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1), f=clean, rules=automatic,
+                      counts=state_counts(engine, authorities), states=STATE_LABELS, today=date.today(),
+                      query=lambda **kw: urlencode({**clean, **kw}))
+
     # ---------------------------------------------------------------------------------- administration
 
     @app.get("/admin/users", response_class=HTMLResponse, include_in_schema=False)

@@ -181,14 +181,51 @@ def applied_for(engine: Engine | Connection, taxpayer_ids: Iterable[str] | None 
     return {t: tuple(sorted(es, key=lambda e: (e.period, e.rule_id))) for t, es in out.items()}
 
 
-def state_counts(engine: Engine | Connection) -> dict[str, int]:
-    """Entries per state, every state named (0 when none)."""
+def _scoped(stmt: Any, authorities: Sequence[str] | None) -> Any:
+    """`stmt` limited to these tax authorities (None: every authority; an empty list: none)."""
+    return stmt if authorities is None else stmt.where(autoapply_entries.c.tax_authority.in_(list(authorities)))
+
+
+def state_counts(engine: Engine | Connection, authorities: Sequence[str] | None = None) -> dict[str, int]:
+    """Entries per state (of these tax authorities, or of all), every state named (0 when none)."""
     with _begin(engine) as conn:
-        rows = [tuple(r) for r in conn.execute(select(autoapply_entries.c.state, func.count())
+        rows = [tuple(r) for r in conn.execute(_scoped(select(autoapply_entries.c.state, func.count()), authorities)
                                                .group_by(autoapply_entries.c.state))]
     counts = {state: 0 for state in STATE_LABELS}
     counts.update({str(s): int(n) for s, n in rows})
     return counts
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """Which entries a ledger page shows: tax authorities (None: all), a state, a rule, an authority chosen."""
+
+    authorities: Sequence[str] | None = None
+    state: State | None = None
+    rule_id: str | None = None
+
+    def apply(self, stmt: Any) -> Any:
+        stmt = _scoped(stmt, self.authorities)
+        if self.state is not None:
+            stmt = stmt.where(autoapply_entries.c.state == self.state)
+        if self.rule_id is not None:
+            stmt = stmt.where(autoapply_entries.c.rule_id == self.rule_id)
+        return stmt
+
+
+def find_entries(engine: Engine | Connection, where: EntryFilter, *, offset: int = 0,
+                 limit: int | None = None) -> tuple[int, list[Entry]]:
+    """(how many match, one page of them): entries still listed first, the longest listed first — what the
+    collection system has waited on longest — then the applied ones, the latest applied first."""
+    c = autoapply_entries.c
+    with _begin(engine) as conn:
+        total = int(conn.execute(where.apply(select(func.count()).select_from(autoapply_entries))).scalar_one())
+        stmt = (where.apply(select(autoapply_entries))
+                .order_by((c.state == "applied"), c.first_listed_on, c.applied_on.desc(), c.entry_no)
+                .offset(offset))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return total, [Entry.from_row(r) for r in conn.execute(stmt).mappings()]
 
 
 def utcnow() -> datetime:
