@@ -37,7 +37,7 @@ from notifier.autoapply.lists import HEADERS, automatic_findings, without_automa
 from notifier.db import open_state
 from notifier.letters.outbox import read_manifest
 from notifier.letters.run import NotifyOptions, notify
-from notifier.letters.suppression import NOTIFICATIONS, SuppressionPolicy
+from notifier.letters.suppression import AUTO_APPLIED, NOTIFICATIONS, SuppressionPolicy
 from notifier.nightly.pipeline import run_nightly
 from tests.builders.nightly import AS_OF, YEAR, build_data, make_config, write_data
 
@@ -341,6 +341,27 @@ def test_nightly_lists_automatic_reliefs_and_never_asks_to_claim_them(state_url:
     assert "已为您自动享受2025 年度「残疾人就业保障金分档减缴和30人（含）以下企业暂免征收」，减免 2.00 万元" in text
     assert "尚未申报享受" in text  # the small-low-profit relief it still has to claim
     assert text.count("残疾人就业保障金分档减缴") == 1  # said once, in the applied section, never as a claim
+
+    # said once: the package that delivered it records it, and later packages do not repeat it
+    said = "已为您自动享受2025 年度「残疾人就业保障金分档减缴"
+    for outbox, expected in (("sent-1", True), ("sent-2", False)):
+        report = notify(NotifyOptions(findings=day2, out=tmp_path / outbox, state_url=state_url,
+                                      as_of=date(2026, 9, 1), suppression=SuppressionPolicy(cooldown_days=0)))
+        text = next((tmp_path / outbox).rglob(f"{ids['exempt_with_letter']}.txt")).read_text(encoding="utf-8")
+        assert (said in text) is expected and "尚未申报享受" in text, outbox
+    engine = open_state(state_url)
+    try:
+        with engine.connect() as conn:
+            told = [tuple(r) for r in conn.execute(select(NOTIFICATIONS.c.taxpayer_id, NOTIFICATIONS.c.kind)
+                                                   .where(NOTIFICATIONS.c.rule_id == RULE))]
+    finally:
+        engine.dispose()
+    assert sorted(told) == sorted((t, AUTO_APPLIED) for t in ids.values() if t in applied_letters(tmp_path / "sent-1"))
+
+
+def applied_letters(outbox: Path) -> set[str]:
+    """The taxpayers whose letter in this outbox says 已为您自动享受."""
+    return {p.stem for p in outbox.rglob("*.txt") if "已为您自动享受" in p.read_text(encoding="utf-8")}
 
 
 def test_build_letter_never_asks_to_claim_an_automatic_relief() -> None:

@@ -188,6 +188,8 @@ class AutoApplied:
     period_label: str
     amount_text: str
     note: str  # the rule's apply.label: how the bureau applies it
+    period: str = ""
+    amount: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -549,4 +551,4 @@ def _auto_applied(entry: Any, catalogue: Catalogue) -> AutoApplied:
     rule = catalogue.rules.get(entry.rule_id)
     amount = entry.applied_amount if entry.applied_amount is not None else entry.amount
     return AutoApplied(entry.rule_id, rule.name if rule else entry.rule_name, period_label(entry.period),
-                       format_amount(amount), rule.apply_label if rule else "")
+                       format_amount(amount), rule.apply_label if rule else "", entry.period, amount)

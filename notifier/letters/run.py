@@ -47,7 +47,14 @@ from notifier.letters.outbox import STATUS_LABELS, ManifestRow, Outbox
 from notifier.letters.pdf import PdfError, PdfJob, PdfPool
 from notifier.letters.print_files import PrintFile, write_print_files
 from notifier.letters.render import LetterRenderer
-from notifier.letters.suppression import SentRecord, SuppressionLedger, SuppressionPolicy, records_for
+from notifier.letters.suppression import (
+    AUTO_APPLIED,
+    SentRecord,
+    SuppressionLedger,
+    SuppressionPolicy,
+    records_for,
+    told_ever,
+)
 
 CHUNK = 64  # taxpayers rendered together (PDFs of a chunk go to the worker processes at once)
 #: PDFs handed to the workers and not yet back before the run waits for them (the letters behind them wait
@@ -318,7 +325,10 @@ class _Run:
             package_id=letter.package_id, status=status, note="；".join(notes),
         ))
         if delivered_by and not self.o.dry_run:
-            self.to_record.extend(records_for(letter.findings, taxpayer_id=letter.taxpayer_id,
+            # the short message has no 已为您自动享受 section: only a full letter tells it
+            said = letter.auto_applied if letter.channel != "sms" else ()
+            told = (*letter.findings, *((AUTO_APPLIED, a.rule_id, a.period, a.amount) for a in said))
+            self.to_record.extend(records_for(told, taxpayer_id=letter.taxpayer_id,
                                               channel=letter.channel, backend=delivered_by,
                                               package_id=letter.package_id))
             if len(self.to_record) >= LEDGER_FLUSH:
@@ -466,7 +476,7 @@ def _notify(options: NotifyOptions, findings: pl.DataFrame | None, catalogue: Ca
         outbox = Outbox(options.out)
         outbox.prepare()
         run = _Run(options, catalogue, renderer, ledger, outbox, report, DeliveryLog(engine, options.as_of))
-        run.auto_applied = applied_for(engine)
+        run.auto_applied = untold(applied_for(engine), told_ever(engine, AUTO_APPLIED))
         total = frame.get_column("taxpayer_id").n_unique()
         report.taxpayers = total
         done = 0
@@ -561,3 +571,9 @@ def _index_rows(rows: Sequence[ManifestRow]) -> list[dict[str, Any]]:
             "files": list(row.files),
         }))
     return out
+
+
+def untold(applied: dict[str, tuple[Entry, ...]], told: set[tuple[str, str, str]]) -> dict[str, tuple[Entry, ...]]:
+    """The applied 免申即享 entries no delivered package has told yet: 已为您自动享受 is said once."""
+    out = {t: tuple(e for e in entries if (t, e.rule_id, e.period) not in told) for t, entries in applied.items()}
+    return {t: entries for t, entries in out.items() if entries}

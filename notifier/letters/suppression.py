@@ -28,7 +28,7 @@ NOTIFICATIONS = Table(
     Column("taxpayer_id", String(32), nullable=False),
     Column("rule_id", String(64), nullable=False),
     Column("period", String(16), nullable=False),
-    Column("kind", String(16), nullable=False),  # unclaimed / improper (low-risk reminder)
+    Column("kind", String(16), nullable=False),  # unclaimed / improper (low-risk reminder) / AUTO_APPLIED
     # Exact on every backend: whole fen in an integer (SQLite has no exact decimal type).
     Column("estimated_fen", BigInteger, nullable=True),
     Column("channel", String(8), nullable=False),
@@ -41,6 +41,9 @@ NOTIFICATIONS = Table(
 )
 
 Key = tuple[str, str, str, str]  # taxpayer_id, rule_id, period, kind
+
+#: The ledger kind of a 已为您自动享受 line (a 免申即享 relief the bureau applied): said once, ever.
+AUTO_APPLIED = "auto_applied"
 
 
 def to_fen(amount: Decimal | None) -> int | None:
@@ -162,6 +165,14 @@ class SuppressionLedger:
                 insert_rows(own, NOTIFICATIONS, rows)
         for r in records:
             self._recent[(r.taxpayer_id, r.rule_id, r.period, r.kind)] = LastSent(self.as_of, r.amount, r.channel)
+
+
+def told_ever(engine: Engine, kind: str) -> set[tuple[str, str, str]]:
+    """(taxpayer, rule, period) of every delivered package that told news of this kind, at any time."""
+    t = NOTIFICATIONS.c
+    with engine.connect() as conn:
+        return {(r.taxpayer_id, r.rule_id, r.period)
+                for r in conn.execute(select(t.taxpayer_id, t.rule_id, t.period).where(t.kind == kind).distinct())}
 
 
 def history(engine: Engine, taxpayer_id: str | None = None) -> list[dict[str, object]]:

@@ -70,6 +70,7 @@ from engine.run import RunResult, evaluate_period, write_outputs
 from notifier.autoapply import ledger as _autoapply_ledger  # noqa: F401  (its table on METADATA before open_state)
 from notifier.db import open_state
 from notifier.letters.deliveries import undelivered_taxpayers
+from notifier.letters.suppression import AUTO_APPLIED
 from notifier.nightly.config import Config, due_periods
 from notifier.nightly.diff import diff_counts, diff_findings, news, write_diff
 from notifier.nightly.runs import (
@@ -516,7 +517,7 @@ class _Pipeline:
                 "suppressed_findings": letters.suppressed_findings,
                 "suppressed_taxpayers": letters.suppressed_taxpayers, "opted_out": letters.opted_out,
                 "failed": letters.failed, "total_saving": str(letters.total_saving),
-                "findings_told": len(letters.unrecorded),
+                "findings_told": sum(1 for r in letters.unrecorded if r.kind != AUTO_APPLIED),
             }
         return counts
 
