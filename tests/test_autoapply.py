@@ -352,11 +352,11 @@ def test_nightly_lists_automatic_reliefs_and_never_asks_to_claim_them(state_url:
     engine = open_state(state_url)
     try:
         with engine.connect() as conn:
-            told = [tuple(r) for r in conn.execute(select(NOTIFICATIONS.c.taxpayer_id, NOTIFICATIONS.c.kind)
+            told_rows = [tuple(r) for r in conn.execute(select(NOTIFICATIONS.c.taxpayer_id, NOTIFICATIONS.c.kind)
                                                    .where(NOTIFICATIONS.c.rule_id == RULE))]
     finally:
         engine.dispose()
-    assert sorted(told) == sorted((t, AUTO_APPLIED) for t in ids.values() if t in applied_letters(tmp_path / "sent-1"))
+    assert sorted(told_rows) == sorted((t, AUTO_APPLIED) for t in ids.values() if t in applied_letters(tmp_path / "sent-1"))
 
 
 def applied_letters(outbox: Path) -> set[str]:
